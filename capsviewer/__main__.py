@@ -1,0 +1,3 @@
+from capsviewer.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,1 @@
+"""Numerical experiments behind the views (Qt-free)."""

@@ -1,0 +1,196 @@
+"""Command line: ``capsviewer`` (the app), ``capsviewer train``, ``eval`` and ``info``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import capsviewer
+from capsviewer.data import DATASETS, ENV_VAR, DatasetUnavailable
+from capsviewer.models import MODELS
+
+DEFAULT_OUTPUT = "checkpoints/{model}-{dataset}.safetensors"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="capsviewer",
+        description="Explore Capsule Networks. Without a sub-command, opens the desktop app.",
+    )
+    parser.add_argument("--version", action="version", version=f"capsviewer {capsviewer.__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info}")
+
+    data_root = dict(
+        metavar="PATH",
+        help=f"dataset folder in torchvision's layout (default: ${ENV_VAR}, else the user data "
+        "directory, where missing datasets are downloaded)",
+    )
+    device = dict(default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+
+    train = sub.add_parser("train", help="train a model and save checkpoints every epoch")
+    train.add_argument("--model", choices=sorted(MODELS), default="capsnet")
+    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
+    train.add_argument("--epochs", type=_positive, default=10)
+    train.add_argument("--batch-size", type=_positive, default=128)
+    train.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    train.add_argument("--subset", type=_positive, help="train on this many random images")
+    train.add_argument("--test-subset", type=_positive, help="test on this many random images")
+    train.add_argument("--iterations", type=_positive, help="routing iterations (CapsNet; default 3)")
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", **device)
+    train.add_argument("--data-root", **data_root)
+    train.add_argument("--output", metavar="PATH", help=f"checkpoint path (default: {DEFAULT_OUTPUT})")
+    train.add_argument("--resume", action="store_true", help="continue an interrupted run at --output")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
+
+    ev = sub.add_parser("eval", help="accuracy of a checkpoint on a test set")
+    ev.add_argument("checkpoint", type=Path)
+    ev.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's dataset")
+    ev.add_argument("--subset", type=_positive, help="evaluate on this many random test images")
+    ev.add_argument("--iterations", type=_positive, help="override the routing iterations (CapsNet)")
+    ev.add_argument("--batch-size", type=_positive, default=500)
+    ev.add_argument("--device", **device)
+    ev.add_argument("--data-root", **data_root)
+
+    info = sub.add_parser("info", help="what a checkpoint holds")
+    info.add_argument("checkpoint", type=Path)
+    info.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
+
+    commands = {"train": _train, "eval": _eval, "info": _info, None: _app}
+    try:
+        return commands[args.command](args)
+    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError) as error:
+        print(f"capsviewer: error: {error}", file=sys.stderr)
+        return 2
+
+
+def _app(args) -> int:
+    try:
+        from capsviewer.app import run_app  # the desktop app lands with its own issue
+    except ImportError:
+        print(
+            "capsviewer: the desktop window is not part of this build yet.\n"
+            "Use the command line meanwhile: capsviewer train | eval | info (see --help).",
+            file=sys.stderr,
+        )
+        return 1
+    return run_app(args)
+
+
+def _train(args) -> int:
+    from tqdm import tqdm
+
+    from capsviewer.training import BatchProgress, EpochResult, TrainConfig, Trainer
+
+    output = args.output or DEFAULT_OUTPUT.format(model=args.model, dataset=args.dataset)
+    config = TrainConfig(
+        model=args.model,
+        model_config={"routing_iterations": args.iterations} if args.iterations else {},
+        dataset=args.dataset,
+        data_root=args.data_root,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        learning_rate=args.lr,
+        subset=args.subset,
+        test_subset=args.test_subset,
+        seed=args.seed,
+        device=args.device,
+        output=output,
+        resume=args.resume,
+    )
+    trainer = Trainer(config)
+    print(f"training {args.model} on {args.dataset} ({trainer.device}), checkpoints → {output}")
+    bar = None
+    try:
+        for event in trainer.events():
+            if isinstance(event, BatchProgress) and not args.no_progress:
+                if bar is None:
+                    bar = tqdm(total=event.batches, desc=f"epoch {event.epoch}/{event.epochs}",
+                               unit="batch", dynamic_ncols=True)
+                bar.update(1)
+                bar.set_postfix(loss=f"{event.loss:.4f}", acc=f"{event.accuracy:.1%}",
+                                img_s=f"{event.images_per_second:.0f}", refresh=False)
+            elif isinstance(event, EpochResult):
+                if bar is not None:
+                    bar.close()
+                    bar = None
+                print(
+                    f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
+                    f"acc {event.train_accuracy:.2%} | test loss {event.test_loss:.4f} "
+                    f"acc {event.test_accuracy:.2%} | {event.seconds:.1f} s "
+                    f"({event.images_per_second:.0f} img/s)",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        if bar is not None:
+            bar.close()
+        print(f"\ninterrupted; every finished epoch is saved in {output} "
+              "(continue with --resume)", file=sys.stderr)
+        return 130
+    print(f"done in {event.seconds:.1f} s; best test accuracy {event.best_test_accuracy:.2%}; "
+          f"saved {event.checkpoint}")
+    return 0
+
+
+def _eval(args) -> int:
+    from capsviewer.data import load_dataset
+    from capsviewer.training import evaluate, load_checkpoint, select_device
+
+    device = select_device(args.device)
+    checkpoint = load_checkpoint(args.checkpoint, device)
+    meta = checkpoint.metadata
+    dataset = args.dataset or meta.get("dataset", {}).get("name", "mnist")
+    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
+    options = {"iterations": args.iterations} if args.iterations else {}
+    start = time.perf_counter()
+    result = evaluate(checkpoint.model, test, device, args.batch_size, **options)
+    seconds = time.perf_counter() - start
+    print(
+        f"{args.checkpoint}: {meta['architecture']} on {dataset} test set ({result.count} images, "
+        f"{device}, {seconds:.1f} s)\n"
+        f"accuracy {result.accuracy:.2%} ({result.correct}/{result.count}), "
+        f"error {result.error_percent:.2f}%, loss {result.loss:.4f}"
+    )
+    stated = meta.get("metrics", {}).get("test_accuracy")
+    if stated is not None and meta.get("dataset", {}).get("test_images") == "all" and not args.subset:
+        same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
+        print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%})")
+    return 0
+
+
+def _info(args) -> int:
+    from capsviewer.training import read_metadata
+
+    meta = read_metadata(args.checkpoint)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    size = args.checkpoint.stat().st_size
+    print(f"{args.checkpoint} ({size / 1e6:.1f} MB)")
+    print(f"  architecture  {meta['architecture']}")
+    for key, value in meta.get("config", {}).items():
+        print(f"    {key:<23}{value}")
+    for key in ("epoch", "seed", "device", "training_seconds", "torch_version", "saved"):
+        if key in meta:
+            print(f"  {key:<17}{meta[key]}")
+    for key, value in meta.get("metrics", {}).items():
+        print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
+    if "dataset" in meta:
+        print("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+    return 0
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
+    return value

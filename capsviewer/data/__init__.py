@@ -1,0 +1,25 @@
+"""Datasets (MNIST, Fashion-MNIST) and tensor-level batching and augmentation."""
+
+from capsviewer.data.batches import iterate_batches, random_shift, to_float
+from capsviewer.data.datasets import (
+    DATASETS,
+    ENV_VAR,
+    DatasetUnavailable,
+    ImageSet,
+    default_data_root,
+    load_dataset,
+    resolve_data_root,
+)
+
+__all__ = [
+    "DATASETS",
+    "ENV_VAR",
+    "DatasetUnavailable",
+    "ImageSet",
+    "default_data_root",
+    "iterate_batches",
+    "load_dataset",
+    "random_shift",
+    "resolve_data_root",
+    "to_float",
+]

@@ -1,0 +1,149 @@
+"""MNIST and Fashion-MNIST through torchvision, held in memory as uint8 tensors.
+
+The data root is, in order: the ``root`` argument (``--data-root``), the environment variable
+``CAPSVIEWER_DATA``, or the user's data directory, where torchvision downloads the files.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import os
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+
+import platformdirs
+import torch
+from torchvision import datasets
+
+ENV_VAR = "CAPSVIEWER_DATA"
+# Debian's dataset-fashion-mnist package puts the four canonical .gz files here.
+DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    torchvision_class: type
+    classes: tuple[str, ...]
+
+    @property
+    def folder(self) -> str:
+        return self.torchvision_class.__name__  # torchvision keeps files in <root>/<folder>/raw
+
+    @property
+    def files(self) -> list[str]:
+        return [Path(url).stem for url, _ in self.torchvision_class.resources]
+
+
+DATASETS = {
+    "mnist": DatasetSpec(datasets.MNIST, tuple(str(d) for d in range(10))),
+    "fashion-mnist": DatasetSpec(
+        datasets.FashionMNIST,
+        ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+         "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
+    ),
+}
+
+
+class DatasetUnavailable(RuntimeError):
+    """The dataset is neither on disk nor downloadable; the message says where files go."""
+
+
+@dataclass(frozen=True)
+class ImageSet:
+    """A whole split in memory: images uint8 (N, 1, 28, 28) and labels int64 (N,)."""
+
+    name: str
+    train: bool
+    images: torch.Tensor
+    labels: torch.Tensor
+    classes: tuple[str, ...]
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, size: int | None, seed: int = 0) -> ImageSet:
+        """A reproducible random subset of ``size`` images (all of them when None)."""
+        if size is None or size >= len(self):
+            return self
+        if size < 1:
+            raise ValueError(f"subset size must be positive, got {size}")
+        order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
+        return ImageSet(self.name, self.train, self.images[order], self.labels[order], self.classes)
+
+    def checksum(self) -> str:
+        """sha256 of images and labels, to record which data a model saw."""
+        digest = hashlib.sha256(self.images.contiguous().numpy().tobytes())
+        digest.update(self.labels.numpy().tobytes())
+        return digest.hexdigest()
+
+
+def default_data_root() -> Path:
+    return platformdirs.user_data_path("capsviewer") / "datasets"
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    if root is not None:
+        return Path(root).expanduser()
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]).expanduser()
+    return default_data_root()
+
+
+def load_dataset(
+    name: str = "mnist",
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> ImageSet:
+    """Load a split, downloading it into ``root`` if it is missing and ``download`` is set."""
+    if name not in DATASETS:
+        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+    spec = DATASETS[name]
+    root = resolve_data_root(root)
+    if name == "fashion-mnist" and not _has_files(spec, root):
+        root = _debian_fashion_mnist(spec) or root
+    try:
+        ds = spec.torchvision_class(str(root), train=train, download=False)
+    except RuntimeError:
+        if not download:
+            raise DatasetUnavailable(_missing_message(spec, root, "downloading is switched off")) from None
+        try:
+            ds = spec.torchvision_class(str(root), train=train, download=True)
+        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
+            raise DatasetUnavailable(_missing_message(spec, root, f"download failed: {error}")) from error
+    images = ds.data.unsqueeze(1).contiguous()
+    return ImageSet(name, train, images, ds.targets.long(), spec.classes)
+
+
+def _has_files(spec: DatasetSpec, root: Path) -> bool:
+    raw = root / spec.folder / "raw"
+    return all((raw / f).exists() for f in spec.files)
+
+
+def _debian_fashion_mnist(spec: DatasetSpec) -> Path | None:
+    """Unpack Debian's Fashion-MNIST .gz files once into the user cache; None if absent."""
+    sources = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in spec.files]
+    if not all(p.exists() for p in sources):
+        return None
+    cache = platformdirs.user_cache_path("capsviewer") / "debian-datasets"
+    raw = cache / spec.folder / "raw"
+    raw.mkdir(parents=True, exist_ok=True)
+    for source in sources:
+        target = raw / source.stem
+        if not target.exists():
+            partial = target.with_suffix(".tmp")
+            with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            partial.replace(target)
+    return cache
+
+
+def _missing_message(spec: DatasetSpec, root: Path, reason: str) -> str:
+    raw = root / spec.folder / "raw"
+    return (
+        f"{spec.folder} is not available: {reason}.\n"
+        f"Put the files {', '.join(spec.files)} (or their .gz) in {raw},\n"
+        f"or point capsviewer at another data root with --data-root or ${ENV_VAR}."
+    )

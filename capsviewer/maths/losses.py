@@ -1,0 +1,47 @@
+"""Losses of the CapsNet paper: margin loss (eq. 4) plus a down-weighted reconstruction loss."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+
+
+class LossBreakdown(NamedTuple):
+    total: torch.Tensor
+    margin: torch.Tensor  # or the classification loss of a non-capsule model
+    reconstruction: torch.Tensor  # summed squared error per image (0 for models without decoder)
+
+
+def margin_loss(
+    lengths: torch.Tensor,
+    labels: torch.Tensor,
+    m_plus: float = 0.9,
+    m_minus: float = 0.1,
+    down_weight: float = 0.5,
+) -> torch.Tensor:
+    """L = Σ_k T_k max(0, m⁺ − ‖v_k‖)² + λ (1 − T_k) max(0, ‖v_k‖ − m⁻)², summed over classes
+    k and averaged over the batch."""
+    present = F.one_hot(labels, lengths.shape[-1]).to(lengths.dtype)
+    loss = present * F.relu(m_plus - lengths).pow(2) + down_weight * (1 - present) * F.relu(
+        lengths - m_minus
+    ).pow(2)
+    return loss.sum(dim=-1).mean()
+
+
+def reconstruction_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
+    """Sum of squared pixel differences per image, averaged over the batch."""
+    return (reconstruction - images).pow(2).flatten(1).sum(dim=1).mean()
+
+
+def capsule_loss(
+    lengths: torch.Tensor,
+    labels: torch.Tensor,
+    reconstruction: torch.Tensor,
+    images: torch.Tensor,
+    reconstruction_weight: float = 0.0005,
+) -> LossBreakdown:
+    margin = margin_loss(lengths, labels)
+    recon = reconstruction_error(reconstruction, images)
+    return LossBreakdown(margin + reconstruction_weight * recon, margin, recon)

@@ -1,0 +1,48 @@
+"""Model registry: every architecture by name, with its config class."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from torch import nn
+
+from capsviewer.models.capsnet import CapsNet, CapsNetConfig, CapsNetOutput
+from capsviewer.models.cnn import BaselineCNN, CNNConfig, CNNOutput
+
+MODELS: dict[str, tuple[type[nn.Module], type]] = {
+    "capsnet": (CapsNet, CapsNetConfig),
+    "cnn": (BaselineCNN, CNNConfig),
+}
+
+
+def make_config(architecture: str, values: dict[str, Any] | None = None):
+    """Build the config of ``architecture`` from plain values (JSON lists become tuples);
+    unknown keys are refused so that a foreign checkpoint cannot slip through."""
+    if architecture not in MODELS:
+        raise KeyError(f"unknown architecture {architecture!r}; known: {', '.join(MODELS)}")
+    config_cls = MODELS[architecture][1]
+    values = dict(values or {})
+    fields = {f.name for f in dataclasses.fields(config_cls)}
+    unknown = set(values) - fields
+    if unknown:
+        raise ValueError(f"{architecture} config has unknown fields: {', '.join(sorted(unknown))}")
+    values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+    return config_cls(**values)
+
+
+def build_model(architecture: str, config: dict[str, Any] | None = None) -> nn.Module:
+    return MODELS[architecture][0](make_config(architecture, config))
+
+
+__all__ = [
+    "MODELS",
+    "BaselineCNN",
+    "CNNConfig",
+    "CNNOutput",
+    "CapsNet",
+    "CapsNetConfig",
+    "CapsNetOutput",
+    "build_model",
+    "make_config",
+]

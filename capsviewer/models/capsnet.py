@@ -1,0 +1,159 @@
+"""The CapsNet of Sabour, Frosst & Hinton (2017): Conv → PrimaryCaps → DigitCaps → decoder."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from capsviewer.maths import RoutingResult, dynamic_routing, predict_votes, squash
+from capsviewer.maths.losses import capsule_loss
+
+
+@dataclass(frozen=True)
+class CapsNetConfig:
+    in_channels: int = 1
+    image_size: int = 28
+    conv_channels: int = 256  # Conv1: 256 @ 9×9, ReLU
+    kernel_size: int = 9
+    primary_maps: int = 32  # PrimaryCaps: 32 maps of 8-D capsules, 9×9, stride 2
+    primary_dim: int = 8
+    num_classes: int = 10  # DigitCaps: 10 capsules of 16 dimensions
+    digit_dim: int = 16
+    routing_iterations: int = 3
+    detach_votes: bool = False  # see dynamic_routing
+    vote_init_std: float = 0.01  # W_ij ~ N(0, std²)
+    decoder_hidden: tuple[int, ...] = (512, 1024)
+    reconstruction_weight: float = 0.0005
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def primary_grid(self) -> tuple[int, int, int]:
+        """(maps, rows, cols) of the primary capsules: (32, 6, 6) for the paper's MNIST model."""
+        side = (self.image_size - self.kernel_size + 1 - self.kernel_size) // 2 + 1
+        return (self.primary_maps, side, side)
+
+    @property
+    def num_primary(self) -> int:
+        maps, rows, cols = self.primary_grid
+        return maps * rows * cols
+
+
+@dataclass
+class CapsNetOutput:
+    scores: torch.Tensor  # ‖v_j‖, the class evidence (B, 10)
+    digit_capsules: torch.Tensor  # v_j (B, 10, 16)
+    reconstruction: torch.Tensor  # decoder output (B, C, H, W)
+    primary_capsules: torch.Tensor | None = None  # u_i (B, 1152, 8)
+    votes: torch.Tensor | None = None  # û_{j|i} (B, 1152, 10, 16)
+    routing: RoutingResult | None = None
+
+
+class CapsNet(nn.Module):
+    """The paper's MNIST CapsNet; 8,215,568 parameters (6,804,224 without the decoder).
+
+    Primary capsule i sits on the (map, row, col) grid with i = map·rows·cols + row·cols + col;
+    channel k of the PrimaryCaps convolution is dimension k mod 8 of map k // 8.
+    """
+
+    architecture = "capsnet"
+
+    def __init__(self, config: CapsNetConfig | None = None):
+        super().__init__()
+        self.config = c = config or CapsNetConfig()
+        self.conv = nn.Conv2d(c.in_channels, c.conv_channels, c.kernel_size)
+        self.primary = nn.Conv2d(
+            c.conv_channels, c.primary_maps * c.primary_dim, c.kernel_size, stride=2
+        )
+        # W_ij: one 16×8 matrix per (primary capsule, digit capsule) pair.
+        self.digit_weights = nn.Parameter(
+            c.vote_init_std * torch.randn(c.num_primary, c.num_classes, c.digit_dim, c.primary_dim)
+        )
+        sizes = (c.num_classes * c.digit_dim, *c.decoder_hidden)
+        layers: list[nn.Module] = []
+        for fan_in, fan_out in zip(sizes, sizes[1:]):
+            layers += [nn.Linear(fan_in, fan_out), nn.ReLU(inplace=True)]
+        layers.append(nn.Linear(sizes[-1], c.in_channels * c.image_size**2))
+        self.decoder = nn.Sequential(*layers, nn.Sigmoid())
+
+    # -- stages ---------------------------------------------------------------------------
+    def primary_capsules(self, images: torch.Tensor) -> torch.Tensor:
+        """u_i = squash(PrimaryCaps(ReLU(Conv1(x)))), shape (B, 1152, 8) in grid order."""
+        c = self.config
+        maps, rows, cols = c.primary_grid
+        h = self.primary(F.relu(self.conv(images)))
+        h = h.view(-1, maps, c.primary_dim, rows, cols).permute(0, 1, 3, 4, 2)
+        return squash(h.reshape(-1, maps * rows * cols, c.primary_dim))
+
+    def votes(self, primary: torch.Tensor) -> torch.Tensor:
+        """û_{j|i} = W_ij u_i, shape (B, 1152, 10, 16)."""
+        return predict_votes(primary, self.digit_weights)
+
+    def route(self, votes: torch.Tensor, iterations: int | None = None, **options) -> RoutingResult:
+        iterations = self.config.routing_iterations if iterations is None else iterations
+        options.setdefault("detach_votes", self.config.detach_votes)
+        return dynamic_routing(votes, iterations, **options)
+
+    def decode(self, digit_capsules: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        """Reconstruct images from the poses (B, 10, 16), keeping only capsule ``classes``."""
+        mask = F.one_hot(classes, self.config.num_classes).to(digit_capsules.dtype)
+        return self.decode_flat((digit_capsules * mask[..., None]).flatten(1))
+
+    def decode_pose(self, pose: torch.Tensor, classes: torch.Tensor | int) -> torch.Tensor:
+        """Reconstruct from one pose per image: pose (B, 16) placed in capsule ``classes``."""
+        c = self.config
+        classes = torch.as_tensor(classes, device=pose.device).expand(pose.shape[0])
+        poses = pose.new_zeros(pose.shape[0], c.num_classes, c.digit_dim)
+        poses[torch.arange(pose.shape[0], device=pose.device), classes] = pose
+        return self.decode_flat(poses.flatten(1))
+
+    def decode_flat(self, masked: torch.Tensor) -> torch.Tensor:
+        c = self.config
+        return self.decoder(masked).view(-1, c.in_channels, c.image_size, c.image_size)
+
+    # -- whole model ----------------------------------------------------------------------
+    def forward(
+        self,
+        images: torch.Tensor,
+        labels: torch.Tensor | None = None,
+        *,
+        iterations: int | None = None,
+        intermediates: bool = False,
+        trace: bool = False,
+        **routing_options,
+    ) -> CapsNetOutput:
+        """Classify and reconstruct. The decoder is masked by ``labels`` when given (training),
+        else by the longest digit capsule (inference). ``intermediates`` keeps u, û and the
+        routing result; ``trace`` records every routing iteration."""
+        primary = self.primary_capsules(images)
+        votes = self.votes(primary)
+        routing = self.route(votes, iterations, trace=trace, **routing_options)
+        digit = routing.outputs
+        scores = digit.norm(dim=-1)
+        mask_by = labels if labels is not None else scores.argmax(dim=1)
+        keep = intermediates or trace
+        return CapsNetOutput(
+            scores=scores,
+            digit_capsules=digit,
+            reconstruction=self.decode(digit, mask_by),
+            primary_capsules=primary if keep else None,
+            votes=votes if keep else None,
+            routing=routing if keep else None,
+        )
+
+    def loss(self, output: CapsNetOutput, images: torch.Tensor, labels: torch.Tensor):
+        return capsule_loss(
+            output.scores, labels, output.reconstruction, images,
+            self.config.reconstruction_weight,
+        )
+
+    def receptive_field(self, row: int, col: int) -> tuple[int, int, int, int]:
+        """Input pixels (top, left, bottom, right; exclusive) seen by primary grid cell (row, col)."""
+        k = self.config.kernel_size
+        size = k + (k - 1)  # 9 Conv1 rows at stride 1, each 9 pixels tall: 17 pixels
+        top, left = 2 * row, 2 * col
+        return top, left, min(top + size, self.config.image_size), min(left + size, self.config.image_size)

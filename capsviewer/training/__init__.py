@@ -1,0 +1,38 @@
+"""Training, evaluation, devices and checkpoints; no Qt here."""
+
+from capsviewer.training.checkpoints import (
+    Checkpoint,
+    CheckpointError,
+    load_checkpoint,
+    read_metadata,
+    save_checkpoint,
+)
+from capsviewer.training.devices import DeviceUnavailable, describe_device, select_device
+from capsviewer.training.evaluation import Evaluation, evaluate
+from capsviewer.training.trainer import (
+    BatchProgress,
+    EpochResult,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    TrainingFinished,
+)
+
+__all__ = [
+    "BatchProgress",
+    "Checkpoint",
+    "CheckpointError",
+    "DeviceUnavailable",
+    "EpochResult",
+    "Evaluation",
+    "TrainConfig",
+    "Trainer",
+    "TrainingError",
+    "TrainingFinished",
+    "describe_device",
+    "evaluate",
+    "load_checkpoint",
+    "read_metadata",
+    "save_checkpoint",
+    "select_device",
+]

@@ -1,0 +1,77 @@
+import pytest
+import torch
+
+from capsviewer.data import (
+    ENV_VAR,
+    DatasetUnavailable,
+    datasets,
+    iterate_batches,
+    load_dataset,
+    random_shift,
+    resolve_data_root,
+)
+
+
+def test_mnist_from_the_data_root(mnist_train, mnist_test):
+    assert mnist_train.images.shape == (60000, 1, 28, 28) and mnist_train.images.dtype == torch.uint8
+    assert len(mnist_test) == 10000
+    assert mnist_train.labels[:5].tolist() == [5, 0, 4, 1, 9]
+    assert abs(mnist_train.images.float().mean().item() / 255 - 0.1307) < 1e-3
+
+
+def test_data_root_precedence(monkeypatch, tmp_path):
+    monkeypatch.setenv(ENV_VAR, str(tmp_path / "env"))
+    assert resolve_data_root("/explicit") == resolve_data_root("/explicit").__class__("/explicit")
+    assert resolve_data_root() == tmp_path / "env"
+    monkeypatch.delenv(ENV_VAR)
+    assert resolve_data_root().name == "datasets"
+
+
+def test_missing_dataset_offline_says_where_files_go(monkeypatch, tmp_path):
+    with pytest.raises(DatasetUnavailable) as info:
+        load_dataset("mnist", root=tmp_path, download=False)
+    assert str(tmp_path / "MNIST" / "raw") in str(info.value)
+    assert "train-images-idx3-ubyte" in str(info.value) and ENV_VAR in str(info.value)
+
+    def offline(self):
+        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
+
+    monkeypatch.setattr(datasets.datasets.MNIST, "download", offline)
+    with pytest.raises(DatasetUnavailable, match="download failed"):
+        load_dataset("mnist", root=tmp_path)
+
+
+def test_random_shift_moves_each_image_by_at_most_two_pixels():
+    g = torch.Generator().manual_seed(0)
+    images = torch.zeros(500, 1, 28, 28, dtype=torch.uint8)
+    images[:, 0, 14, 14] = 255  # one bright pixel in the centre
+    shifted = random_shift(images, 2, g)
+    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
+    position = shifted[:, 0].flatten(1).argmax(1)
+    dy, dx = position // 28 - 14, position % 28 - 14
+    assert dy.abs().max() == 2 and dx.abs().max() == 2
+    assert (shifted.flatten(1).sum(1) == 255).all()  # nothing lost, nothing duplicated
+    assert len(set(zip(dy.tolist(), dx.tolist()))) == 25  # every offset occurs
+    # zero padding: shifting a full image by (dy, dx) blanks 28|dy| + 28|dx| − |dy||dx| pixels
+    full = torch.full((200, 1, 28, 28), 7, dtype=torch.uint8)
+    blank = (random_shift(full, 2, g) == 0).sum(dim=(1, 2, 3))
+    allowed = {28 * a + 28 * b - a * b for a in range(3) for b in range(3)}
+    assert set(blank.tolist()) == allowed
+
+
+def test_subset_and_batches(mnist_test):
+    a, b = mnist_test.subset(300, seed=1), mnist_test.subset(300, seed=1)
+    assert torch.equal(a.labels, b.labels) and len(a) == 300
+    assert not torch.equal(a.labels, mnist_test.subset(300, seed=2).labels)
+    sizes = [len(y) for _, y in iterate_batches(a.images, a.labels, 128)]
+    assert sizes == [128, 128, 44]
+    seen = torch.cat([y for _, y in iterate_batches(a.images, a.labels, 128, shuffle=True,
+                                                    generator=torch.Generator().manual_seed(0))])
+    assert sorted(seen.tolist()) == sorted(a.labels.tolist()) and not torch.equal(seen, a.labels)
+
+
+@pytest.mark.skipif(not datasets.DEBIAN_FASHION_MNIST.is_dir(), reason="dataset-fashion-mnist not installed")
+def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    test = load_dataset("fashion-mnist", train=False, root=tmp_path / "empty", download=False)
+    assert len(test) == 10000 and test.classes[9] == "Ankle boot"

@@ -1,0 +1,107 @@
+import threading
+
+import pytest
+import torch
+
+from capsviewer.training import (
+    BatchProgress,
+    EpochResult,
+    TrainConfig,
+    Trainer,
+    TrainingFinished,
+    load_checkpoint,
+)
+from capsviewer.training.resume import state_path
+
+TINY = {"conv_channels": 16, "primary_maps": 4, "decoder_hidden": [32, 64]}
+
+
+def tiny_config(**overrides):
+    values = dict(model_config=TINY, epochs=1, batch_size=32, subset=96, test_subset=64,
+                  device="cpu", seed=3)
+    values.update(overrides)
+    return TrainConfig(**values)
+
+
+def test_events_report_every_batch_and_epoch(mnist_train, mnist_test, tmp_path):
+    config = tiny_config(epochs=2, output=str(tmp_path / "m.safetensors"))
+    events = list(Trainer(config, mnist_train, mnist_test).events())
+    batches = [e for e in events if isinstance(e, BatchProgress)]
+    epochs = [e for e in events if isinstance(e, EpochResult)]
+    assert [(b.epoch, b.batch) for b in batches] == [(e, b) for e in (1, 2) for b in (1, 2, 3)]
+    assert all(b.batches == 3 and b.images_per_second > 0 and b.eta_seconds >= 0 for b in batches)
+    assert batches[-1].eta_seconds == 0
+    assert batches[-1].learning_rate < 1e-3  # exponential decay per step
+    assert [e.epoch for e in epochs] == [1, 2]
+    assert isinstance(events[-1], TrainingFinished) and events[-1].completed
+    meta = load_checkpoint(tmp_path / "m.safetensors").metadata
+    assert meta["epoch"] == 2 and meta["metrics"]["test_accuracy"] == epochs[-1].test_accuracy
+    assert meta["dataset"]["train_images"] == 96 and len(meta["dataset"]["train_sha256"]) == 64
+
+
+def test_same_seed_same_weights(mnist_train, mnist_test):
+    runs = []
+    for _ in range(2):
+        trainer = Trainer(tiny_config(), mnist_train, mnist_test)
+        trainer.run()
+        runs.append(trainer.model.state_dict())
+    for key in runs[0]:
+        assert torch.equal(runs[0][key], runs[1][key]), key
+    other = Trainer(tiny_config(seed=4), mnist_train, mnist_test)
+    other.run()
+    assert not torch.equal(other.model.state_dict()["digit_weights"], runs[0]["digit_weights"])
+
+
+def test_cancel_stops_between_batches(mnist_train, mnist_test):
+    trainer = Trainer(tiny_config(epochs=3), mnist_train, mnist_test)
+    seen = []
+
+    def on_event(event):
+        seen.append(event)
+        if isinstance(event, BatchProgress) and event.batch == 2:
+            trainer.cancel()
+
+    finished = trainer.run(on_event)
+    assert not finished.completed and finished.epochs_done == 0
+    assert sum(isinstance(e, BatchProgress) for e in seen) == 2
+
+
+def test_pause_blocks_until_resumed(mnist_train, mnist_test):
+    trainer = Trainer(tiny_config(), mnist_train, mnist_test)
+    events = trainer.events()
+    next(events)  # first batch done
+    trainer.pause()
+    threading.Timer(0.3, trainer.resume).start()
+    import time
+
+    start = time.perf_counter()
+    second = next(events)
+    assert time.perf_counter() - start >= 0.25 and second.batch == 2
+    trainer.cancel()
+    assert isinstance(next(events), TrainingFinished)
+
+
+def test_resume_continues_where_an_interrupted_run_stopped(mnist_train, mnist_test, tmp_path):
+    out = str(tmp_path / "m.safetensors")
+    straight = Trainer(tiny_config(epochs=2, output=str(tmp_path / "straight.safetensors")),
+                       mnist_train, mnist_test)
+    straight.run()
+    first = Trainer(tiny_config(epochs=2, output=out), mnist_train, mnist_test)
+    for event in first.events():
+        if isinstance(event, EpochResult):
+            break  # "crash" after epoch 1 was saved
+    assert state_path(out).exists()
+    resumed = Trainer(tiny_config(epochs=2, output=out, resume=True), mnist_train, mnist_test)
+    finished = resumed.run()
+    assert [e.epoch for e in finished.history] == [1, 2]
+    for key, value in straight.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[key], value, rtol=0, atol=0)
+
+
+@pytest.mark.slow
+def test_short_cpu_run_learns_mnist(mnist_train, mnist_test):
+    """The paper's CapsNet on 2,000 images for one epoch beats chance (10 %) by far."""
+    config = TrainConfig(epochs=1, subset=2000, test_subset=1000, batch_size=32, device="cpu")
+    finished = Trainer(config, mnist_train, mnist_test).run()
+    assert finished.completed
+    assert finished.history[-1].test_accuracy > 0.6
