@@ -30,28 +30,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     device = dict(default="auto", help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
 
-    train = sub.add_parser("train", help="train a model and save checkpoints every epoch")
-    train.add_argument("--model", choices=sorted(MODELS), default="capsnet")
-    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist")
-    train.add_argument("--epochs", type=_positive, default=10)
-    train.add_argument("--batch-size", type=_positive, default=128)
+    train = sub.add_parser("train", help="train a model and save checkpoints every epoch", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    train.add_argument("--model", choices=sorted(MODELS), default="capsnet", help="architecture")
+    train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="dataset")
+    train.add_argument("--epochs", type=_positive, default=10, help="passes over the data")
+    train.add_argument("--batch-size", type=_positive, default=128, help="images per step")
     train.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
     train.add_argument("--subset", type=_positive, help="train on this many random images")
     train.add_argument("--test-subset", type=_positive, help="test on this many random images")
     train.add_argument("--iterations", type=_positive, help="routing iterations (CapsNet; default 3)")
-    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--seed", type=int, default=0, help="seed for weights, order and shifts")
     train.add_argument("--device", **device)
     train.add_argument("--data-root", **data_root)
     train.add_argument("--output", metavar="PATH", help=f"checkpoint path (default: {DEFAULT_OUTPUT})")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run at --output")
     train.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
 
-    ev = sub.add_parser("eval", help="accuracy of a checkpoint on a test set")
+    ev = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("checkpoint", type=Path)
     ev.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's dataset")
     ev.add_argument("--subset", type=_positive, help="evaluate on this many random test images")
     ev.add_argument("--iterations", type=_positive, help="override the routing iterations (CapsNet)")
-    ev.add_argument("--batch-size", type=_positive, default=500)
+    ev.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")
     ev.add_argument("--device", **device)
     ev.add_argument("--data-root", **data_root)
 
@@ -116,13 +116,14 @@ def _train(args) -> int:
                 if bar is None:
                     bar = tqdm(total=event.batches, desc=f"epoch {event.epoch}/{event.epochs}",
                                unit="batch", dynamic_ncols=True)
-                bar.update(1)
                 bar.set_postfix(loss=f"{event.loss:.4f}", acc=f"{event.accuracy:.1%}",
                                 img_s=f"{event.images_per_second:.0f}", refresh=False)
-            elif isinstance(event, EpochResult):
-                if bar is not None:
+                bar.update(1)
+                if event.batch == event.batches:
                     bar.close()
                     bar = None
+                    print("testing…", end="\r", flush=True)
+            elif isinstance(event, EpochResult):
                 print(
                     f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
                     f"acc {event.train_accuracy:.2%} | test loss {event.test_loss:.4f} "
@@ -176,7 +177,7 @@ def _info(args) -> int:
         return 0
     size = args.checkpoint.stat().st_size
     print(f"{args.checkpoint} ({size / 1e6:.1f} MB)")
-    print(f"  architecture  {meta['architecture']}")
+    print(f"  architecture     {meta['architecture']}")
     for key, value in meta.get("config", {}).items():
         print(f"    {key:<23}{value}")
     for key in ("epoch", "seed", "device", "training_seconds", "torch_version", "saved"):

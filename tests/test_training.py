@@ -66,6 +66,26 @@ def test_cancel_stops_between_batches(mnist_train, mnist_test):
     assert sum(isinstance(e, BatchProgress) for e in seen) == 2
 
 
+def test_cancel_during_test_evaluation_stops_it(mnist_train, mnist_test, monkeypatch):
+    trainer = Trainer(tiny_config(test_subset=None, eval_batch_size=50), mnist_train, mnist_test)
+    import capsviewer.training.evaluation as evaluation
+
+    batches_fetched = []
+    original = evaluation.iterate_batches
+
+    def counting(*args, **kwargs):
+        for batch in original(*args, **kwargs):
+            batches_fetched.append(1)
+            if len(batches_fetched) == 3:
+                trainer.cancel()
+            yield batch
+
+    monkeypatch.setattr(evaluation, "iterate_batches", counting)
+    finished = trainer.run()
+    assert not finished.completed and finished.epochs_done == 0
+    assert len(batches_fetched) == 3  # of 200: the poll after the cancel stopped it
+
+
 def test_pause_blocks_until_resumed(mnist_train, mnist_test):
     trainer = Trainer(tiny_config(), mnist_train, mnist_test)
     events = trainer.events()

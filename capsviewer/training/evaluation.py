@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from capsviewer.data import ImageSet, iterate_batches, to_float
+
+
+class EvaluationCancelled(Exception):
+    pass
 
 
 @dataclass(frozen=True)
@@ -28,15 +33,19 @@ def evaluate(
     data: ImageSet,
     device: torch.device | str = "cpu",
     batch_size: int = 500,
+    should_stop: Callable[[], bool] | None = None,
     **forward_options,
 ) -> Evaluation:
-    """Loss (decoder masked by the true label, as in training) and accuracy over ``data``."""
+    """Loss (decoder masked by the true label, as in training) and accuracy over ``data``.
+    ``should_stop`` is polled between batches; when it returns True, EvaluationCancelled."""
     was_training = model.training
     model.eval()
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.long, device=device)
     try:
         for images, labels in iterate_batches(data.images, data.labels, batch_size):
+            if should_stop is not None and should_stop():
+                raise EvaluationCancelled
             x, y = to_float(images.to(device)), labels.to(device)
             output = model(x, y, **forward_options)
             total_loss += model.loss(output, x, y).total.double() * len(y)

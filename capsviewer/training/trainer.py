@@ -24,7 +24,7 @@ from capsviewer.data import ImageSet, iterate_batches, load_dataset, random_shif
 from capsviewer.models import build_model
 from capsviewer.training.checkpoints import save_checkpoint
 from capsviewer.training.devices import describe_device, select_device
-from capsviewer.training.evaluation import evaluate
+from capsviewer.training.evaluation import EvaluationCancelled, evaluate
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
 
 
@@ -202,7 +202,12 @@ class Trainer:
                     learning_rate=scheduler.get_last_lr()[0],
                 )
             seconds = time.perf_counter() - epoch_start
-            result = evaluate(self.model, test, self.device, cfg.eval_batch_size)
+            try:
+                result = evaluate(self.model, test, self.device, cfg.eval_batch_size,
+                                  should_stop=self._cancel.is_set)
+            except EvaluationCancelled:
+                yield self._finished(False, history, checkpoint, started)
+                return
             loss_sum, correct_sum, count = sums.tolist()
             epoch_result = EpochResult(
                 epoch, cfg.epochs, loss_sum / count, correct_sum / count,
