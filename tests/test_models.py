@@ -25,12 +25,15 @@ def test_primary_capsules_follow_the_documented_grid():
     x = torch.rand(2, 1, 28, 28)
     raw = model.primary(torch.relu(model.conv(x)))  # (B, 256, 6, 6)
     u = model.primary_capsules(x)
+    grid = model.config.as_primary_grid(u)  # (B, 32, 6, 6, 8)
     for capsule in (0, 37, 500, 1151):
-        m, rest = divmod(capsule, 36)
-        row, col = divmod(rest, 6)
+        m, row, col = model.config.primary_position(capsule)
+        assert capsule == m * 36 + row * 6 + col
         expected = raw[:, m * 8 : (m + 1) * 8, row, col]
         norm2 = expected.pow(2).sum(-1, keepdim=True)
         torch.testing.assert_close(u[:, capsule], expected * norm2.sqrt() / (1 + norm2))
+        assert torch.equal(grid[:, m, row, col], u[:, capsule])
+    assert model.config.primary_position(1151) == (31, 5, 5)
 
 
 def test_receptive_field_of_primary_cells():

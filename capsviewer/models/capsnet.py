@@ -42,6 +42,17 @@ class CapsNetConfig:
         maps, rows, cols = self.primary_grid
         return maps * rows * cols
 
+    def primary_position(self, index: int) -> tuple[int, int, int]:
+        """(map, row, col) of primary capsule ``index``: index = map·rows·cols + row·cols + col."""
+        _, rows, cols = self.primary_grid
+        grid_map, rest = divmod(index, rows * cols)
+        return (grid_map, *divmod(rest, cols))
+
+    def as_primary_grid(self, values: torch.Tensor, dim: int = 1) -> torch.Tensor:
+        """Unflatten the primary-capsule axis ``dim`` (1152) into (maps, rows, cols), e.g.
+        couplings (B, 1152, 10) → (B, 32, 6, 6, 10), for drawing on the grid."""
+        return values.unflatten(dim, self.primary_grid)
+
 
 @dataclass
 class CapsNetOutput:
