@@ -29,8 +29,8 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["info", str(bad)]) == 2
     assert "truncated or not a safetensors file" in capsys.readouterr().err
-    assert main(["train", "--data-root", str(tmp_path / "none"), "--epochs", "1", *TINY[:-2],
-                 "--device", "cpu", "--output", str(tmp_path / "x.safetensors")]) == 2
+    assert main(["train", "--data-root", str(tmp_path / "none"), "--epochs", "1", *TINY,
+                 "--output", str(tmp_path / "x.safetensors")]) == 2
     assert "MNIST is not available" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "0"])

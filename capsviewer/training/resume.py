@@ -9,7 +9,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from capsviewer.training.checkpoints import CheckpointError, load_tensors, save_tensors
+from capsviewer.training.checkpoints import (
+    FORMAT,
+    FORMAT_VERSION,
+    CheckpointError,
+    load_tensors,
+    save_tensors,
+)
 
 
 def state_path(checkpoint: str | Path) -> Path:
@@ -28,8 +34,8 @@ def save_training_state(checkpoint, optimizer, scheduler, generator, epoch: int,
             else:
                 plain_state.setdefault(str(index), {})[name] = value
     metadata = {
-        "format": "capsviewer-checkpoint",
-        "format_version": 1,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "kind": "training-state",
         "epoch": epoch,
         "param_groups": opt["param_groups"],
@@ -42,9 +48,7 @@ def save_training_state(checkpoint, optimizer, scheduler, generator, epoch: int,
 
 def load_training_state(checkpoint, model: nn.Module, optimizer, scheduler, generator, device):
     """Load weights from ``checkpoint`` and the rest from its state file; returns the last
-    finished epoch and the history so far."""
-    from capsviewer.training.trainer import EpochResult, TrainingError
-
+    finished epoch and the history so far (as dicts)."""
     weights, _ = load_tensors(checkpoint, device)
     tensors, meta = load_tensors(state_path(checkpoint))
     if meta.get("kind") != "training-state":
@@ -52,7 +56,7 @@ def load_training_state(checkpoint, model: nn.Module, optimizer, scheduler, gene
     try:
         model.load_state_dict(weights)
     except RuntimeError as error:
-        raise TrainingError(
+        raise CheckpointError(
             f"cannot resume from {checkpoint}: it was trained with another model config"
         ) from error
     state: dict[int, dict] = {}
@@ -66,4 +70,4 @@ def load_training_state(checkpoint, model: nn.Module, optimizer, scheduler, gene
     scheduler.load_state_dict(meta["scheduler"])
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
-    return meta["epoch"], [EpochResult(**h) for h in meta["history"]]
+    return meta["epoch"], meta["history"]

@@ -152,10 +152,10 @@ class Trainer:
         history: list[EpochResult] = []
         first_epoch = 1
         if cfg.resume and cfg.output and state_path(cfg.output).exists():
-            first_epoch, history = load_training_state(
+            last_epoch, saved = load_training_state(
                 cfg.output, self.model, optimizer, scheduler, generator, self.device
             )
-            first_epoch += 1
+            first_epoch, history = last_epoch + 1, [EpochResult(**h) for h in saved]
         batches = math.ceil(len(train) / cfg.batch_size)
         steps_left = batches * (cfg.epochs - first_epoch + 1)
         started = time.perf_counter()
@@ -166,7 +166,9 @@ class Trainer:
         for epoch in range(first_epoch, cfg.epochs + 1):
             self.model.train()
             epoch_start = time.perf_counter()
-            sums = torch.zeros(3, dtype=torch.float64, device=self.device)  # loss, correct, count
+            loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+            correct_sum = torch.zeros((), dtype=torch.long, device=self.device)
+            seen = 0
             batch_iter = iterate_batches(
                 images, labels, cfg.batch_size, shuffle=True, generator=generator
             )
@@ -188,11 +190,11 @@ class Trainer:
                     ) from error
                 scheduler.step()
                 correct = (output.scores.detach().argmax(1) == y).sum()
-                sums += torch.stack([loss.detach().double() * len(y), correct.double(),
-                                     torch.tensor(len(y), dtype=torch.float64, device=self.device)])
+                loss_sum += loss.detach().double() * len(y)
+                correct_sum += correct
+                seen += len(y)
                 steps_done += 1
                 elapsed = time.perf_counter() - started
-                seen = sums[2].item()
                 yield BatchProgress(
                     epoch, cfg.epochs, batch, batches,
                     loss=loss.item(), accuracy=correct.item() / len(y),
@@ -208,10 +210,9 @@ class Trainer:
             except EvaluationCancelled:
                 yield self._finished(False, history, checkpoint, started)
                 return
-            loss_sum, correct_sum, count = sums.tolist()
             epoch_result = EpochResult(
-                epoch, cfg.epochs, loss_sum / count, correct_sum / count,
-                result.loss, result.accuracy, seconds, count / seconds, None,
+                epoch, cfg.epochs, loss_sum.item() / seen, correct_sum.item() / seen,
+                result.loss, result.accuracy, seconds, seen / seconds, None,
             )
             if cfg.output:
                 checkpoint = str(self._save(epoch_result, history, train, checksum))
