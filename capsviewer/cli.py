@@ -21,6 +21,16 @@ def build_parser() -> argparse.ArgumentParser:
         description="Explore Capsule Networks. Without a sub-command, opens the desktop app.",
     )
     parser.add_argument("--version", action="version", version=f"capsviewer {capsviewer.__version__}")
+    window = parser.add_argument_group("desktop app (no sub-command)")
+    window.add_argument("--model", metavar="PATH", type=Path, action="append",
+                        help="checkpoint to open (CapsNet or CNN; repeat for both). Default: the "
+                        "shipped models, else the newest in the user's checkpoint folder")
+    window.add_argument("--data-root", metavar="PATH", dest="app_data_root",
+                        help=f"where MNIST is (default: ${ENV_VAR}, else the user data directory)")
+    window.add_argument("--device", dest="app_device", default="auto",
+                        help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
+    window.add_argument("--theme", choices=["system", "light", "dark"],
+                        help="colour theme (default: the last one chosen, else the system's)")
     sub = parser.add_subparsers(dest="command", metavar="{train,eval,info}")
 
     data_root = dict(
@@ -74,15 +84,9 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _app(args) -> int:
-    try:
-        from capsviewer.app import run_app  # the desktop app lands with its own issue
-    except ImportError:
-        print(
-            "capsviewer: the desktop window is not part of this build yet.\n"
-            "Use the command line meanwhile: capsviewer train | eval | info (see --help).",
-            file=sys.stderr,
-        )
-        return 1
+    from capsviewer.app import run_app
+
+    args.data_root, args.device = args.app_data_root, args.app_device
     return run_app(args)
 
 

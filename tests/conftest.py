@@ -1,7 +1,12 @@
 import os
+import sys
 from pathlib import Path
 
 import pytest
+
+# Qt tests run headless; pyqtgraph must bind PySide6 (it prefers PyQt6 when both exist).
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -36,3 +41,43 @@ def mnist_test(data_root):
     from capsviewer.data import load_dataset
 
     return load_dataset("mnist", train=False, root=data_root, download=False)
+
+
+@pytest.fixture(autouse=True)
+def no_leaked_threads():
+    """Fail a test that leaves a QThread (compute lane or thread-pool worker) running."""
+    yield
+    if "PySide6.QtCore" not in sys.modules:
+        return
+    from PySide6.QtCore import QThreadPool
+
+    from capsviewer.app.compute import running_lanes
+
+    pool = QThreadPool.globalInstance()
+    pool.waitForDone(1000)  # a worker may still be returning from its last signal
+    lanes = running_lanes()
+    busy = pool.activeThreadCount()
+    for lane in lanes:
+        lane.shutdown(2000)
+    assert not lanes and busy == 0, (
+        f"test left threads running: lanes {[lane.objectName() for lane in lanes]}, "
+        f"{busy} thread-pool worker(s)"
+    )
+
+
+@pytest.fixture(scope="session")
+def model_files(tmp_path_factory):
+    """Seeded, untrained CapsNet and CNN checkpoints of the real architectures (paths)."""
+    import torch
+
+    from capsviewer.models import build_model
+    from capsviewer.training import save_checkpoint
+
+    folder = tmp_path_factory.mktemp("models")
+    paths = {}
+    for name in ("capsnet", "cnn"):
+        torch.manual_seed(0)
+        model = build_model(name)
+        paths[name] = save_checkpoint(folder / f"{name}-mnist.safetensors", model,
+                                      {"dataset": {"name": "mnist"}, "epoch": 0})
+    return paths

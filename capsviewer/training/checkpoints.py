@@ -138,15 +138,17 @@ def _check_file(path) -> Path:
     if not path.is_file():
         raise CheckpointError(f"no checkpoint file at {path}")
     with open(path, "rb") as f:
-        head = f.read(8)
-    if head[:1] == b"\x80" or head[:4] == b"PK\x03\x04":
+        head = f.read(9)
+    # safetensors: 8-byte little-endian header size, then the JSON header ("{"). Its first
+    # byte may be 0x80 like a pickle's protocol opcode, so the "{" decides.
+    if head[8:9] != b"{" and (head[:1] == b"\x80" or head[:4] == b"PK\x03\x04"):
         raise CheckpointError(
             f"{path} is a pickle (torch.save) file. capsviewer loads only safetensors "
             "checkpoints and never unpickles: loading a pickle can run arbitrary code."
         )
     if len(head) < 8:
         raise CheckpointError(f"{path} is truncated or not a safetensors file ({len(head)} bytes)")
-    (header_size,) = struct.unpack("<Q", head)
+    (header_size,) = struct.unpack("<Q", head[:8])
     if header_size > path.stat().st_size - 8:
         raise CheckpointError(
             f"{path} is truncated or not a safetensors file (its header claims {header_size} "

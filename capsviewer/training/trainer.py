@@ -34,6 +34,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict)  # e.g. {"routing_iterations": 3}
     dataset: str = "mnist"
     data_root: str | None = None
+    download: bool = True  # fetch a missing data set (False: fail with a clear message)
     epochs: int = 10
     batch_size: int = 128
     learning_rate: float = 1e-3
@@ -139,8 +140,8 @@ class Trainer:
 
     def events(self) -> Iterator[Event]:
         cfg = self.config
-        train = self._train_set or load_dataset(cfg.dataset, True, cfg.data_root)
-        test = self._test_set or load_dataset(cfg.dataset, False, cfg.data_root)
+        train = self._train_set or load_dataset(cfg.dataset, True, cfg.data_root, cfg.download)
+        test = self._test_set or load_dataset(cfg.dataset, False, cfg.data_root, cfg.download)
         train = train.subset(cfg.subset, cfg.seed)
         test = test.subset(cfg.test_subset, cfg.seed)
         images, labels = train.images.to(self.device), train.labels.to(self.device)

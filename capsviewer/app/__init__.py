@@ -1,0 +1,31 @@
+"""The PySide6 desktop app. Imports the numerical core; the core never imports this."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+
+def run_app(args) -> int:
+    """Open the main window (``args`` from the CLI: model, data_root, device, theme)."""
+    from pathlib import Path
+
+    from PySide6.QtWidgets import QApplication
+
+    from capsviewer.app import theme
+    from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.training import read_metadata
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    app.setApplicationName("capsviewer")
+    app.setOrganizationName("capsviewer")
+    app.setWindowIcon(theme.app_icon())
+    models = default_models()
+    for path in getattr(args, "model", None) or []:
+        models[read_metadata(path)["architecture"]] = Path(path)
+    window = MainWindow(models, data_root=args.data_root, device=args.device)
+    theme.apply_theme(app, args.theme or str(window.settings.value("theme", "system")))
+    window.show()
+    return app.exec()

@@ -1,0 +1,153 @@
+"""Model work off the UI thread, latest request wins.
+
+A :class:`ComputeLane` is one QThread with one pending slot per key: submitting a job under a
+key that already waits replaces it, so a slider dragged across 50 values runs the decoder a few
+times, never 50. Jobs of one key run in order, so every result that arrives is newer than the
+one on screen; ``cancel(key)`` drops results of jobs submitted before it (e.g. a model swap).
+Callbacks run on the UI thread.
+"""
+
+from __future__ import annotations
+
+import threading
+import traceback
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import shiboken6
+from PySide6.QtCore import QThread, Qt, Signal, Slot
+
+_LANES: "weakref.WeakSet[ComputeLane]" = weakref.WeakSet()
+
+
+def running_lanes() -> list["ComputeLane"]:
+    """Lanes whose thread still runs (tests assert none is left behind)."""
+    return [lane for lane in list(_LANES) if shiboken6.isValid(lane) and lane.isRunning()]
+
+
+@dataclass
+class _Job:
+    key: str
+    token: int
+    fn: Callable[..., Any]
+    args: tuple
+    on_done: Callable[[Any], None] | None
+    on_error: Callable[[BaseException], None] | None
+
+
+@dataclass
+class JobOutcome:
+    key: str
+    token: int
+    value: Any = None
+    error: BaseException | None = None
+    details: str = ""
+
+
+class ComputeLane(QThread):
+    outcome = Signal(object)  # JobOutcome, emitted from the worker thread
+    failed = Signal(str, str)  # key, message: a job without on_error raised
+    busy_changed = Signal(bool)
+
+    def __init__(self, name: str = "compute", parent=None):
+        super().__init__(parent)
+        self.setObjectName(name)
+        self._condition = threading.Condition()
+        self._pending: dict[str, _Job] = {}
+        self._callbacks: dict[int, _Job] = {}
+        self._dropped_before: dict[str, int] = {}
+        self._token = 0
+        self._stopping = False
+        self._busy = False
+        self._running: _Job | None = None
+        self.outcome.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        _LANES.add(self)
+
+    # -- UI thread ------------------------------------------------------------------------------
+    def submit(self, key: str, fn: Callable[..., Any], *args,
+               on_done: Callable[[Any], None] | None = None,
+               on_error: Callable[[BaseException], None] | None = None) -> int:
+        """Queue ``fn(*args)`` under ``key``, replacing a job of that key not yet started."""
+        with self._condition:
+            self._token += 1
+            job = _Job(key, self._token, fn, args, on_done, on_error)
+            replaced = self._pending.pop(key, None)
+            if replaced is not None:
+                self._callbacks.pop(replaced.token, None)
+            self._pending[key] = job
+            self._callbacks[job.token] = job
+            self._condition.notify()
+        if not self.isRunning() and not self._stopping:
+            self.start()
+        return job.token
+
+    def cancel(self, key: str | None = None) -> None:
+        """Forget pending jobs of ``key`` (all keys: None) and drop results of running ones."""
+        with self._condition:
+            keys = [key] if key is not None else list({*self._pending, *self._dropped_before,
+                                                       *(j.key for j in self._callbacks.values())})
+            for k in keys:
+                job = self._pending.pop(k, None)
+                if job is not None:
+                    self._callbacks.pop(job.token, None)
+                self._dropped_before[k] = self._token + 1
+
+    def should_stop(self) -> bool:
+        """For long jobs to poll (worker thread): the lane is shutting down or the running job
+        was cancelled."""
+        with self._condition:
+            job = self._running
+            return self._stopping or (
+                job is not None and job.token < self._dropped_before.get(job.key, 0))
+
+    def pending(self) -> int:
+        """Jobs submitted whose result has not reached the UI thread yet (cancelled excluded)."""
+        with self._condition:
+            return len(self._callbacks)
+
+    def shutdown(self, timeout_ms: int = 5000) -> bool:
+        """Stop after the running job; True when the thread has ended."""
+        with self._condition:
+            self._stopping = True
+            self._pending.clear()
+            self._condition.notify()
+        return self.wait(timeout_ms) if self.isRunning() else True
+
+    @Slot(object)
+    def _deliver(self, outcome: JobOutcome) -> None:
+        job = self._callbacks.pop(outcome.token, None)
+        if job is None or outcome.token < self._dropped_before.get(outcome.key, 0):
+            return
+        if outcome.error is None:
+            if job.on_done is not None:
+                job.on_done(outcome.value)
+        elif job.on_error is not None:
+            job.on_error(outcome.error)
+        else:
+            self.failed.emit(outcome.key, f"{type(outcome.error).__name__}: {outcome.error}")
+
+    # -- worker thread ----------------------------------------------------------------------------
+    def run(self) -> None:
+        while True:
+            with self._condition:
+                while not self._pending and not self._stopping:
+                    self._condition.wait()
+                if self._stopping:
+                    return
+                key = next(iter(self._pending))
+                job = self._pending.pop(key)
+                self._busy = True
+                self._running = job
+            self.busy_changed.emit(True)
+            try:
+                outcome = JobOutcome(job.key, job.token, value=job.fn(*job.args))
+            except Exception as error:  # reported to the UI, never kills the lane
+                outcome = JobOutcome(job.key, job.token, error=error,
+                                     details=traceback.format_exc())
+            with self._condition:
+                self._busy = False
+                self._running = None
+            self.outcome.emit(outcome)
+            self.busy_changed.emit(False)

@@ -1,0 +1,53 @@
+"""File ▸ Export: each view as PNG (and SVG where pyqtgraph can) plus its numbers as CSV."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import QRectF, QSize
+from PySide6.QtGui import QPainter
+from PySide6.QtSvg import QSvgGenerator
+
+from capsviewer.app.views.common import ExportableView
+
+
+def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
+    """Render a scene item (PlotItem, layout…) as SVG with Qt's own generator: vector axes,
+    curves and text. (pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes.)"""
+    source = item.sceneBoundingRect()
+    generator = QSvgGenerator()
+    generator.setFileName(str(path))
+    generator.setSize(QSize(int(source.width()), int(source.height())))
+    generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
+    generator.setTitle(Path(path).stem)
+    painter = QPainter(generator)
+    try:
+        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
+    finally:
+        painter.end()
+    return Path(path)
+
+
+def export_view(view: ExportableView, folder: str | Path, prefix: str | None = None) -> list[Path]:
+    """Write ``{name}.png``, ``{name}-{scene}.svg`` and ``{name}-{table}.csv``; returns the paths."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    name = prefix or view.export_name
+    written = []
+    png = folder / f"{name}.png"
+    if not view.export_widget().grab().save(str(png), "PNG"):
+        raise OSError(f"could not write {png}")
+    written.append(png)
+    for scene_name, item in view.export_scenes().items():
+        svg = folder / f"{name}-{scene_name}.svg"
+        written.append(write_svg(item, svg))
+    for table_name, (header, rows) in view.export_tables().items():
+        path = folder / f"{name}-{table_name}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            writer.writerows(rows)
+        written.append(path)
+    return written

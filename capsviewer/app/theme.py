@@ -1,0 +1,78 @@
+"""Light and dark themes: follow the system by default, or force one (View ▸ Theme)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyqtgraph as pg
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
+from PySide6.QtWidgets import QApplication, QWidget
+
+RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+THEMES = ("system", "light", "dark")
+
+
+def resource(name: str) -> Path:
+    return RESOURCES / name
+
+
+def app_icon() -> QIcon:
+    return QIcon(str(resource("icons/capsviewer.svg")))
+
+
+def _dark_palette() -> QPalette:
+    palette = QPalette()
+    roles = {
+        QPalette.ColorRole.Window: "#1f2226", QPalette.ColorRole.WindowText: "#e6e6e6",
+        QPalette.ColorRole.Base: "#16181b", QPalette.ColorRole.AlternateBase: "#24272b",
+        QPalette.ColorRole.ToolTipBase: "#2b2f34", QPalette.ColorRole.ToolTipText: "#f0f0f0",
+        QPalette.ColorRole.Text: "#e6e6e6", QPalette.ColorRole.Button: "#2a2e33",
+        QPalette.ColorRole.ButtonText: "#e6e6e6", QPalette.ColorRole.Highlight: "#3d8fd1",
+        QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.Link: "#6cb4ee",
+        QPalette.ColorRole.PlaceholderText: "#8a8f96",
+    }
+    for role, colour in roles.items():
+        palette.setColor(role, QColor(colour))
+    for role in (QPalette.ColorRole.Text, QPalette.ColorRole.ButtonText, QPalette.ColorRole.WindowText):
+        palette.setColor(QPalette.ColorGroup.Disabled, role, QColor("#6b7078"))
+    return palette
+
+
+def is_dark(theme: str) -> bool:
+    if theme == "system":
+        return QGuiApplication.styleHints().colorScheme() == Qt.ColorScheme.Dark
+    return theme == "dark"
+
+
+def apply_theme(app: QApplication, theme: str = "system") -> bool:
+    """Set the palette, the style sheet and pyqtgraph's colours; True when dark."""
+    if theme not in THEMES:
+        theme = "system"
+    dark = is_dark(theme)
+    app.setStyle("Fusion")
+    app.setPalette(_dark_palette() if dark else app.style().standardPalette())
+    style = resource("styles/capsviewer.qss")
+    app.setStyleSheet(style.read_text(encoding="utf-8") if style.is_file() else "")
+    background, foreground = plot_colours(dark)
+    pg.setConfigOptions(background=background, foreground=foreground, antialias=True)
+    for widget in app.allWidgets():
+        restyle_plots(widget, dark)
+    return dark
+
+
+def plot_colours(dark: bool) -> tuple[str, str]:
+    return ("#16181b", "#d0d0d0") if dark else ("#ffffff", "#303030")
+
+
+def restyle_plots(widget: QWidget, dark: bool) -> None:
+    """Recolour an existing pyqtgraph view (pyqtgraph options only reach new ones)."""
+    background, foreground = plot_colours(dark)
+    if isinstance(widget, pg.GraphicsView):
+        widget.setBackground(background)
+        for item in widget.scene().items():
+            if isinstance(item, pg.AxisItem):
+                item.setPen(foreground)
+                item.setTextPen(foreground)
+            elif isinstance(item, pg.LabelItem):
+                item.setText(item.text, color=foreground)

@@ -1,0 +1,244 @@
+"""Training off the UI thread: a :class:`Trainer` driven by a superqt generator worker.
+
+The worker runs in ``QThreadPool.globalInstance()``. Everything that may block or raise — loading
+the data, choosing the device, building the model — happens in the worker too. Batch progress
+is thinned to about 20 signals a second; epoch results and the final event always arrive.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, replace
+
+from PySide6.QtCore import QObject, Signal, Slot
+from superqt.utils import GeneratorWorker, create_worker
+
+from capsviewer.data import DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.training import (
+    BatchProgress,
+    DeviceUnavailable,
+    EpochResult,
+    TrainConfig,
+    Trainer,
+    TrainingError,
+    TrainingFinished,
+)
+
+log = logging.getLogger(__name__)
+
+PROGRESS_INTERVAL = 0.05  # seconds between progress signals (≤ 20 per second)
+
+
+@dataclass(frozen=True)
+class _Failure:
+    message: str
+
+
+class _TrainingWorker(GeneratorWorker):
+    """A GeneratorWorker that tells when its thread has left ``run`` (for :meth:`wait`)."""
+
+    done: threading.Event
+
+    def run(self) -> None:
+        try:
+            super().run()
+        finally:
+            self.done.set()
+
+
+def failure_message(error: BaseException) -> str:
+    """A sentence for the user; the known failures carry their own advice."""
+    if isinstance(error, DatasetUnavailable):
+        return str(error)  # names the files and where they go
+    if isinstance(error, TrainingError):
+        return f"Training stopped: {error}"
+    if isinstance(error, DeviceUnavailable):
+        return f"Device not available: {error}"
+    return f"Training stopped by an unexpected error: {type(error).__name__}: {error}"
+
+
+def thin_progress(events: Iterable, interval: float, paused: Callable[[], bool] = lambda: False):
+    """Pass every event but at most one BatchProgress per ``interval`` seconds (and always an
+    epoch's last batch, or one while ``paused()``), its loss and accuracy the mean of the
+    batches since the previous one passed."""
+    last_sent, losses, accuracies = -float("inf"), [], []
+    for event in events:
+        if not isinstance(event, BatchProgress):
+            yield event
+            continue
+        losses.append(event.loss)
+        accuracies.append(event.accuracy)
+        now = time.perf_counter()
+        if now - last_sent >= interval or event.batch == event.batches or paused():
+            yield replace(event, loss=sum(losses) / len(losses),
+                          accuracy=sum(accuracies) / len(accuracies))
+            last_sent, losses, accuracies = now, [], []
+
+
+class TrainingRunner(QObject):
+    """Runs one training at a time and reports it with signals on the UI thread.
+
+    ``progress`` carries the newest :class:`BatchProgress`, its ``loss`` and ``accuracy`` being
+    the mean over the batches since the previous signal (so a thinned curve still sees every
+    batch). ``finished`` or ``failed`` comes once per run, after the worker thread is done.
+    """
+
+    progress = Signal(object)  # BatchProgress
+    epoch_done = Signal(object)  # EpochResult
+    finished = Signal(object)  # TrainingFinished
+    failed = Signal(str)
+    state_changed = Signal(str)  # "running", "paused", "cancelling", "idle"
+
+    def __init__(self, parent: QObject | None = None, download: bool = True):
+        super().__init__(parent)
+        self.download = download  # fetch a missing dataset (False: fail with where files go)
+        self._lock = threading.Lock()  # guards the fields the worker thread reads
+        self._trainer: Trainer | None = None
+        self._cancel_requested = False
+        self._paused = False
+        self._worker: _TrainingWorker | None = None
+        self._done: threading.Event | None = None
+        self._state = "idle"
+        self._history: list[EpochResult] = []
+        self._outcome: TrainingFinished | _Failure | None = None
+        self._started = 0.0
+
+    # -- control, UI thread -------------------------------------------------------------------
+    @property
+    def state(self) -> str:
+        return self._state
+
+    def is_running(self) -> bool:
+        return self._state != "idle"
+
+    @Slot(object)
+    def start(self, config: TrainConfig, train_set: ImageSet | None = None,
+              test_set: ImageSet | None = None) -> None:
+        """Train with ``config``; data sets not given are loaded in the worker."""
+        if self.is_running():
+            raise RuntimeError("a training run is already in progress")
+        with self._lock:
+            self._trainer, self._cancel_requested, self._paused = None, False, False
+        self._history, self._outcome = [], None
+        self._started = time.perf_counter()
+        self._done = threading.Event()
+        worker = create_worker(
+            self._events, config, train_set, test_set, self.download,
+            _worker_class=_TrainingWorker, _start_thread=False,
+            _connect={"yielded": self._on_event, "errored": self._on_error,
+                      "finished": self._on_worker_finished, "warned": self._on_warning},
+        )
+        worker.done = self._done
+        self._worker = worker
+        self._set_state("running")
+        worker.start()
+
+    @Slot()
+    def pause(self) -> None:
+        if self._state != "running":
+            return
+        with self._lock:
+            self._paused = True
+            if self._trainer is not None:
+                self._trainer.pause()
+        self._set_state("paused")
+
+    @Slot()
+    def resume(self) -> None:
+        if self._state != "paused":
+            return
+        with self._lock:
+            self._paused = False
+            if self._trainer is not None:
+                self._trainer.resume()
+        self._set_state("running")
+
+    @Slot()
+    def cancel(self) -> None:
+        """Stop after the current batch (or test batch); finished epochs are kept."""
+        if self._state in ("idle", "cancelling"):
+            return
+        with self._lock:
+            self._cancel_requested = True
+            if self._trainer is not None:
+                self._trainer.cancel()
+        if self._worker is not None:
+            self._worker.quit()
+        self._set_state("cancelling")
+
+    def wait(self, timeout_ms: int = 5000) -> bool:
+        """Block until the worker thread has ended; True when it has (or none ran)."""
+        return True if self._done is None else self._done.wait(timeout_ms / 1000)
+
+    def _set_state(self, state: str) -> None:
+        if state != self._state:
+            self._state = state
+            self.state_changed.emit(state)
+
+    # -- worker thread -------------------------------------------------------------------------
+    def _events(self, config: TrainConfig, train_set: ImageSet | None,
+                test_set: ImageSet | None, download: bool):
+        """The generator the worker runs: never raises, a failure is yielded as _Failure."""
+        try:
+            yield None  # a stop point: quit() before anything is loaded ends here
+            if train_set is None:
+                train_set = load_dataset(config.dataset, True, config.data_root, download)
+            yield None
+            if test_set is None:
+                test_set = load_dataset(config.dataset, False, config.data_root, download)
+            yield None
+            trainer = Trainer(config, train_set, test_set)
+            with self._lock:
+                self._trainer = trainer
+                if self._cancel_requested:
+                    return
+                if self._paused:
+                    trainer.pause()
+            yield from thin_progress(trainer.events(), PROGRESS_INTERVAL, lambda: self._paused)
+        except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:
+            yield _Failure(failure_message(error))
+        except Exception as error:  # reported to the user; the UI keeps running
+            log.error("training failed\n%s", traceback.format_exc())
+            yield _Failure(failure_message(error))
+
+    # -- worker signals, delivered on the UI thread -----------------------------------------
+    @Slot(object)
+    def _on_event(self, event) -> None:
+        if isinstance(event, BatchProgress):
+            if self._state != "cancelling":
+                self.progress.emit(event)
+        elif isinstance(event, EpochResult):
+            self._history.append(event)
+            self.epoch_done.emit(event)
+        elif isinstance(event, (TrainingFinished, _Failure)):
+            self._outcome = event
+
+    @Slot(object)
+    def _on_error(self, error: BaseException) -> None:  # the generator catches; a fallback
+        self._outcome = _Failure(failure_message(error))
+
+    @Slot(tuple)
+    def _on_warning(self, args: tuple) -> None:
+        log.warning("training: %s", args[0] if args else args)
+
+    @Slot()
+    def _on_worker_finished(self) -> None:
+        outcome = self._outcome
+        if outcome is None:  # stopped by quit() before the trainer said so
+            history = tuple(self._history)
+            outcome = TrainingFinished(
+                False, len(history), history, history[-1].checkpoint if history else None,
+                time.perf_counter() - self._started,
+            )
+        self._worker = None
+        with self._lock:
+            self._trainer = None
+        self._set_state("idle")
+        if isinstance(outcome, _Failure):
+            self.failed.emit(outcome.message)
+        else:
+            self.finished.emit(outcome)

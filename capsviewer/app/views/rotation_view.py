@@ -1,0 +1,339 @@
+"""Rotate the input: CNN probability against capsule length at one angle, a sweep over the whole
+circle, and whether the capsule's pose turns with the digit (measured in its best 2-D plane)."""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtWidgets import (
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSpinBox,
+    QSplitter,
+    QVBoxLayout,
+    QWidget,
+)
+import pyqtgraph as pg  # after PySide6
+from superqt import QLabeledSlider
+
+from capsviewer.analysis.rotation import RotationSweep
+from capsviewer.app.views.common import (
+    FORMULAS,
+    MARGIN_HIGH,
+    MARGIN_LOW,
+    ExportableView,
+    Table,
+    image_box,
+    image_item,
+    set_image,
+)
+
+CNN_COLOUR = (230, 140, 30)
+CAPSULE_COLOUR = (60, 150, 230)
+PLANE_TIP = (
+    "The reference capsule's 16-D pose v(θ), projected on the 2-D plane that best fits the poses\n"
+    "over the sweep (principal components of the centred poses); φ is its angle in that plane,\n"
+    "unwrapped. A pose that turned exactly with the input would lie on a line of slope ±1."
+)
+
+
+def sweep_angles(step: float) -> np.ndarray:
+    """−180°, −180° + step, … below 180°: the angles of a full-circle sweep."""
+    return np.arange(-180.0, 180.0, float(step))
+
+
+def _range_text(correct_range, fraction, count) -> str:
+    hits = int(round(fraction * count))
+    if correct_range is None:
+        return f"wrong at 0° already; right at {hits} of {count} angles"
+    low, high = correct_range
+    return f"right from {low:+.0f}° to {high:+.0f}° around 0°; at {hits} of {count} angles in all"
+
+
+def describe_sweep(sweep: RotationSweep, class_names) -> str:
+    """The sweep's numbers in words, as measured."""
+    name = str(class_names[sweep.reference_class])
+    origin = "the true label" if sweep.true_class is not None else "the capsule prediction at 0°"
+    if sweep.true_class is None and sweep.capsule_predictions is None:
+        origin = "the CNN prediction at 0°"
+    count = len(sweep.angles)
+    lines = [f"Following class {name} ({origin}) over {count} angles."]
+    if sweep.cnn_predictions is not None:
+        lines.append("CNN: " + _range_text(sweep.cnn_correct_range, sweep.cnn_correct_fraction,
+                                           count) + ".")
+    if sweep.capsule_predictions is not None:
+        lines.append("CapsNet: " + _range_text(sweep.capsule_correct_range,
+                                               sweep.capsule_correct_fraction, count) + ".")
+    plane = sweep.plane
+    if plane is not None:
+        lines.append(
+            f"Pose of capsule {name} in its best-fitting plane ({plane.plane_variance:.0%} of its "
+            f"variance over the sweep): φ ≈ {plane.slope:+.2f}·θ {plane.intercept:+.0f}° with an "
+            f"RMS residual of {plane.residual_deg:.0f}°. Turning exactly with the input would "
+            f"give slope ±1 and residual 0°; the RMS distance from that is "
+            f"{plane.equivariance_error_deg:.0f}°.")
+        if plane.line_variance > 0.9:
+            lines[-1] += (f" Its first direction alone holds {plane.line_variance:.0%}: the pose "
+                          "mostly moves along a line, not round a circle, so φ says little.")
+    return "\n".join(lines)
+
+
+def _bar_plot(layout: pg.GraphicsLayout, title: str, colour) -> tuple[pg.PlotItem, pg.BarGraphItem]:
+    plot = layout.addPlot(title=title)
+    plot.setYRange(0, 1, padding=0.02)
+    plot.setXRange(-0.6, 9.6, padding=0)
+    plot.setMouseEnabled(False, False)
+    plot.setMenuEnabled(False)
+    plot.hideButtons()
+    bars = pg.BarGraphItem(x=np.arange(10), height=np.zeros(10), width=0.7, brush=colour)
+    plot.addItem(bars)
+    return plot, bars
+
+
+class RotationView(QWidget, ExportableView):
+    """Rotated input, both models' scores, and a sweep over the circle."""
+
+    angle_changed = Signal(float)  # degrees, counter-clockwise
+    sweep_requested = Signal(object)  # angles (A,) degrees, increasing
+    export_name = "rotation"
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._class_names = [str(d) for d in range(10)]
+        self._sweep: RotationSweep | None = None
+        self._cnn_probabilities: np.ndarray | None = None
+        self._capsule_lengths: np.ndarray | None = None
+
+        # Controls: the angle, and the sweep.
+        self.angle_slider = QLabeledSlider(Qt.Orientation.Horizontal)
+        self.angle_slider.setRange(-180, 180)
+        self.angle_slider.setValue(0)
+        self.angle_slider.setToolTip("Rotation of the input in degrees; positive turns it "
+                                     "counter-clockwise (bilinear, about the centre)")
+        self.angle_slider.valueChanged.connect(self._on_angle)
+        self.step_spin = QSpinBox()
+        self.step_spin.setRange(1, 90)
+        self.step_spin.setValue(5)
+        self.step_spin.setSuffix("°")
+        self.step_spin.setToolTip("Angle step of the sweep (5° gives 72 angles)")
+        self.sweep_button = QPushButton("Sweep −180…180°")
+        self.sweep_button.setToolTip("Rotate the input through the whole circle and run both "
+                                     "models on every angle (one batch per model)")
+        self.sweep_button.clicked.connect(self._request_sweep)
+        controls = QHBoxLayout()
+        controls.addWidget(QLabel("Angle (°)"))
+        controls.addWidget(self.angle_slider, 1)
+        controls.addWidget(QLabel("Step"))
+        controls.addWidget(self.step_spin)
+        controls.addWidget(self.sweep_button)
+
+        # One angle: rotated input and the two bar charts.
+        self.image_item = image_item()
+        self.image_box = image_box(self.image_item, "The rotated input")
+        self.image_box.setFixedSize(150, 150)
+        self.bars_widget = pg.GraphicsLayoutWidget()
+        self.bars_widget.setMaximumHeight(220)
+        self.cnn_plot, self.cnn_bars = _bar_plot(self.bars_widget.ci, "CNN probability",
+                                                 CNN_COLOUR)
+        self.cnn_plot.setToolTip(FORMULAS["cnn"])
+        self.capsule_plot, self.capsule_bars = _bar_plot(self.bars_widget.ci, "capsule length ‖v‖",
+                                                         CAPSULE_COLOUR)
+        self.capsule_plot.setToolTip(FORMULAS["squash"] + "\n" + FORMULAS["margin"])
+        for margin in (MARGIN_HIGH, MARGIN_LOW):
+            self.capsule_plot.addItem(pg.InfiniteLine(
+                margin, angle=0, pen=pg.mkPen(style=Qt.PenStyle.DashLine)))
+        self._set_ticks(self._class_names)
+        one_angle = QHBoxLayout()
+        one_angle.addWidget(self.image_box)
+        one_angle.addWidget(self.bars_widget, 1)
+
+        # The sweep: scores, predictions and pose plane against the input angle.
+        self.sweep_widget = pg.GraphicsLayoutWidget()
+        self.score_plot = self.sweep_widget.addPlot(row=0, col=0, title="reference class vs angle")
+        self.score_plot.setLabel("left", "score")
+        self.score_plot.setYRange(0, 1, padding=0.02)
+        self.score_plot.addLegend(offset=(-5, 5))
+        self.cnn_curve = self.score_plot.plot(pen=pg.mkPen(CNN_COLOUR, width=2),
+                                              name="CNN probability")
+        self.capsule_curve = self.score_plot.plot(pen=pg.mkPen(CAPSULE_COLOUR, width=2),
+                                                  name="capsule length")
+        self.prediction_plot = self.sweep_widget.addPlot(row=1, col=0, title="predicted class")
+        self.prediction_plot.setLabel("bottom", "input angle θ (°)")
+        self.prediction_plot.setYRange(-0.5, 9.5, padding=0)
+        self.prediction_plot.setXLink(self.score_plot)
+        self.prediction_plot.addLegend(offset=(-5, 5))
+        self.reference_line = pg.InfiniteLine(0, angle=0, pen=pg.mkPen(style=Qt.PenStyle.DotLine))
+        self.prediction_plot.addItem(self.reference_line)
+        self.cnn_prediction_points = self.prediction_plot.plot(
+            pen=None, symbol="o", symbolSize=6, symbolBrush=CNN_COLOUR, symbolPen=None, name="CNN")
+        self.capsule_prediction_points = self.prediction_plot.plot(
+            pen=None, symbol="x", symbolSize=8, symbolBrush=CAPSULE_COLOUR, symbolPen=None,
+            name="CapsNet")
+        self.angle_lines = []
+        for plot in (self.score_plot, self.prediction_plot):
+            line = pg.InfiniteLine(0, angle=90, pen=pg.mkPen(width=1))
+            plot.addItem(line)
+            self.angle_lines.append(line)
+            plot.setXRange(-180, 180, padding=0.02)
+        self.plane_plot = self.sweep_widget.addPlot(row=0, col=1, rowspan=2,
+                                                    title="pose angle φ in the fitted plane")
+        self.plane_plot.setLabel("bottom", "input angle θ (°)")
+        self.plane_plot.setLabel("left", "φ (°)")
+        self.plane_plot.setToolTip(PLANE_TIP)
+        self.plane_plot.addLegend(offset=(-5, 5))
+        self.plane_points = self.plane_plot.plot(
+            pen=None, symbol="o", symbolSize=5, symbolBrush=CAPSULE_COLOUR, symbolPen=None,
+            name="φ(θ)")
+        self.plane_line = self.plane_plot.plot(pen=pg.mkPen(width=1.5), name="least-squares line")
+        self.summary = QLabel("Press the sweep button to rotate the input through the circle.")
+        self.summary.setWordWrap(True)
+        self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.summary.setToolTip(PLANE_TIP)
+        sweep_part = QWidget()
+        sweep_layout = QVBoxLayout(sweep_part)
+        sweep_layout.setContentsMargins(0, 0, 0, 0)
+        sweep_layout.addWidget(self.sweep_widget, 1)
+        sweep_layout.addWidget(self.summary)
+
+        top = QWidget()
+        top_layout = QVBoxLayout(top)
+        top_layout.setContentsMargins(0, 0, 0, 0)
+        top_layout.addLayout(controls)
+        top_layout.addLayout(one_angle)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(top)
+        splitter.addWidget(sweep_part)
+        splitter.setStretchFactor(1, 3)
+        splitter.setSizes([240, 560])
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(splitter)
+
+    # -- what the controller calls -----------------------------------------------------------
+    def angle(self) -> float:
+        return float(self.angle_slider.value())
+
+    def set_angle(self, degrees: float) -> None:
+        """Move the angle slider; emits angle_changed like a drag."""
+        self.angle_slider.setValue(int(round(degrees)))
+
+    def sweep_step(self) -> int:
+        return self.step_spin.value()
+
+    def show_angle(self, image: np.ndarray, cnn_probabilities: np.ndarray | None,
+                   capsule_lengths: np.ndarray | None, class_names) -> None:
+        """Draw the rotated input and each model's scores for it (None: that model is absent)."""
+        self._set_ticks(class_names)
+        set_image(self.image_item, np.squeeze(np.asarray(image)), (0.0, 1.0))
+        self._cnn_probabilities = _vector(cnn_probabilities)
+        self._capsule_lengths = _vector(capsule_lengths)
+        for plot, bars, values, title, colour in (
+            (self.cnn_plot, self.cnn_bars, self._cnn_probabilities, "CNN probability",
+             CNN_COLOUR),
+            (self.capsule_plot, self.capsule_bars, self._capsule_lengths, "capsule length ‖v‖",
+             CAPSULE_COLOUR),
+        ):
+            bars.setVisible(values is not None)
+            if values is None:
+                plot.setTitle(f"{title}: no model")
+                continue
+            winner = int(np.argmax(values))
+            brushes = [pg.mkBrush(colour if k == winner else (*colour, 110))
+                       for k in range(len(values))]
+            bars.setOpts(x=np.arange(len(values)), height=values, brushes=brushes)
+            plot.setTitle(f"{title}: {self._class_names[winner]} ({values[winner]:.2f})")
+
+    @Slot(object)
+    def show_sweep(self, sweep: RotationSweep) -> None:
+        self._sweep = sweep
+        ref = sweep.reference_class
+        angles = sweep.angles
+        name = self._class_names[ref] if ref < len(self._class_names) else str(ref)
+        self.score_plot.setTitle(f"class {name} vs angle")
+        _set_curve(self.cnn_curve, angles,
+                   None if sweep.cnn_probabilities is None else sweep.cnn_probabilities[:, ref])
+        _set_curve(self.capsule_curve, angles,
+                   None if sweep.capsule_lengths is None else sweep.capsule_lengths[:, ref])
+        _set_curve(self.cnn_prediction_points, angles, sweep.cnn_predictions)
+        _set_curve(self.capsule_prediction_points, angles, sweep.capsule_predictions)
+        self.reference_line.setValue(ref)
+        self.prediction_plot.getAxis("left").setTicks(
+            [[(k, self._class_names[k]) for k in range(len(self._class_names))]])
+        plane = sweep.plane
+        _set_curve(self.plane_points, angles, None if plane is None else plane.plane_angles)
+        _set_curve(self.plane_line, angles,
+                   None if plane is None else plane.slope * angles + plane.intercept)
+        for plot in (self.score_plot, self.prediction_plot):
+            plot.setXRange(float(angles[0]), float(angles[-1]), padding=0.02)
+        self.summary.setText(describe_sweep(sweep, self._class_names))
+
+    # -- internals --------------------------------------------------------------------------
+    def _set_ticks(self, class_names) -> None:
+        self._class_names = [str(name) for name in class_names]
+        ticks = [[(k, name) for k, name in enumerate(self._class_names)]]
+        for plot in (self.cnn_plot, self.capsule_plot):
+            plot.getAxis("bottom").setTicks(ticks)
+
+    @Slot(int)
+    def _on_angle(self, value: int) -> None:
+        for line in self.angle_lines:
+            line.setValue(value)
+        self.angle_changed.emit(float(value))
+
+    @Slot()
+    def _request_sweep(self) -> None:
+        self.sweep_requested.emit(sweep_angles(self.step_spin.value()))
+
+    # -- export -----------------------------------------------------------------------------
+    def export_tables(self) -> dict[str, Table]:
+        tables: dict[str, Table] = {}
+        if self._cnn_probabilities is not None or self._capsule_lengths is not None:
+            rows = [[name,
+                     _cell(self._cnn_probabilities, k),
+                     _cell(self._capsule_lengths, k)]
+                    for k, name in enumerate(self._class_names)]
+            tables["rotation_at_angle"] = (
+                ["class", f"cnn_probability_at_{self.angle():+.0f}deg",
+                 f"capsule_length_at_{self.angle():+.0f}deg"], rows)
+        sweep = self._sweep
+        if sweep is not None:
+            ref = sweep.reference_class
+            rows = []
+            for i, angle in enumerate(sweep.angles):
+                rows.append([
+                    float(angle),
+                    _cell(None if sweep.cnn_probabilities is None
+                          else sweep.cnn_probabilities[:, ref], i),
+                    _cell(None if sweep.capsule_lengths is None
+                          else sweep.capsule_lengths[:, ref], i),
+                    _cell(sweep.cnn_predictions, i),
+                    _cell(sweep.capsule_predictions, i),
+                    _cell(sweep.plane_angles, i),
+                ])
+            tables["rotation_sweep"] = (
+                ["angle_deg", f"cnn_probability_{ref}", f"capsule_length_{ref}",
+                 "cnn_prediction", "capsule_prediction", "pose_plane_angle_deg"], rows)
+        return tables
+
+    def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        return {"rotation_scores": self.bars_widget.ci, "rotation_sweep": self.sweep_widget.ci}
+
+
+def _vector(values) -> np.ndarray | None:
+    return None if values is None else np.asarray(values, dtype=np.float64).ravel()
+
+
+def _cell(values, index):
+    """A CSV cell: the number, or '' where that model is absent."""
+    if values is None:
+        return ""
+    value = values[index]
+    return int(value) if np.issubdtype(np.asarray(value).dtype, np.integer) else float(value)
+
+
+def _set_curve(item: pg.PlotDataItem, x: np.ndarray, y) -> None:
+    if y is None:
+        item.setData([], [])
+    else:
+        item.setData(np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64))

@@ -1,0 +1,552 @@
+"""Step through dynamic routing (Procedure 1) one iteration at a time.
+
+For iteration r and a chosen digit capsule j the view draws, on the 32×6×6 primary grid, the
+couplings c_ij (or the logits b_ij they came from, or the agreement û_{j|i}·v_j that updates
+them); beside it every parent's length ‖v_j‖ at r and across iterations, the ‖u_i‖-weighted
+mean coupling to each parent, and where on the input digit capsule j's strongest parts look.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QPen
+from PySide6.QtWidgets import (
+    QButtonGroup, QCheckBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
+    QSpinBox, QSplitter, QStyle, QToolButton, QVBoxLayout, QWidget,
+)
+
+import pyqtgraph as pg  # after PySide6
+
+from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image
+from capsviewer.app.views.grid_mosaic import MosaicPanel
+from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
+
+PLAY_INTERVAL_MS = 700
+MAX_ITERATIONS = 10
+PART_COLOURS = ("#e8453c", "#f39c12", "#f4d03f")  # boxes of the 1st, 2nd, 3rd strongest part
+
+# quantity → (symbol, colour map, formula); couplings use levels 0..1, the others ±max|·|.
+QUANTITIES = {
+    "couplings": ("c_ij", "viridis", FORMULAS["coupling"]),
+    "logits": ("b_ij", "CET-D1", FORMULAS["routing"]),
+    "agreement": ("û_{j|i}·v_j", "CET-D1", FORMULAS["agreement"]),
+}
+QUANTITY_LABELS = {"couplings": "couplings c_ij", "logits": "logits b_ij",
+                   "agreement": "agreement û·v"}
+
+
+def heat_lut() -> np.ndarray:
+    """'inferno' whose alpha rises with the value, so weak support stays see-through."""
+    table = lut("inferno").copy()
+    table[:, 3] = np.linspace(0.0, 1.0, 256) ** 1.5 * 180
+    return table
+
+
+def symmetric_levels(values: np.ndarray) -> tuple[float, float]:
+    bound = float(np.abs(values).max()) if values.size else 0.0
+    bound = bound if bound > 0 else 1e-6  # all zero (b_ij at r = 1): one mid colour
+    return -bound, bound
+
+
+def weighted_mean_couplings(couplings: np.ndarray, primary_lengths: np.ndarray) -> np.ndarray:
+    """Σ_i ‖u_i‖ c_ij / Σ_i ‖u_i‖ for each digit capsule j (sums to 1 over j)."""
+    weights = primary_lengths[..., None]
+    return (couplings * weights).sum(axis=(0, 1, 2)) / max(float(weights.sum()), 1e-12)
+
+
+class RoutingView(QWidget, ExportableView):
+    """Passive: ``show(capsules)`` draws an inspection; the controls only move within it, and
+    ``iterations_changed`` asks the controller to recompute with another iteration count."""
+
+    export_name = "routing"
+    iterations_changed = Signal(int)  # the user asked for R routing iterations
+    capsule_selected = Signal(int)  # the user selected digit capsule j
+    iteration_changed = Signal(int)  # the iteration on screen, 1-based
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.capsules: CapsuleInspection | None = None
+        self._iteration = 1
+        self._digit = 0
+        self._quantity = "couplings"
+        self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
+        self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
+        self.play_timer = QTimer(self)
+        self.play_timer.setInterval(PLAY_INTERVAL_MS)
+        self.play_timer.timeout.connect(self._advance)
+
+        layout = QVBoxLayout(self)
+        layout.addLayout(self._build_stepper())
+        layout.addLayout(self._build_selectors())
+        layout.addWidget(self._build_body(), 1)
+        self.show_inspection(None)
+
+    # -- construction ---------------------------------------------------------------------
+    def _tool_button(self, icon: QStyle.StandardPixmap, tip: str, slot) -> QToolButton:
+        button = QToolButton()
+        button.setIcon(self.style().standardIcon(icon))
+        button.setToolTip(tip)
+        button.clicked.connect(slot)
+        return button
+
+    def _build_stepper(self) -> QHBoxLayout:
+        pixmap = QStyle.StandardPixmap
+        self.first_button = self._tool_button(pixmap.SP_MediaSkipBackward, "First iteration",
+                                              lambda: self._step_by_hand(1))
+        self.previous_button = self._tool_button(pixmap.SP_MediaSeekBackward, "Previous iteration",
+                                                 lambda: self._step_by_hand(self._iteration - 1))
+        self.play_button = QPushButton("Play")
+        self.play_button.setIcon(self.style().standardIcon(pixmap.SP_MediaPlay))
+        self.play_button.setToolTip("Animate the routing iterations one after another")
+        self.play_button.clicked.connect(self.toggle_play)
+        self.next_button = self._tool_button(pixmap.SP_MediaSeekForward, "Next iteration",
+                                             lambda: self._step_by_hand(self._iteration + 1))
+        self.last_button = self._tool_button(pixmap.SP_MediaSkipForward, "Last iteration",
+                                             lambda: self._step_by_hand(self.iteration_count))
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(1, 1)
+        self.slider.setPageStep(1)
+        self.slider.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.slider.setTickInterval(1)
+        self.slider.setToolTip("Scrub through routing iterations r\n" + FORMULAS["routing"])
+        self.slider.valueChanged.connect(self.set_iteration)
+        self.slider.sliderPressed.connect(self.pause)
+        self.iteration_label = QLabel()
+        self.iteration_label.setMinimumWidth(120)
+        self.iterations_spin = QSpinBox()
+        self.iterations_spin.setRange(1, MAX_ITERATIONS)
+        self.iterations_spin.setToolTip("Routing iterations R to run (recomputes the routing)")
+        self.iterations_spin.valueChanged.connect(self.iterations_changed)
+        row = QHBoxLayout()
+        for widget in (self.first_button, self.previous_button, self.play_button,
+                       self.next_button, self.last_button):
+            row.addWidget(widget)
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.iteration_label)
+        row.addSpacing(12)
+        row.addWidget(QLabel("Iterations R:"))
+        row.addWidget(self.iterations_spin)
+        return row
+
+    def _build_selectors(self) -> QHBoxLayout:
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Digit capsule j:"))
+        self.digit_group = QButtonGroup(self)
+        self.digit_group.setExclusive(True)
+        self.digit_buttons: list[QPushButton] = []
+        for k in range(10):
+            button = QPushButton(str(k))
+            button.setCheckable(True)
+            button.setFixedWidth(34)
+            self.digit_group.addButton(button, k)
+            self.digit_buttons.append(button)
+            row.addWidget(button)
+        self.digit_group.idClicked.connect(self.select_capsule)
+        row.addStretch(1)
+        row.addWidget(QLabel("Show:"))
+        self.quantity_group = QButtonGroup(self)
+        self.quantity_buttons: dict[str, QPushButton] = {}
+        for index, (name, text) in enumerate(QUANTITY_LABELS.items()):
+            button = QPushButton(text)
+            button.setCheckable(True)
+            button.setToolTip(QUANTITIES[name][2])
+            self.quantity_group.addButton(button, index)
+            self.quantity_buttons[name] = button
+            row.addWidget(button)
+        self.quantity_buttons["couplings"].setChecked(True)
+        self.quantity_group.idClicked.connect(lambda i: self.set_quantity(list(QUANTITIES)[i]))
+        self.fit_levels = QCheckBox("fit colours")
+        self.fit_levels.setChecked(True)
+        self.fit_levels.setToolTip("Couplings: colour range 0…max c_ij over all iterations of this "
+                                   "input instead of 0…1 (trained couplings stay near 1/J = 0.1)")
+        self.fit_levels.toggled.connect(self._refresh)
+        row.addWidget(self.fit_levels)
+        return row
+
+    def _build_body(self) -> QSplitter:
+        self.mosaic = MosaicPanel("c_ij", "c_ij")
+        self.mosaic.setToolTip(FORMULAS["coupling"])
+
+        self.overlay = ImagePanel("Where digit capsule j's support comes from")
+        self.overlay.setToolTip("Heat: Σ_maps c_ij ‖û_{j|i}‖ spread over each grid cell's "
+                                "receptive field; boxes: the 3 strongest primary capsules\n"
+                                + FORMULAS["votes"])
+        self.part_map_item = pg.ImageItem(axisOrder="row-major")
+        self.part_map_item.setLookupTable(heat_lut())
+        self.part_map_item.setLevels((0.0, 1.0))
+        self.part_map_item.setZValue(1)
+        self.overlay.view.addItem(self.part_map_item)
+        self.part_boxes: list[QGraphicsRectItem] = []
+        self.part_labels: list[pg.TextItem] = []
+        for colour in PART_COLOURS:
+            box = QGraphicsRectItem()
+            pen = QPen(QColor(colour), 2)
+            pen.setCosmetic(True)
+            box.setPen(pen)
+            box.setVisible(False)
+            box.setZValue(2)
+            self.overlay.view.addItem(box)
+            text = pg.TextItem("", color=colour, anchor=(0, 0))
+            text.setZValue(3)
+            self.overlay.view.addItem(text)
+            self.part_boxes.append(box)
+            self.part_labels.append(text)
+        self.parts_text = QLabel()
+        self.parts_text.setWordWrap(True)
+        self.parts_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.parts_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.parts_text.setToolTip(FORMULAS["votes"])
+        self.parts_text.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+
+        parts = QWidget()
+        parts_layout = QHBoxLayout(parts)
+        parts_layout.setContentsMargins(0, 0, 0, 0)
+        parts_layout.addWidget(self.overlay, 3)
+        parts_layout.addWidget(self.parts_text, 2)
+        left = QSplitter(Qt.Orientation.Vertical)
+        left.addWidget(self.mosaic)
+        left.addWidget(parts)
+        left.setStretchFactor(0, 3)
+        left.setStretchFactor(1, 2)
+
+        self.length_bars = ClassBars("‖v_j‖ at iteration r", "‖v_j‖", margins=True)
+        self.length_bars.setToolTip("Click a bar to select digit capsule j\n"
+                                    + FORMULAS["routing"] + "\n" + FORMULAS["squash"])
+        self.length_bars.class_clicked.connect(self.select_capsule)
+        self.history = pg.PlotWidget()
+        history = self.history.getPlotItem()
+        history.setTitle("‖v_j‖ across iterations")
+        history.setLabel("left", "‖v_j‖")
+        history.setLabel("bottom", "iteration r")
+        history.setMenuEnabled(False)
+        history.setMouseEnabled(False, False)
+        history.hideButtons()
+        history.showGrid(x=True, y=True, alpha=0.2)
+        history.getAxis("left").enableAutoSIPrefix(False)
+        self.history.setToolTip(FORMULAS["routing"])
+        self.history_curves = [
+            history.plot([], [], pen=pg.mkPen(pg.intColor(j, hues=10), width=1.5),
+                         symbol="o", symbolSize=5, symbolBrush=pg.intColor(j, hues=10),
+                         symbolPen=None)
+            for j in range(10)
+        ]
+        self.history_labels = [pg.TextItem(str(j), color=pg.intColor(j, hues=10), anchor=(0, 0.5))
+                               for j in range(10)]
+        for text in self.history_labels:
+            history.addItem(text)
+        self.iteration_line = pg.InfiniteLine(angle=90, movable=False,
+                                              pen=pg.mkPen(pg.getConfigOption("foreground"),
+                                                           width=1, style=Qt.PenStyle.DashLine))
+        history.addItem(self.iteration_line)
+        self.share_bars = ClassBars("Mean coupling to j", "mean c_ij")
+        self.share_bars.setToolTip("Σ_i ‖u_i‖ c_ij / Σ_i ‖u_i‖: where the primary capsules "
+                                   "send their output\n" + FORMULAS["coupling"])
+        self.share_bars.class_clicked.connect(self.select_capsule)
+
+        right = QSplitter(Qt.Orientation.Vertical)
+        for widget in (self.length_bars, self.history, self.share_bars):
+            right.addWidget(widget)
+        body = QSplitter(Qt.Orientation.Horizontal)
+        body.addWidget(left)
+        body.addWidget(right)
+        body.setStretchFactor(0, 3)
+        body.setStretchFactor(1, 2)
+        body.setSizes([600, 420])
+        return body
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def iteration(self) -> int:
+        """The iteration on screen, 1-based."""
+        return self._iteration
+
+    @property
+    def iteration_count(self) -> int:
+        return len(self.capsules.iterations) if self.capsules is not None else 1
+
+    @property
+    def digit(self) -> int:
+        """The selected digit capsule j."""
+        return self._digit
+
+    @property
+    def quantity(self) -> str:
+        return self._quantity
+
+    @property
+    def mosaic_item(self) -> pg.ImageItem:
+        """The ImageItem the primary-grid mosaic is drawn into."""
+        return self.mosaic.image
+
+    def displayed_couplings(self) -> np.ndarray | None:
+        """c_ij of the current iteration and digit capsule on the grid (32, 6, 6): the array
+        the mosaic draws when it shows couplings."""
+        return self._couplings
+
+    def displayed_values(self) -> np.ndarray | None:
+        """The grid (32, 6, 6) of the quantity the mosaic draws now."""
+        return self._shown
+
+    def snapshot(self) -> IterationSnapshot | None:
+        return self.capsules.iterations[self._iteration - 1] if self.capsules is not None else None
+
+    # -- input from the controller ----------------------------------------------------------
+    @Slot(object)
+    def show_inspection(self, capsules: CapsuleInspection | None) -> None:
+        """A new image starts at the last iteration with the predicted capsule selected; a
+        recomputation of the same image (another R) keeps j and clamps r to 1..R."""
+        previous = self.capsules
+        self.capsules = capsules
+        if capsules is None:
+            self.pause()
+            self._clear()
+            return
+        count = len(capsules.iterations)
+        if previous is None or not np.array_equal(previous.image, capsules.image):
+            self._iteration = count
+            self._digit = capsules.prediction
+        self._iteration = min(max(self._iteration, 1), count)
+        for button, name in zip(self.digit_buttons, capsules.class_names):
+            button.setToolTip(f"Digit capsule {name}")
+        for bars in (self.length_bars, self.share_bars):
+            bars.set_class_names(capsules.class_names)
+        self._set_controls_enabled(True)
+        self._redraw()
+
+    # -- slots ----------------------------------------------------------------------------
+    @Slot(int)
+    def set_iteration(self, r: int) -> None:
+        """Show iteration r (1-based, clamped to 1..R)."""
+        r = min(max(int(r), 1), self.iteration_count)
+        if r == self._iteration:
+            self._sync_stepper()
+            return
+        self._iteration = r
+        if self.capsules is not None:
+            self._redraw()
+        self.iteration_changed.emit(r)
+
+    @Slot()
+    def next_iteration(self) -> None:
+        self.set_iteration(self._iteration + 1)
+
+    @Slot()
+    def previous_iteration(self) -> None:
+        self.set_iteration(self._iteration - 1)
+
+    @Slot()
+    def toggle_play(self) -> None:
+        """Play from the current iteration to the last (from the first when at the last)."""
+        if self.play_timer.isActive():
+            self.pause()
+            return
+        if self.capsules is None or self.iteration_count < 2:
+            return
+        if self._iteration >= self.iteration_count:
+            self.set_iteration(1)
+        self.play_timer.start()
+        self._sync_play_button()
+
+    @Slot()
+    def pause(self) -> None:
+        self.play_timer.stop()
+        self._sync_play_button()
+
+    @property
+    def playing(self) -> bool:
+        return self.play_timer.isActive()
+
+    @Slot(int)
+    def select_capsule(self, j: int) -> None:
+        """Select digit capsule j; emits ``capsule_selected`` when it changes."""
+        j = int(j)
+        if not 0 <= j < 10:
+            return
+        changed = j != self._digit
+        self._digit = j
+        if self.capsules is not None:
+            self._redraw()
+        if changed:
+            self.capsule_selected.emit(j)
+
+    @Slot(str)
+    def set_quantity(self, name: str) -> None:
+        """Draw "couplings", "logits" or "agreement" in the mosaic."""
+        if name not in QUANTITIES:
+            raise ValueError(f"unknown quantity {name!r}; one of {', '.join(QUANTITIES)}")
+        self._quantity = name
+        self.quantity_buttons[name].setChecked(True)
+        if self.capsules is not None:
+            self._redraw()
+
+    def _refresh(self) -> None:
+        if self.capsules is not None:
+            self._redraw()
+
+    def _step_by_hand(self, r: int) -> None:
+        self.pause()
+        self.set_iteration(r)
+
+    def _advance(self) -> None:
+        if self._iteration < self.iteration_count:
+            self.next_iteration()
+        if self._iteration >= self.iteration_count:
+            self.pause()
+
+    # -- drawing --------------------------------------------------------------------------
+    def _redraw(self) -> None:
+        capsules, r, j = self.capsules, self._iteration, self._digit
+        snapshot = capsules.iterations[r - 1]
+        count = len(capsules.iterations)
+        name = capsules.class_names[j]
+        self._sync_stepper()
+
+        self._couplings = snapshot.couplings[..., j]
+        symbol, colormap, formula = QUANTITIES[self._quantity]
+        every_parent = getattr(snapshot, self._quantity)
+        self._shown = every_parent[..., j]
+        # One colour scale for all iterations of this input, so scrubbing shows real change.
+        all_iterations = np.stack([getattr(s, self._quantity) for s in capsules.iterations])
+        if self._quantity != "couplings":
+            levels = symmetric_levels(all_iterations)
+        elif self.fit_levels.isChecked():
+            levels = (0.0, max(float(all_iterations.max()), 1e-6))
+        else:
+            levels = (0.0, 1.0)
+        self.mosaic.set_values(
+            self._shown, levels, colormap, symbol=symbol,
+            title=f"{symbol} for digit capsule j = {name} · iteration {r} of {count}",
+        )
+        self.mosaic.setToolTip(formula)
+
+        self.length_bars.set_values(snapshot.parent_lengths, highlight=j)
+        self.length_bars.getPlotItem().setTitle(f"‖v_j‖ at iteration {r}")
+        share = weighted_mean_couplings(snapshot.couplings, capsules.primary_lengths)
+        self.share_bars.set_values(share, highlight=j)
+        self.share_bars.getPlotItem().setYRange(0, max(0.2, 1.15 * float(share.max())), padding=0)
+        self.share_bars.getPlotItem().setTitle(f"Mean coupling to j at iteration {r}")
+        self._draw_history(capsules, r, j)
+        self._draw_parts(capsules, r, j)
+
+    def _draw_history(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        lengths = np.stack([s.parent_lengths for s in capsules.iterations])  # (R, 10)
+        steps = np.arange(1, len(lengths) + 1)
+        for k, (curve, text) in enumerate(zip(self.history_curves, self.history_labels)):
+            colour = pg.intColor(k, hues=10)
+            curve.setData(steps, lengths[:, k])
+            curve.setPen(pg.mkPen(colour, width=3.5 if k == j else 1.2))
+            curve.setZValue(1 if k == j else 0)
+            text.setText(capsules.class_names[k])
+            text.setPos(steps[-1] + 0.08, float(lengths[-1, k]))
+        self.iteration_line.setPos(r)
+        plot = self.history.getPlotItem()
+        plot.setXRange(0.8, len(steps) + 0.5, padding=0)
+        plot.setYRange(0, max(0.1, float(lengths.max()) * 1.1), padding=0)
+        plot.getAxis("bottom").setTicks([[(int(s), str(int(s))) for s in steps]])
+
+    def _draw_parts(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        self.overlay.set_image(capsules.image)
+        set_image(self.part_map_item, capsules.part_map(j, r - 1), (0.0, 1.0))
+        self.part_map_item.setVisible(True)
+        name = capsules.class_names[j]
+        self.overlay.title.setText(f"Support of digit capsule {name} at iteration {r}")
+        lines = [f"<b>Strongest parts of capsule {name}</b> (c_ij‖û_{{j|i}}‖, iteration {r}):"]
+        parts = capsules.strongest_parts(j, len(self.part_boxes), r - 1)
+        for rank, (box, text) in enumerate(zip(self.part_boxes, self.part_labels)):
+            if rank >= len(parts):
+                box.setVisible(False)
+                text.setText("")
+                continue
+            grid_map, row, col, value = parts[rank]
+            top, left, bottom, right = (int(v) for v in capsules.receptive_fields[row, col])
+            inset = 0.3 * rank  # coincident receptive fields stay distinguishable
+            box.setRect(left + inset, top + inset, right - left - 2 * inset, bottom - top - 2 * inset)
+            box.setVisible(True)
+            text.setText(str(rank + 1))
+            text.setPos(left + inset, top + inset)
+            lines.append(f"<span style='color:{PART_COLOURS[rank]}'>■</span> {rank + 1}. "
+                         f"map {grid_map}, row {row}, col {col}: {value:.4g}")
+        self.parts_text.setText("<br>".join(lines))
+
+    def _sync_stepper(self) -> None:
+        count, r = self.iteration_count, self._iteration
+        self.slider.blockSignals(True)
+        self.slider.setRange(1, count)
+        self.slider.setValue(r)
+        self.slider.blockSignals(False)
+        self.iterations_spin.blockSignals(True)
+        self.iterations_spin.setValue(count)
+        self.iterations_spin.blockSignals(False)
+        self.iteration_label.setText(f"iteration {r} of {count}")
+        loaded = self.capsules is not None
+        self.first_button.setEnabled(loaded and r > 1)
+        self.previous_button.setEnabled(loaded and r > 1)
+        self.next_button.setEnabled(loaded and r < count)
+        self.last_button.setEnabled(loaded and r < count)
+        for k, button in enumerate(self.digit_buttons):
+            button.setChecked(k == self._digit)
+        self._sync_play_button()
+
+    def _sync_play_button(self) -> None:
+        playing = self.play_timer.isActive()
+        self.play_button.setText("Pause" if playing else "Play")
+        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
+        self.play_button.setIcon(self.style().standardIcon(icon))
+        self.play_button.setEnabled(self.capsules is not None and self.iteration_count > 1)
+
+    def _set_controls_enabled(self, enabled: bool) -> None:
+        for widget in (self.slider, self.fit_levels, *self.digit_buttons,
+                       *self.quantity_buttons.values()):
+            widget.setEnabled(enabled)
+
+    def _clear(self) -> None:
+        self._couplings = self._shown = None
+        self._iteration = 1
+        self._sync_stepper()
+        self._set_controls_enabled(False)
+        message = "No CapsNet analysis yet"
+        self.mosaic.show_message(message)
+        self.length_bars.show_message(message)
+        self.share_bars.show_message(message)
+        for curve in self.history_curves:
+            curve.setData([], [])
+        for text in self.history_labels:
+            text.setText("")
+        self.overlay.show_message(message)
+        self.part_map_item.clear()
+        for box, text in zip(self.part_boxes, self.part_labels):
+            box.setVisible(False)
+            text.setText("")
+        self.parts_text.setText("")
+
+    # -- export ---------------------------------------------------------------------------
+    def export_tables(self) -> dict[str, Table]:
+        if self.capsules is None:
+            return {}
+        capsules, r = self.capsules, self._iteration
+        snapshot = capsules.iterations[r - 1]
+        digits = range(snapshot.couplings.shape[-1])
+        header = (["map", "row", "col"] + [f"c_{j}" for j in digits] + [f"b_{j}" for j in digits]
+                  + [f"agreement_{j}" for j in digits])
+        rows = [
+            [*index, *map(float, snapshot.couplings[index]), *map(float, snapshot.logits[index]),
+             *map(float, snapshot.agreement[index])]
+            for index in np.ndindex(snapshot.couplings.shape[:3])
+        ]
+        lengths = [[s + 1, *map(float, snapshot_lengths)]
+                   for s, snapshot_lengths in enumerate(x.parent_lengths for x in capsules.iterations)]
+        names = capsules.class_names
+        return {
+            f"iteration-{r}": (header, rows),
+            "parent-lengths": (["iteration"] + [f"length_{names[j]}" for j in digits], lengths),
+        }
+
+    def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        return {
+            "mosaic": self.mosaic.plot,
+            "parent-lengths": self.length_bars.getPlotItem(),
+            "length-history": self.history.getPlotItem(),
+            "mean-couplings": self.share_bars.getPlotItem(),
+        }

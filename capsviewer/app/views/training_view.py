@@ -1,0 +1,448 @@
+"""Train a CapsNet or the CNN from the window: a form, live loss and accuracy curves, a log.
+
+The view only builds a :class:`TrainConfig` and draws the events it is given; a
+:class:`TrainingRunner` (``connect_runner``) does the training off the UI thread.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PySide6.QtCore import QEvent, Signal, Slot
+from PySide6.QtGui import QPalette
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLineEdit,
+    QListWidget,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
+
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.data import DATASETS, default_data_root
+from capsviewer.training import (
+    BatchProgress,
+    EpochResult,
+    TrainConfig,
+    TrainingFinished,
+)
+
+MODELS = {"capsnet": "CapsNet", "cnn": "CNN"}
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
+SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
+TRAIN_COLOUR, TEST_COLOUR = (31, 119, 180), (255, 127, 14)  # readable on light and dark
+
+LOSS_TIP = (
+    "Training loss per batch (faint: each update, bold: smoothed) and per epoch "
+    "(● train, ■ test).\n"
+    f"CapsNet: margin loss Σ_k L_k,  {FORMULAS['margin']}\n"
+    f"plus reconstruction: {FORMULAS['reconstruction']}\n"
+    "CNN: cross-entropy −log p_y,  " + FORMULAS["cnn"]
+)
+ACCURACY_TIP = (
+    "Fraction of images classified correctly: training batches (smoothed) and the test set "
+    "after each epoch (■).\nCapsNet predicts the longest digit capsule, argmax_k ‖v_k‖."
+)
+
+
+def default_checkpoint(model: str, dataset: str) -> Path:
+    """``<user data>/capsviewer/checkpoints/{model}-{dataset}.safetensors``."""
+    return default_data_root().parent / "checkpoints" / f"{model}-{dataset}.safetensors"
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    hours, rest = divmod(seconds, 3600)
+    minutes = f"{rest // 60:02d}:{rest % 60:02d}"
+    return f"{hours}:{minutes}" if hours else minutes
+
+
+def device_choices() -> list[str]:
+    """auto and cpu, and the CUDA devices only where torch sees one."""
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices.append("cuda")
+        if torch.cuda.device_count() > 1:
+            choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
+    return choices
+
+
+def _spin(minimum: int, maximum: int, value: int, step: int = 1) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(minimum, maximum)
+    spin.setSingleStep(step)
+    spin.setValue(value)
+    return spin
+
+
+class TrainingView(QWidget, ExportableView):
+    export_name = "training"
+
+    start_requested = Signal(object)  # TrainConfig
+    pause_requested = Signal()
+    resume_requested = Signal()
+    cancel_requested = Signal()
+    model_ready = Signal(str)  # checkpoint path of a finished (or cancelled) run
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self._data_root: str | None = None
+        self._state = "idle"
+        self._output_edited = False
+        self._history: list[EpochResult] = []
+        # (step, epoch, batch, loss, accuracy) per progress event, and their moving averages
+        self._batches: list[tuple[int, int, int, float, float]] = []
+        self._smoothed: list[tuple[float, float]] = []
+        self._batches_per_epoch = 1
+        self._progress_text = ""
+        self._build_form()
+        self._build_plots()
+        self._update_model_fields()
+        self.on_state("idle")
+
+    # -- construction --------------------------------------------------------------------------
+    def _build_form(self) -> None:
+        self._model = QComboBox()
+        for key, title in MODELS.items():
+            self._model.addItem(title, key)
+        self._model.setToolTip(f"CapsNet (Sabour et al. 2017) or the max-pooling CNN baseline.\n"
+                               f"{FORMULAS['routing']}")
+        self._dataset = QComboBox()
+        for key in DATASETS:
+            self._dataset.addItem(DATASET_TITLES.get(key, key), key)
+        self._subset = _spin(0, TRAIN_IMAGES, 0, step=1000)
+        self._subset.setSpecialValueText(f"all {TRAIN_IMAGES:,}")
+        self._subset.setToolTip("Train on a random subset of this many images (0: all).")
+        self._test_subset = _spin(0, TEST_IMAGES, 0, step=1000)
+        self._test_subset.setSpecialValueText(f"all {TEST_IMAGES:,}")
+        self._test_subset.setToolTip("Evaluate after each epoch on this many test images (0: all).")
+        self._epochs = _spin(1, 1000, 10)
+        self._batch_size = _spin(1, 4096, 128)
+        self._learning_rate = QDoubleSpinBox()
+        self._learning_rate.setDecimals(5)
+        self._learning_rate.setRange(1e-5, 1.0)
+        self._learning_rate.setSingleStep(1e-4)
+        self._learning_rate.setValue(1e-3)
+        self._learning_rate.setToolTip("Adam's initial step size, decayed by 0.96 every 2,000 "
+                                       "steps as in the authors' code.")
+        self._iterations = _spin(1, 10, 3)
+        self._iterations.setToolTip(
+            f"Routing iterations r (the paper uses 3).\n{FORMULAS['routing']}")
+        self._device = QComboBox()
+        self._device.addItems(device_choices())
+        self._device.setToolTip("auto: the GPU when torch sees one, else the CPU.")
+        self._output = QLineEdit()
+        self._output.textEdited.connect(self._on_output_edited)
+        browse = QToolButton()
+        browse.setText("…")
+        browse.setToolTip("Choose where the checkpoint is written after every epoch.")
+        browse.clicked.connect(self._browse_output)
+        output_row = QHBoxLayout()
+        output_row.setContentsMargins(0, 0, 0, 0)
+        output_row.addWidget(self._output, 1)
+        output_row.addWidget(browse)
+        self._inputs = [self._model, self._dataset, self._subset, self._test_subset, self._epochs,
+                        self._batch_size, self._learning_rate, self._iterations, self._device,
+                        self._output, browse]
+
+        form = QFormLayout()
+        form.addRow("Model", self._model)
+        form.addRow("Dataset", self._dataset)
+        form.addRow("Training images", self._subset)
+        form.addRow("Test images", self._test_subset)
+        form.addRow("Epochs", self._epochs)
+        form.addRow("Batch size", self._batch_size)
+        form.addRow("Learning rate", self._learning_rate)
+        form.addRow("Routing iterations", self._iterations)
+        form.addRow("Device", self._device)
+        form.addRow("Checkpoint", output_row)
+
+        self.start_button = QPushButton("Start")
+        self.pause_button = QPushButton("Pause")
+        self.cancel_button = QPushButton("Cancel")
+        self.start_button.clicked.connect(self._on_start_clicked)
+        self.pause_button.clicked.connect(self._on_pause_clicked)
+        self.cancel_button.clicked.connect(self.cancel_requested)
+        buttons = QHBoxLayout()
+        for button in (self.start_button, self.pause_button, self.cancel_button):
+            buttons.addWidget(button)
+
+        self._log = QListWidget()
+        self._log.setToolTip("One line per finished epoch.")
+        self._log.setWordWrap(True)
+        left = QVBoxLayout()
+        left.addLayout(form)
+        left.addLayout(buttons)
+        left.addWidget(self._log, 1)
+        self._left = left
+
+        self._model.currentIndexChanged.connect(self._update_model_fields)
+        self._dataset.currentIndexChanged.connect(self._update_model_fields)
+
+    def _build_plots(self) -> None:
+        self._progress = QProgressBar()
+        self._progress.setTextVisible(True)
+        self.loss_plot = self._plot("loss", LOSS_TIP)
+        self.accuracy_plot = self._plot("accuracy", ACCURACY_TIP)
+        self.accuracy_plot.setYRange(0, 1)
+        faint = pg.mkPen((*TRAIN_COLOUR, 70), width=1)
+        bold = pg.mkPen(TRAIN_COLOUR, width=2)
+        self.loss_raw = self.loss_plot.plot(pen=faint)
+        self.loss_curve = self.loss_plot.plot(pen=bold, name="train (batches)")
+        self.loss_train_epochs = self._markers(self.loss_plot, "o", TRAIN_COLOUR, "train (epoch)")
+        self.loss_test_epochs = self._markers(self.loss_plot, "s", TEST_COLOUR, "test (epoch)")
+        self.accuracy_raw = self.accuracy_plot.plot(pen=faint)
+        self.accuracy_curve = self.accuracy_plot.plot(pen=bold, name="train (batches)")
+        self.accuracy_test_epochs = self._markers(self.accuracy_plot, "s", TEST_COLOUR,
+                                                  "test (epoch)")
+        right = QVBoxLayout()
+        right.addWidget(self._progress)
+        right.addWidget(self.loss_plot, 1)
+        right.addWidget(self.accuracy_plot, 1)
+        layout = QHBoxLayout(self)
+        layout.addLayout(self._left, 0)
+        layout.addLayout(right, 1)
+        self._apply_palette()
+
+    def _plot(self, quantity: str, tip: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget()
+        plot.setLabel("bottom", "batch")
+        plot.setLabel("left", quantity)
+        plot.showGrid(x=True, y=True, alpha=0.2)
+        # loss falls and accuracy rises: keep the legend in the corner the curve leaves free
+        plot.addLegend(offset=(-10, 10) if quantity == "loss" else (-10, -10))
+        plot.setMenuEnabled(False)
+        plot.setToolTip(tip)
+        return plot
+
+    @staticmethod
+    def _markers(plot: pg.PlotWidget, symbol: str, colour, name: str) -> pg.PlotDataItem:
+        return plot.plot(pen=None, symbol=symbol, symbolSize=9, symbolBrush=colour,
+                         symbolPen=pg.mkPen(colour), name=name)
+
+    def _apply_palette(self) -> None:
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.setBackground(self.palette().color(QPalette.ColorRole.Base))
+
+    def changeEvent(self, event: QEvent) -> None:
+        if event.type() == QEvent.Type.PaletteChange:
+            self._apply_palette()
+        super().changeEvent(event)
+
+    # -- form ------------------------------------------------------------------------------------
+    def set_data_root(self, path: str | Path | None) -> None:
+        """Where datasets are read (None: $CAPSVIEWER_DATA or the user data directory)."""
+        self._data_root = None if path is None else str(path)
+
+    def config(self) -> TrainConfig:
+        """The TrainConfig the form describes."""
+        model = self._model.currentData()
+        capsnet = model == "capsnet"
+        model_config = {"routing_iterations": self._iterations.value()} if capsnet else {}
+        device = self._device.currentText()
+        on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+        output = self._output.text().strip() or str(self._default_output())
+        return TrainConfig(
+            model=model,
+            model_config=model_config,
+            dataset=self._dataset.currentData(),
+            data_root=self._data_root,
+            epochs=self._epochs.value(),
+            batch_size=self._batch_size.value(),
+            learning_rate=self._learning_rate.value(),
+            subset=self._subset.value() or None,
+            test_subset=self._test_subset.value() or None,
+            # Cancel is checked between test batches: small ones keep it prompt on a CPU.
+            eval_batch_size=500 if on_gpu else 100,
+            device=device,
+            output=output,
+        )
+
+    def set_config(self, config: TrainConfig) -> None:
+        """Fill the form from ``config`` (fields the form does not show are not kept)."""
+        self._model.setCurrentIndex(self._model.findData(config.model))
+        self._dataset.setCurrentIndex(self._dataset.findData(config.dataset))
+        self._subset.setValue(config.subset or 0)
+        self._test_subset.setValue(config.test_subset or 0)
+        self._epochs.setValue(config.epochs)
+        self._batch_size.setValue(config.batch_size)
+        self._learning_rate.setValue(config.learning_rate)
+        self._iterations.setValue(config.model_config.get("routing_iterations", 3))
+        if self._device.findText(config.device) >= 0:
+            self._device.setCurrentText(config.device)
+        if config.output:
+            self._output.setText(config.output)
+            self._output_edited = True
+        if config.data_root is not None:
+            self._data_root = config.data_root
+
+    def _default_output(self) -> Path:
+        return default_checkpoint(self._model.currentData(), self._dataset.currentData())
+
+    @Slot()
+    def _update_model_fields(self) -> None:
+        capsnet = self._model.currentData() == "capsnet"
+        self._iterations.setEnabled(self._state == "idle" and capsnet)
+        if not self._output_edited:
+            self._output.setText(str(self._default_output()))
+
+    @Slot(str)
+    def _on_output_edited(self, text: str) -> None:
+        self._output_edited = bool(text.strip())
+
+    @Slot()
+    def _browse_output(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Save checkpoints as", self._output.text(),
+                                              "safetensors (*.safetensors)")
+        if path:
+            self._output.setText(path)
+            self._output_edited = True
+
+    @Slot()
+    def _on_start_clicked(self) -> None:
+        self.start_requested.emit(self.config())
+
+    @Slot()
+    def _on_pause_clicked(self) -> None:
+        (self.resume_requested if self._state == "paused" else self.pause_requested).emit()
+
+    # -- runner events -------------------------------------------------------------------------
+    def connect_runner(self, runner) -> None:
+        """Wire this view to a TrainingRunner in both directions."""
+        self.start_requested.connect(runner.start)
+        self.pause_requested.connect(runner.pause)
+        self.resume_requested.connect(runner.resume)
+        self.cancel_requested.connect(runner.cancel)
+        runner.progress.connect(self.on_progress)
+        runner.epoch_done.connect(self.on_epoch)
+        runner.finished.connect(self.on_finished)
+        runner.failed.connect(self.on_failed)
+        runner.state_changed.connect(self.on_state)
+
+    @Slot(str)
+    def on_state(self, state: str) -> None:
+        if self._state == "idle" and state == "running":
+            self._clear()
+        self._state = state
+        active = state in ("running", "paused")
+        self.start_button.setEnabled(state == "idle")
+        self.pause_button.setEnabled(active)
+        self.pause_button.setText("Resume" if state == "paused" else "Pause")
+        self.cancel_button.setEnabled(active)
+        for widget in self._inputs:
+            widget.setEnabled(state == "idle")
+        self._update_model_fields()
+        if state == "cancelling":
+            self._progress.setFormat("cancelling…")
+        elif state == "paused":
+            self._progress.setFormat(f"paused · {self._progress_text}")
+        elif state == "running" and self._progress_text:
+            self._progress.setFormat(self._progress_text)
+
+    @Slot(object)
+    def on_progress(self, event: BatchProgress) -> None:
+        step = (event.epoch - 1) * event.batches + event.batch
+        self._batches.append((step, event.epoch, event.batch, event.loss, event.accuracy))
+        if self._smoothed:
+            loss, accuracy = self._smoothed[-1]
+            self._smoothed.append((loss + SMOOTHING * (event.loss - loss),
+                                   accuracy + SMOOTHING * (event.accuracy - accuracy)))
+        else:
+            self._smoothed.append((event.loss, event.accuracy))
+        batches = np.asarray(self._batches, dtype=np.float64)
+        smoothed = np.asarray(self._smoothed, dtype=np.float64)
+        self.loss_raw.setData(batches[:, 0], batches[:, 3])
+        self.loss_curve.setData(batches[:, 0], smoothed[:, 0])
+        self.accuracy_raw.setData(batches[:, 0], batches[:, 4])
+        self.accuracy_curve.setData(batches[:, 0], smoothed[:, 1])
+        self._batches_per_epoch = event.batches
+        self._progress.setRange(0, event.epochs * event.batches)
+        self._progress.setValue(step)
+        self._progress_text = (
+            f"epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches} · "
+            f"{event.images_per_second:,.0f} img/s · ETA {format_duration(event.eta_seconds)}"
+        )
+        self._progress.setFormat(self._progress_text)
+
+    @Slot(object)
+    def on_epoch(self, result: EpochResult) -> None:
+        self._history.append(result)
+        # x: the last batch of each epoch, on the batch axis of the curves
+        steps = np.array([h.epoch * self._batches_per_epoch for h in self._history], float)
+        train_loss, test_loss, test_accuracy = np.array(
+            [(h.train_loss, h.test_loss, h.test_accuracy) for h in self._history]).T
+        self.loss_train_epochs.setData(steps, train_loss)
+        self.loss_test_epochs.setData(steps, test_loss)
+        self.accuracy_test_epochs.setData(steps, test_accuracy)
+        self._log.addItem(
+            f"epoch {result.epoch}/{result.epochs} · test accuracy "
+            f"{100 * result.test_accuracy:.2f} %, loss {result.test_loss:.4f} · train accuracy "
+            f"{100 * result.train_accuracy:.2f} %, loss {result.train_loss:.4f} · "
+            f"{result.seconds:.1f} s, {result.images_per_second:,.0f} img/s"
+        )
+        self._log.scrollToBottom()
+
+    @Slot(object)
+    def on_finished(self, finished: TrainingFinished) -> None:
+        best = finished.best_test_accuracy
+        verdict = "finished" if finished.completed else "cancelled"
+        line = (f"{verdict} after {finished.epochs_done} epoch(s) "
+                f"in {format_duration(finished.seconds)}")
+        if best is not None:
+            line += f" · best test accuracy {100 * best:.2f} %"
+        if finished.checkpoint:
+            line += f" · {finished.checkpoint}"
+        self._log.addItem(line)
+        self._log.scrollToBottom()
+        self._progress.setFormat(line)
+        if finished.checkpoint and finished.epochs_done >= 1:
+            self.model_ready.emit(finished.checkpoint)
+
+    @Slot(str)
+    def on_failed(self, message: str) -> None:
+        self._log.addItem(f"failed: {message}")
+        self._log.scrollToBottom()
+        self._progress.setFormat("failed: " + message.splitlines()[0])
+
+    def _clear(self) -> None:
+        self._history, self._batches, self._smoothed = [], [], []
+        self._progress_text = ""
+        for item in (self.loss_raw, self.loss_curve, self.loss_train_epochs, self.loss_test_epochs,
+                     self.accuracy_raw, self.accuracy_curve, self.accuracy_test_epochs):
+            item.setData([], [])
+        self._progress.reset()
+        self._progress.setFormat("starting…")
+        self._log.clear()
+
+    # -- export --------------------------------------------------------------------------------
+    def export_tables(self) -> dict[str, Table]:
+        history = (
+            ["epoch", "train_loss", "train_accuracy", "test_loss", "test_accuracy", "seconds",
+             "images_per_second"],
+            [[h.epoch, h.train_loss, h.train_accuracy, h.test_loss, h.test_accuracy, h.seconds,
+              h.images_per_second] for h in self._history],
+        )
+        batches = (
+            ["step", "epoch", "batch", "loss", "smoothed_loss", "accuracy", "smoothed_accuracy"],
+            [[step, epoch, batch, loss, smooth_loss, accuracy, smooth_accuracy]
+             for (step, epoch, batch, loss, accuracy), (smooth_loss, smooth_accuracy)
+             in zip(self._batches, self._smoothed)],
+        )
+        return {"training-history": history, "training-batch-loss": batches}
+
+    def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        return {"training-loss": self.loss_plot.getPlotItem(),
+                "training-accuracy": self.accuracy_plot.getPlotItem()}

@@ -1,0 +1,45 @@
+"""Where the app finds its models: the shipped ones, then those the user trained."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import platformdirs
+
+from capsviewer.training.checkpoints import CheckpointError, read_metadata
+
+SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+MODELS_ENV_VAR = "CAPSVIEWER_MODELS"
+
+
+def user_checkpoint_dir() -> Path:
+    """Where the app saves checkpoints it trains (per-user data directory)."""
+    return Path(platformdirs.user_data_dir("capsviewer", appauthor=False)) / "checkpoints"
+
+
+def model_dirs() -> list[Path]:
+    """Search order: $CAPSVIEWER_MODELS, the shipped models/, the user's checkpoints, ./checkpoints."""
+    dirs = [Path(p) for p in os.environ.get(MODELS_ENV_VAR, "").split(os.pathsep) if p]
+    return dirs + [SHIPPED_MODELS, user_checkpoint_dir(), Path.cwd() / "checkpoints"]
+
+
+def find_models(dataset: str = "mnist", dirs: list[Path] | None = None) -> dict[str, Path]:
+    """The first readable checkpoint per architecture trained on ``dataset``, by search order;
+    within a folder the newest file wins. Unreadable files are skipped, not fatal."""
+    found: dict[str, Path] = {}
+    for folder in dirs if dirs is not None else model_dirs():
+        if not folder.is_dir():
+            continue
+        files = sorted(folder.glob("*.safetensors"), key=lambda p: p.stat().st_mtime, reverse=True)
+        for path in files:
+            if path.name.endswith(".state.safetensors"):
+                continue
+            try:
+                meta = read_metadata(path)
+            except (CheckpointError, OSError):
+                continue
+            if meta.get("dataset", {}).get("name", dataset) != dataset:
+                continue
+            found.setdefault(meta["architecture"], path)
+    return found

@@ -1,0 +1,107 @@
+"""Screenshots of every view for the README, taken from the real window.
+
+    xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py --model A --model B
+
+Opens the window on test image 0, visits each tab (running the rotation sweep and the Fig. 4
+grid), and saves docs/screenshots/{tab}.png scaled to 1000 px wide.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+HERE = Path(__file__).resolve().parent
+
+
+def wait(app, condition, timeout=120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("window did not finish in time")
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def settle(app, seconds=0.5) -> None:
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        app.processEvents()
+        time.sleep(0.01)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", type=Path, action="append", default=[])
+    parser.add_argument("--data-root", default=os.environ.get("CAPSVIEWER_DATA"))
+    parser.add_argument("--index", type=int, default=0, help="test image to show")
+    parser.add_argument("--theme", default="light")
+    parser.add_argument("--out", type=Path, default=HERE / "screenshots")
+    args = parser.parse_args()
+
+    import tempfile
+
+    from PySide6.QtCore import QSettings, Qt
+    from PySide6.QtWidgets import QApplication
+
+    from capsviewer.app import theme
+    from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.training import read_metadata
+
+    app = QApplication(sys.argv[:1])
+    theme.apply_theme(app, args.theme)
+    models = {read_metadata(p)["architecture"]: p for p in args.model} or default_models()
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(models, data_root=args.data_root, settings=settings, download=False,
+                        predict_test_set=False)
+    window.resize(1360, 860)
+    window.move(0, 0)
+    window.show()
+    wait(app, lambda: set(window.session.models) == set(models) and window.inspection is not None
+         and window.is_idle())
+    if args.index:
+        window.input_view.show_index(args.index)
+        wait(app, lambda: window.image.index == args.index and window.is_idle())
+    args.out.mkdir(parents=True, exist_ok=True)
+
+    def shot(name: str) -> None:
+        settle(app, 0.6)
+        image = app.primaryScreen().grabWindow(0).copy(window.frameGeometry())
+        image = image.scaledToWidth(1000, Qt.TransformationMode.SmoothTransformation)
+        image.save(str(args.out / f"{name}.png"))
+        print("wrote", args.out / f"{name}.png")
+
+    tabs = window.tabs
+    tabs.setCurrentWidget(window.prediction_view)
+    shot("prediction")
+    tabs.setCurrentWidget(window.routing_view)
+    window.routing_view.set_iteration(1)
+    shot("routing-iteration-1")
+    window.routing_view.set_iteration(window.routing_view.iteration_count)
+    shot("routing-last-iteration")
+    tabs.setCurrentWidget(window.pose_view)
+    window.pose_view.set_offset(3, 0.2)
+    wait(app, window.is_idle)
+    window.pose_view.grid_button.click()
+    wait(app, lambda: window.is_idle() and window.pose_view._grid_offsets is not None)
+    shot("pose")
+    tabs.setCurrentWidget(window.rotation_view)
+    window.rotation_view.set_angle(45)
+    window.rotation_view.sweep_button.click()
+    wait(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
+    shot("rotation")
+    tabs.setCurrentWidget(window.training_view)
+    shot("training")
+    window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
+    tabs.setCurrentWidget(window.prediction_view)
+    shot("drawing")
+    window.shutdown()
+    window.deleteLater()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,93 @@
+"""The compute lane: work off the UI thread, latest request wins, errors reported."""
+
+import threading
+import time
+
+import pytest
+
+from capsviewer.app.compute import ComputeLane
+
+
+@pytest.fixture
+def lane(qtbot):
+    lane = ComputeLane("test")
+    yield lane
+    assert lane.shutdown(3000)
+
+
+def test_job_runs_off_the_ui_thread_and_calls_back_on_it(qtbot, lane):
+    ui_thread = threading.get_ident()
+    ran_on, called_on = [], []
+
+    def job(x):
+        ran_on.append(threading.get_ident())
+        return x * 2
+
+    lane.submit("k", job, 21, on_done=lambda v: called_on.append((threading.get_ident(), v)))
+    qtbot.waitUntil(lambda: bool(called_on), timeout=3000)
+    assert ran_on[0] != ui_thread
+    assert called_on == [(ui_thread, 42)]
+
+
+def test_latest_request_wins_while_a_job_runs(qtbot, lane):
+    gate = threading.Event()
+    ran, shown = [], []
+
+    def job(value):
+        if value == 0:
+            gate.wait(5)
+        ran.append(value)
+        return value
+
+    lane.submit("slider", job, 0, on_done=shown.append)
+    qtbot.waitUntil(lambda: lane.pending() == 1 and lane._busy, timeout=3000)
+    for value in range(1, 50):  # a slider dragged across 49 values while the decoder is busy
+        lane.submit("slider", job, value, on_done=shown.append)
+    gate.set()
+    qtbot.waitUntil(lambda: bool(shown) and shown[-1] == 49, timeout=3000)
+    assert ran == [0, 49]
+    assert shown == [0, 49]
+
+
+def test_keys_do_not_replace_each_other(qtbot, lane):
+    shown = []
+    lane.submit("a", lambda: "a", on_done=shown.append)
+    lane.submit("b", lambda: "b", on_done=shown.append)
+    qtbot.waitUntil(lambda: len(shown) == 2, timeout=3000)
+    assert sorted(shown) == ["a", "b"]
+
+
+def test_cancel_drops_the_result_of_a_running_job(qtbot, lane):
+    gate = threading.Event()
+    shown = []
+    lane.submit("k", lambda: gate.wait(5) and "old", on_done=shown.append)
+    qtbot.waitUntil(lambda: bool(lane._busy), timeout=3000)
+    lane.cancel("k")
+    lane.submit("k", lambda: "new", on_done=shown.append)
+    gate.set()
+    qtbot.waitUntil(lambda: bool(shown), timeout=3000)
+    time.sleep(0.1)
+    qtbot.wait(50)
+    assert shown == ["new"]
+
+
+def test_errors_reach_the_ui_and_the_lane_survives(qtbot, lane):
+    def broken():
+        raise ValueError("bad pose")
+
+    with qtbot.waitSignal(lane.failed, timeout=3000) as blocker:
+        lane.submit("decode", broken)
+    assert blocker.args == ["decode", "ValueError: bad pose"]
+    errors, shown = [], []
+    lane.submit("decode", broken, on_error=errors.append)
+    lane.submit("other", lambda: 1, on_done=shown.append)
+    qtbot.waitUntil(lambda: bool(errors and shown), timeout=3000)
+    assert isinstance(errors[0], ValueError) and shown == [1]
+
+
+def test_shutdown_ends_the_thread(qtbot):
+    lane = ComputeLane("short")
+    lane.submit("k", lambda: None)
+    qtbot.waitUntil(lane.isRunning, timeout=3000)
+    assert lane.shutdown(3000)
+    assert not lane.isRunning()

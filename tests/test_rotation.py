@@ -1,0 +1,201 @@
+"""Rotation sweeps: rotating inputs, both models over the sweep, and the pose-plane fit."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from capsviewer.analysis.rotation import (
+    DEFAULT_ANGLES,
+    correct_range,
+    fit_pose_plane,
+    rotate_images,
+    rotation_sweep,
+)
+from capsviewer.models import build_model
+
+
+def centred_square() -> np.ndarray:
+    image = np.zeros((28, 28), np.float32)
+    image[9:19, 9:19] = 1.0  # symmetric about the centre (13.5, 13.5)
+    return image
+
+
+def seven() -> np.ndarray:
+    """A digit-like pattern without rotational symmetry."""
+    image = np.zeros((28, 28), np.float32)
+    image[6:9, 7:21] = 1.0
+    for row in range(9, 23):
+        col = 20 - (row - 9) // 2
+        image[row, col - 1:col + 2] = 1.0
+    return image
+
+
+@pytest.fixture(scope="module")
+def models():
+    torch.manual_seed(0)
+    capsnet = build_model("capsnet").eval()
+    torch.manual_seed(0)
+    cnn = build_model("cnn").eval()
+    return capsnet, cnn
+
+
+def test_rotate_zero_is_identity():
+    image = seven()
+    np.testing.assert_allclose(rotate_images(image, [0.0])[0], image, atol=1e-6)
+
+
+def test_rotate_quarter_turns():
+    square = centred_square()
+    np.testing.assert_allclose(rotate_images(square, [90.0])[0], square, atol=1e-5)
+    image = seven()
+    turned = image
+    for _ in range(4):
+        turned = rotate_images(turned, [90.0])[0]
+    np.testing.assert_allclose(turned, image, atol=1e-4)
+    np.testing.assert_allclose(rotate_images(image, [90.0])[0], np.rot90(image), atol=1e-4)
+
+
+def test_positive_angle_is_counter_clockwise():
+    image = np.zeros((28, 28), np.float32)
+    image[13, 24] = 1.0  # right of the centre
+    turned = rotate_images(image, [90.0])[0]
+    row, col = np.unravel_index(np.argmax(turned), turned.shape)
+    assert row < 13 and col == 13  # now above the centre (row 0 is the top)
+
+
+def test_rotate_kinds_and_pairs():
+    image = seven()
+    many = rotate_images(image, DEFAULT_ANGLES)
+    assert isinstance(many, np.ndarray) and many.shape == (72, 28, 28)
+    tensor = rotate_images(torch.from_numpy(image), [30.0, 60.0])
+    assert isinstance(tensor, torch.Tensor) and tensor.shape == (2, 28, 28)
+    pairs = rotate_images(np.stack([image, image.T]), [10.0, -20.0])
+    np.testing.assert_allclose(pairs[1], rotate_images(image.T, [-20.0])[0])
+    with pytest.raises(ValueError):
+        rotate_images(np.stack([image] * 3), [1.0, 2.0])
+
+
+def test_sweep_matches_direct_forward(models):
+    capsnet, cnn = models
+    image = (seven() * 255).astype(np.uint8)
+    sweep = rotation_sweep(capsnet, cnn, image, label=7)
+    assert len(DEFAULT_ANGLES) == 72
+    np.testing.assert_array_equal(sweep.angles, DEFAULT_ANGLES)
+    assert sweep.images.shape == (72, 28, 28)
+    np.testing.assert_allclose(sweep.images, rotate_images(seven(), DEFAULT_ANGLES), atol=1e-6)
+    assert sweep.cnn_probabilities.shape == (72, 10) and sweep.capsule_lengths.shape == (72, 10)
+    assert sweep.poses.shape == (72, 10, 16)
+    np.testing.assert_allclose(sweep.cnn_probabilities.sum(axis=1), 1.0, atol=1e-5)
+    assert np.all(sweep.capsule_lengths >= 0) and np.all(sweep.capsule_lengths < 1)
+    batch = torch.from_numpy(sweep.images)[:, None]
+    with torch.no_grad():
+        cnn_direct = cnn(batch).scores.numpy()
+        caps_direct = capsnet(batch)
+    np.testing.assert_allclose(sweep.cnn_probabilities, cnn_direct, atol=1e-6)
+    np.testing.assert_allclose(sweep.capsule_lengths, caps_direct.scores.numpy(), atol=1e-6)
+    np.testing.assert_allclose(sweep.poses, caps_direct.digit_capsules.numpy(), atol=1e-6)
+    np.testing.assert_array_equal(sweep.cnn_predictions, cnn_direct.argmax(axis=1))
+    np.testing.assert_array_equal(sweep.capsule_predictions, sweep.capsule_lengths.argmax(axis=1))
+    assert sweep.true_class == 7 and sweep.reference_class == 7
+    # The plane fit is of the reference capsule's poses.
+    expected = fit_pose_plane(sweep.poses[:, 7], sweep.angles)
+    np.testing.assert_allclose(sweep.plane_angles, expected.plane_angles)
+    assert 0 <= sweep.plane_variance <= 1 and sweep.equivariance_error >= 0
+    assert sweep.cnn_correct_fraction == pytest.approx(np.mean(sweep.cnn_predictions == 7))
+    # Smaller chunks give the same numbers.
+    chunked = rotation_sweep(capsnet, cnn, image, label=7, batch_size=25)
+    np.testing.assert_allclose(chunked.capsule_lengths, sweep.capsule_lengths, atol=1e-6)
+
+
+def test_sweep_with_one_model_and_no_label(models):
+    capsnet, cnn = models
+    angles = np.arange(-30, 31, 10.0)
+    caps_only = rotation_sweep(capsnet, None, seven(), angles)
+    assert caps_only.cnn_probabilities is None and caps_only.cnn_predictions is None
+    assert caps_only.cnn_correct_range is None and caps_only.true_class is None
+    # Without a label the reference is the capsule prediction at 0°.
+    assert caps_only.reference_class == caps_only.capsule_predictions[3]
+    assert caps_only.capsule_correct_range[0] <= 0 <= caps_only.capsule_correct_range[1]
+    cnn_only = rotation_sweep(None, cnn, seven(), angles)
+    assert cnn_only.poses is None and cnn_only.plane is None and cnn_only.plane_angles is None
+    assert cnn_only.reference_class == cnn_only.cnn_predictions[3]
+    with pytest.raises(ValueError):
+        rotation_sweep(capsnet, cnn, seven(), angles[::-1])
+    with pytest.raises(ValueError):
+        rotation_sweep(None, None, seven())
+
+
+def test_sweep_iterations_reach_the_model(models):
+    capsnet, _ = models
+    angles = np.array([0.0, 45.0])
+    one = rotation_sweep(capsnet, None, seven(), angles, iterations=1)
+    with torch.no_grad():
+        direct = capsnet(torch.from_numpy(one.images)[:, None], iterations=1).scores.numpy()
+    np.testing.assert_allclose(one.capsule_lengths, direct, atol=1e-6)
+
+
+def rotating_poses(angles_deg, speed=1.0, noise=0.0, seed=0):
+    """Poses (A, 16) = centre + r·(cos, sin)(speed·θ) in a random 2-D plane of R¹⁶."""
+    rng = np.random.default_rng(seed)
+    plane, _ = np.linalg.qr(rng.normal(size=(16, 2)))
+    centre = rng.normal(size=16)
+    phase = np.radians(speed * np.asarray(angles_deg) + 20)
+    circle = 0.4 * np.stack([np.cos(phase), np.sin(phase)], axis=1)
+    return centre + circle @ plane.T + noise * rng.normal(size=(len(angles_deg), 16))
+
+
+@pytest.mark.parametrize("speed", [1.0, -1.0])
+def test_fit_of_exactly_rotating_poses(speed):
+    fit = fit_pose_plane(rotating_poses(DEFAULT_ANGLES, speed), DEFAULT_ANGLES)
+    assert abs(fit.slope) == pytest.approx(1.0, abs=1e-9)
+    assert fit.residual_deg < 1e-6 and fit.equivariance_error_deg < 1e-6
+    assert fit.plane_variance == pytest.approx(1.0)
+    assert fit.line_variance == pytest.approx(0.5, abs=1e-9)  # a circle: both directions equal
+    assert fit.plane_angles.shape == (72,)
+    assert np.all(np.abs(np.diff(fit.plane_angles)) < 6)  # unwrapped: no 360° jumps
+    np.testing.assert_allclose(fit.basis @ fit.basis.T, np.eye(2), atol=1e-12)
+
+
+def test_fit_of_double_speed_and_noise():
+    double = fit_pose_plane(rotating_poses(DEFAULT_ANGLES, 2.0), DEFAULT_ANGLES)
+    assert abs(double.slope) == pytest.approx(2.0, abs=1e-9)
+    assert double.residual_deg < 1e-6
+    assert double.equivariance_error_deg > 50  # turning twice as fast is not equivariance
+    noise = np.random.default_rng(3).normal(size=(72, 16))
+    random = fit_pose_plane(noise, DEFAULT_ANGLES)
+    assert random.plane_variance < 0.5 and random.equivariance_error_deg > 20
+
+
+def test_fit_of_invariant_poses():
+    constant = fit_pose_plane(np.ones((72, 16)), DEFAULT_ANGLES)
+    assert constant.slope == 0 and constant.plane_variance == 0 == constant.line_variance
+    assert constant.equivariance_error_deg == pytest.approx(np.std(DEFAULT_ANGLES))
+
+
+def test_correct_range():
+    angles = np.arange(-20, 21, 5.0)
+    #              -20 -15 -10 -5  0  5  10 15 20
+    predictions = [3, 7, 7, 7, 7, 2, 7, 7, 7]
+    assert correct_range(angles, predictions, 7) == (-15.0, 0.0)
+    assert correct_range(angles, [7] * 9, 7) == (-20.0, 20.0)
+    assert correct_range(angles, [7, 7, 7, 7, 1, 7, 7, 7, 7], 7) is None
+    assert math.isclose(np.mean(np.array(predictions) == 7), 7 / 9)
+
+
+def test_fit_needs_three_angles(models):
+    with pytest.raises(ValueError):
+        fit_pose_plane(np.zeros((2, 16)), [0.0, 1.0])
+    single = rotation_sweep(models[0], None, seven(), [30.0])
+    assert single.plane is None and single.capsule_lengths.shape == (1, 10)
+
+
+def test_fit_of_poses_on_a_line():
+    """A capsule switching on and off moves its pose along one direction: φ only flips."""
+    rng = np.random.default_rng(4)
+    direction = rng.normal(size=16)
+    on = np.cos(np.radians(DEFAULT_ANGLES)) > 0.5
+    poses = np.where(on[:, None], 1.0, 0.1) * direction + 1e-3 * rng.normal(size=(72, 16))
+    fit = fit_pose_plane(poses, DEFAULT_ANGLES)
+    assert fit.line_variance > 0.99 and fit.equivariance_error_deg > 50

@@ -1,0 +1,270 @@
+"""RoutingView draws exactly the core's routing trace, iteration by iteration."""
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QPoint, QPointF, Qt
+
+import pyqtgraph as pg  # after PySide6
+
+from capsviewer.analysis.inspection import as_batch, inspect_capsnet
+from capsviewer.app.views.common import FORMULAS
+from capsviewer.app.views.grid_mosaic import mosaic, tile_origin
+from capsviewer.app.views.routing_view import RoutingView
+from capsviewer.training import load_checkpoint
+
+
+@pytest.fixture(scope="module")
+def capsnet(model_files):
+    return load_checkpoint(model_files["capsnet"]).model
+
+
+@pytest.fixture(scope="module")
+def image(mnist_test):
+    return mnist_test.images[0, 0]
+
+
+@pytest.fixture(scope="module")
+def inspections(capsnet, image):
+    return {count: inspect_capsnet(capsnet, image, iterations=count) for count in (2, 3, 5)}
+
+
+def core_couplings(model, image, iterations: int) -> list[np.ndarray]:
+    """c_ij of every iteration from the core's own trace, on the grid (32, 6, 6, 10)."""
+    with torch.no_grad():
+        out = model(as_batch(image, torch.device("cpu")), iterations=iterations, trace=True)
+    return [model.config.as_primary_grid(step.couplings, 1)[0].numpy() for step in out.routing.trace]
+
+
+@pytest.fixture
+def view(qtbot):
+    widget = RoutingView()
+    qtbot.addWidget(widget)
+    widget.resize(1000, 700)
+    widget.show()
+    return widget
+
+
+def assert_mosaic_of(item_image: np.ndarray, grid: np.ndarray) -> None:
+    np.testing.assert_array_equal(item_image, mosaic(grid))
+    for grid_map in range(grid.shape[0]):
+        y, x = tile_origin(grid_map, grid.shape)
+        np.testing.assert_array_equal(item_image[y:y + 6, x:x + 6], grid[grid_map])
+
+
+@pytest.mark.parametrize("count", [3, 5])
+def test_each_iteration_shows_the_core_trace(view, capsnet, image, inspections, count):
+    capsules = inspections[count]
+    expected = core_couplings(capsnet, image, count)
+    view.show_inspection(capsules)
+    assert view.iteration == count and view.digit == capsules.prediction
+    assert view.slider.maximum() == count and view.iterations_spin.value() == count
+    for j in (capsules.prediction, (capsules.prediction + 3) % 10):
+        view.select_capsule(j)
+        for r in range(1, count + 1):
+            view.set_iteration(r)
+            assert view.iteration == r
+            np.testing.assert_array_equal(view.displayed_couplings(), expected[r - 1][..., j])
+            assert_mosaic_of(view.mosaic_item.image, expected[r - 1][..., j])
+            assert view.mosaic_item.levels is not None
+            top = max(c.max() for c in expected)  # one colour scale for every iteration
+            assert tuple(np.asarray(view.mosaic.levels)) == pytest.approx((0.0, top))
+            assert view.iteration_label.text() == f"iteration {r} of {count}"
+    # iteration 1 routes uniformly: c_ij = 1/J
+    view.set_iteration(1)
+    np.testing.assert_allclose(view.displayed_couplings(), 0.1, rtol=1e-6)
+
+
+def test_buttons_and_slider_move_the_iteration(view, qtbot, inspections):
+    view.show_inspection(inspections[5])
+    view.set_iteration(1)
+    assert not view.previous_button.isEnabled() and view.next_button.isEnabled()
+    with qtbot.waitSignal(view.iteration_changed) as changed:
+        qtbot.mouseClick(view.next_button, Qt.MouseButton.LeftButton)
+    assert changed.args == [2] and view.iteration == 2
+    view.next_iteration()
+    assert view.iteration == 3 and view.slider.value() == 3
+    view.previous_iteration()
+    assert view.iteration == 2
+    qtbot.mouseClick(view.last_button, Qt.MouseButton.LeftButton)
+    assert view.iteration == 5 and not view.next_button.isEnabled()
+    view.next_iteration()  # clamped at R
+    assert view.iteration == 5
+    qtbot.mouseClick(view.first_button, Qt.MouseButton.LeftButton)
+    assert view.iteration == 1
+    view.previous_iteration()
+    assert view.iteration == 1
+    view.slider.setValue(4)  # scrubbing
+    assert view.iteration == 4
+    np.testing.assert_array_equal(view.displayed_couplings(),
+                                  inspections[5].iterations[3].couplings[..., view.digit])
+    view.set_iteration(99)
+    assert view.iteration == 5
+
+
+def test_play_animates_to_the_last_iteration_and_stops(view, qtbot, inspections):
+    view.show_inspection(inspections[5])
+    view.play_timer.setInterval(10)
+    view.set_iteration(1)
+    seen = []
+    view.iteration_changed.connect(seen.append)
+    qtbot.mouseClick(view.play_button, Qt.MouseButton.LeftButton)
+    assert view.playing and view.play_button.text() == "Pause"
+    qtbot.waitUntil(lambda: view.iteration == 5, timeout=3000)
+    qtbot.waitUntil(lambda: not view.playing, timeout=1000)
+    assert seen == [2, 3, 4, 5] and view.play_button.text() == "Play"
+    # playing again from the last iteration starts over at 1
+    view.toggle_play()
+    assert view.iteration == 1 and view.playing
+    view.toggle_play()
+    assert not view.playing and view.iteration == 1
+
+
+def test_iterations_spin_asks_for_a_recomputation(view, qtbot, inspections):
+    view.show_inspection(inspections[3])
+    with qtbot.waitSignal(view.iterations_changed) as asked:
+        view.iterations_spin.setValue(5)
+    assert asked.args == [5]
+    with qtbot.assertNotEmitted(view.iterations_changed):
+        view.set_iteration(2)
+        view.show_inspection(inspections[5])  # same image, R = 5: the iteration and capsule stay
+        assert view.iteration == 2 and view.slider.maximum() == 5
+        view.set_iteration(5)
+        view.show_inspection(inspections[2])  # r clamps to the new R
+    assert view.iteration == 2 and view.iterations_spin.value() == 2
+    assert view.iteration_label.text() == "iteration 2 of 2"
+
+
+def test_selecting_a_capsule_changes_couplings_and_part_map(view, qtbot, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    first = capsules.prediction
+    other = (first + 1) % 10
+    before = view.displayed_couplings().copy()
+    heat_before = view.part_map_item.image.copy()
+    np.testing.assert_array_equal(heat_before, capsules.part_map(first, 2))
+    with qtbot.waitSignal(view.capsule_selected) as selected:
+        qtbot.mouseClick(view.digit_buttons[other], Qt.MouseButton.LeftButton)
+    assert selected.args == [other] and view.digit == other
+    assert view.digit_buttons[other].isChecked() and not view.digit_buttons[first].isChecked()
+    assert not np.array_equal(view.displayed_couplings(), before)
+    np.testing.assert_array_equal(view.displayed_couplings(), capsules.iterations[2].couplings[..., other])
+    assert not np.array_equal(view.part_map_item.image, heat_before)
+    np.testing.assert_array_equal(view.part_map_item.image, capsules.part_map(other, 2))
+    # the boxes frame the receptive fields of the three strongest parts
+    for box, (_, row, col, _) in zip(view.part_boxes, capsules.strongest_parts(other, 3, 2)):
+        top, left, bottom, right = capsules.receptive_fields[row, col]
+        rect = box.rect()
+        assert box.isVisible()
+        assert left <= rect.left() < left + 1 and top <= rect.top() < top + 1
+        assert right - 1 < rect.right() <= right and bottom - 1 < rect.bottom() <= bottom
+    # the highlighted bar follows the selection
+    assert view.length_bars.highlight == other and view.share_bars.highlight == other
+
+
+def test_clicking_a_parent_length_bar_selects_the_capsule(view, qtbot, inspections):
+    view.show_inspection(inspections[3])
+    target = (view.digit + 4) % 10
+    plot = view.length_bars
+    scene_point = plot.getPlotItem().getViewBox().mapViewToScene(QPointF(target, 0.5))
+    point = plot.mapFromScene(scene_point)
+    with qtbot.waitSignal(view.capsule_selected) as selected:
+        qtbot.mouseClick(plot.viewport(), Qt.MouseButton.LeftButton, pos=QPoint(point.x(), point.y()))
+    assert selected.args == [target] and view.digit == target
+
+
+def test_quantities_logits_and_agreement(view, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    j = view.digit
+    view.set_quantity("logits")
+    view.set_iteration(2)
+    snapshot = capsules.iterations[1]
+    np.testing.assert_array_equal(view.displayed_values(), snapshot.logits[..., j])
+    assert_mosaic_of(view.mosaic_item.image, snapshot.logits[..., j])
+    bound = max(np.abs(s.logits).max() for s in capsules.iterations)  # one scale for all r
+    assert view.mosaic.levels == pytest.approx((-bound, bound))
+    assert view.mosaic.toolTip() == FORMULAS["routing"]
+    # b at r = 2 is the agreement of r = 1 (b starts at 0)
+    np.testing.assert_allclose(view.displayed_values(), capsules.iterations[0].agreement[..., j])
+    view.set_quantity("agreement")
+    np.testing.assert_array_equal(view.displayed_values(), snapshot.agreement[..., j])
+    assert view.mosaic.toolTip() == FORMULAS["agreement"]
+    # the couplings accessor is unaffected by what the mosaic shows
+    np.testing.assert_array_equal(view.displayed_couplings(), snapshot.couplings[..., j])
+    view.quantity_buttons["couplings"].click()
+    assert view.quantity == "couplings"
+    assert_mosaic_of(view.mosaic_item.image, snapshot.couplings[..., j])
+    view.fit_levels.setChecked(False)
+    assert view.mosaic.levels == (0.0, 1.0)
+    view.fit_levels.setChecked(True)  # the default: one scale for every iteration of the input
+    every = np.stack([s.couplings for s in capsules.iterations])
+    assert view.mosaic.levels == pytest.approx((0.0, every.max()))
+    with pytest.raises(ValueError):
+        view.set_quantity("votes")
+
+
+def test_readout_names_the_cell(view, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    y, x = tile_origin(13, (32, 6, 6))
+    text = view.mosaic.readout_at(x + 4 + 0.5, y + 2 + 0.5)
+    value = capsules.iterations[-1].couplings[13, 2, 4, view.digit]
+    assert text == f"map 13 · row 2 · col 4 · c_ij = {value:.4g}"
+    assert view.mosaic.readout_at(x + 6.5, y + 0.5) is None  # the gap between tiles
+
+
+def test_plots_and_summaries(view, inspections):
+    capsules = inspections[5]
+    view.show_inspection(capsules)
+    view.set_iteration(2)
+    snapshot = capsules.iterations[1]
+    np.testing.assert_allclose(view.length_bars.heights(), snapshot.parent_lengths)
+    weights = capsules.primary_lengths[..., None]
+    share = (snapshot.couplings * weights).sum(axis=(0, 1, 2)) / weights.sum()
+    np.testing.assert_allclose(view.share_bars.heights(), share, rtol=1e-6)
+    assert share.sum() == pytest.approx(1.0, rel=1e-5)
+    assert view.iteration_line.value() == 2
+    for k, curve in enumerate(view.history_curves):
+        xs, ys = curve.getData()
+        np.testing.assert_array_equal(xs, np.arange(1, 6))
+        np.testing.assert_allclose(ys, [s.parent_lengths[k] for s in capsules.iterations])
+    tips = " ".join(w.toolTip() for w in (view.mosaic, view.length_bars, view.history,
+                                            view.share_bars, view.overlay, view.parts_text))
+    for formula in ("coupling", "routing", "votes"):
+        assert FORMULAS[formula] in tips
+    assert FORMULAS["agreement"] in view.quantity_buttons["agreement"].toolTip()
+
+
+def test_export(view, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    view.set_iteration(2)
+    tables = view.export_tables()
+    header, rows = tables["iteration-2"]
+    assert len(header) == 3 + 30 and len(rows) == 32 * 6 * 6
+    grid_map, row, col = 5, 1, 3
+    line = rows[grid_map * 36 + row * 6 + col]
+    assert line[:3] == [grid_map, row, col]
+    np.testing.assert_allclose(line[3:13], capsules.iterations[1].couplings[grid_map, row, col])
+    np.testing.assert_allclose(line[13:23], capsules.iterations[1].logits[grid_map, row, col])
+    np.testing.assert_allclose(line[23:], capsules.iterations[1].agreement[grid_map, row, col])
+    header, rows = tables["parent-lengths"]
+    assert len(rows) == 3 and rows[2][0] == 3
+    np.testing.assert_allclose(rows[2][1:], capsules.iterations[2].parent_lengths)
+    scenes = view.export_scenes()
+    assert set(scenes) == {"mosaic", "parent-lengths", "length-history", "mean-couplings"}
+    assert all(isinstance(item, pg.PlotItem) for item in scenes.values())
+    assert not view.export_widget().grab().isNull()
+
+
+def test_without_an_inspection_everything_is_disabled(view, inspections):
+    view.show_inspection(inspections[3])
+    view.show_inspection(None)
+    assert view.displayed_couplings() is None and view.export_tables() == {}
+    assert not view.play_button.isEnabled() and not view.next_button.isEnabled()
+    assert view.mosaic_item.image is None
+    assert view.mosaic.placeholder.toPlainText()
+    view.next_iteration()
+    view.toggle_play()
+    assert view.iteration == 1 and not view.playing
