@@ -87,9 +87,10 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
 
     app = QApplication.instance() or QApplication([])
     window = MainWindow(paths, data_root=data_root, show_errors=False, download=False,
-                        settings=_scratch_settings())
+                        settings=_scratch_settings(), predict_test_set=False)
     window.show()
-    _wait(app, lambda: window.inspection is not None, 120)
+    _wait(app, lambda: window.inspection is not None and len(window.session.models) == len(paths)
+          and window.is_idle(), 120)
     capsnet, cnn = window.session.capsnet, window.session.cnn
     pixels = window.image.pixels
     figures: dict[str, list[float]] = {"analysis": [], "slider": [], "sweep": []}
@@ -105,7 +106,7 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
     for k in range(repeats):
         before = len(shown)
         start = time.perf_counter()
-        window.pose_view.set_offset(k % 16, 0.2 if k % 2 else -0.2)
+        window.pose_view.set_offset(k % 16, 0.2 if (k + k // 16) % 2 else -0.2)
         _wait(app, lambda: len(shown) > before, 30)
         window.pose_view.repaint()  # the repaint is part of the figure
         figures["slider"].append(time.perf_counter() - start)

@@ -34,6 +34,21 @@ def settle(app, seconds=0.5) -> None:
         time.sleep(0.01)
 
 
+def draw_four(canvas) -> None:
+    """Two strokes with the mouse, as a user draws a 4."""
+    from PySide6.QtCore import QPoint, Qt
+    from PySide6.QtTest import QTest
+
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    for stroke in ([(90, 40), (70, 110), (60, 160), (200, 160)], [(170, 60), (165, 150), (160, 250)]):
+        points = [QPoint(*p) for p in stroke]
+        QTest.mousePress(canvas, left, none, points[0])
+        for a, b in zip(points, points[1:]):
+            for t in range(1, 11):
+                QTest.mouseMove(canvas, a + (b - a) * t / 10)
+        QTest.mouseRelease(canvas, left, none, points[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--model", type=Path, action="append", default=[])
@@ -98,6 +113,8 @@ def main() -> None:
     shot("training")
     window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
     tabs.setCurrentWidget(window.prediction_view)
+    draw_four(window.input_view._canvas)
+    wait(app, lambda: window.image.source == "drawing" and window.is_idle())
     shot("drawing")
     window.shutdown()
     window.deleteLater()

@@ -1,7 +1,10 @@
+import shutil
+
 import pytest
 import torch
 
 from capsviewer.data import (
+    DATASETS,
     ENV_VAR,
     DatasetUnavailable,
     datasets,
@@ -36,7 +39,9 @@ def test_missing_dataset_offline_says_where_files_go(monkeypatch, tmp_path):
     def offline(self):
         raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    monkeypatch.setattr(datasets.datasets.MNIST, "download", offline)
+    from torchvision.datasets import MNIST
+
+    monkeypatch.setattr(MNIST, "download", offline)
     with pytest.raises(DatasetUnavailable, match="download failed"):
         load_dataset("mnist", root=tmp_path)
 
@@ -75,3 +80,22 @@ def test_fashion_mnist_from_the_debian_package(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     test = load_dataset("fashion-mnist", train=False, root=tmp_path / "empty", download=False)
     assert len(test) == 10000 and test.classes[9] == "Ankle boot"
+
+
+def test_direct_idx_reading_equals_torchvision(data_root, mnist_test):
+    from torchvision.datasets import MNIST
+
+    reference = MNIST(str(data_root), train=False, download=False)
+    assert torch.equal(mnist_test.images[:, 0], reference.data)
+    assert torch.equal(mnist_test.labels, reference.targets)
+
+
+def test_a_damaged_idx_file_gets_a_clear_message(tmp_path, data_root):
+    raw = tmp_path / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for name in DATASETS["mnist"].files:
+        shutil.copy(data_root / "MNIST" / "raw" / name, raw / name)
+    images = raw / "t10k-images-idx3-ubyte"
+    images.write_bytes(images.read_bytes()[:5000])
+    with pytest.raises(DatasetUnavailable, match="truncated"):
+        load_dataset("mnist", train=False, root=tmp_path, download=False)

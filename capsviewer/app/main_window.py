@@ -452,9 +452,14 @@ class MainWindow(QMainWindow):
         else:
             self.resize(1280, 800)
         state = self.settings.value("window_state")
-        if not (isinstance(state, QByteArray) and self.restoreState(state)):
-            self.resizeDocks([self.input_dock], [310], Qt.Orientation.Horizontal)
+        self._fit_dock = not (isinstance(state, QByteArray) and self.restoreState(state))
         self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if self._fit_dock:  # first run: a narrow input column, the views get the rest
+            self._fit_dock = False
+            self.resizeDocks([self.input_dock], [300], Qt.Orientation.Horizontal)
 
     def closeEvent(self, event) -> None:
         self.settings.setValue("geometry", self.saveGeometry())
