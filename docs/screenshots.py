@@ -56,9 +56,12 @@ def main() -> None:
     parser.add_argument("--index", type=int, default=0, help="test image to show")
     parser.add_argument("--theme", default="light")
     parser.add_argument("--out", type=Path, default=HERE / "screenshots")
+    parser.add_argument("--width", type=int, default=960, help="pixels; the window is 1360 wide")
     args = parser.parse_args()
 
     import tempfile
+
+    from PIL import Image
 
     from PySide6.QtCore import QSettings, Qt
     from PySide6.QtWidgets import QApplication
@@ -86,9 +89,12 @@ def main() -> None:
     def shot(name: str) -> None:
         settle(app, 0.6)
         image = app.primaryScreen().grabWindow(0).copy(window.frameGeometry())
-        image = image.scaledToWidth(1000, Qt.TransformationMode.SmoothTransformation)
-        image.save(str(args.out / f"{name}.png"))
-        print("wrote", args.out / f"{name}.png")
+        image = image.scaledToWidth(args.width, Qt.TransformationMode.SmoothTransformation)
+        path = args.out / f"{name}.png"
+        image.save(str(path))
+        small = Image.open(path).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
+        small.save(path, optimize=True)  # a palette PNG: a fraction of the size, same look
+        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
     tabs = window.tabs
     tabs.setCurrentWidget(window.prediction_view)

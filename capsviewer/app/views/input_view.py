@@ -127,13 +127,11 @@ class InputView(QWidget, ExportableView):
         grid.addWidget(QLabel("Class"), 2, 0)
         grid.addWidget(self._class_filter, 2, 1, 1, 2)
         grid.addWidget(self._misclassified, 3, 0, 1, 3)
-        row = QHBoxLayout(page)
-        row.addWidget(thumbnail, 0, Qt.AlignmentFlag.AlignTop)
-        column = QVBoxLayout()
+        column = QVBoxLayout(page)  # stacked, so the input column stays narrow
+        column.addWidget(thumbnail, 0, Qt.AlignmentFlag.AlignHCenter)
         column.addLayout(grid)
         column.addWidget(self._position)
         column.addStretch(1)
-        row.addLayout(column, 1)
         return page
 
     def _build_drawing(self) -> QWidget:
@@ -156,13 +154,17 @@ class InputView(QWidget, ExportableView):
         brush_row.addWidget(self._brush)
         controls.addLayout(brush_row)
         controls.addWidget(clear)
-        controls.addWidget(QLabel("As the models see it:"))
-        controls.addWidget(preview)
         controls.addStretch(1)
-        row = QHBoxLayout(page)
-        row.addWidget(self._canvas, 0, Qt.AlignmentFlag.AlignTop)
-        row.addLayout(controls)
-        row.addStretch(1)
+        below = QHBoxLayout()
+        below.addLayout(controls)
+        seen = QVBoxLayout()
+        seen.addWidget(QLabel("As the models see it:"))
+        seen.addWidget(preview)
+        below.addLayout(seen)
+        column = QVBoxLayout(page)  # canvas above its controls: the input column stays narrow
+        column.addWidget(self._canvas, 0, Qt.AlignmentFlag.AlignHCenter)
+        column.addLayout(below)
+        column.addStretch(1)
         return page
 
     def _build_file(self) -> QWidget:
