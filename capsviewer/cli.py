@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "shipped models, else the newest in the user's checkpoint folder")
     window.add_argument("--data-root", metavar="PATH", dest="app_data_root",
                         help=f"where MNIST is (default: ${ENV_VAR}, else the user data directory)")
-    window.add_argument("--device", dest="app_device", default="auto",
+    window.add_argument("--device", dest="app_device", default="auto", metavar="DEVICE",
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     window.add_argument("--theme", choices=["system", "light", "dark"],
                         help="colour theme (default: the last one chosen, else the system's)")

@@ -43,3 +43,11 @@ def test_cuda_request_without_gpu_is_explained(capsys, tmp_path):
         pytest.skip("a GPU is present")
     assert main(["train", "--device", "cuda", "--output", str(tmp_path / "x.safetensors")]) == 2
     assert "no CUDA GPU" in capsys.readouterr().err
+
+
+def test_help_documents_the_app_options(capsys):
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for option in ("--model PATH", "--data-root PATH", "--device DEVICE", "--theme"):
+        assert option in text

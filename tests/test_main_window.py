@@ -4,6 +4,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 
 import numpy as np
+import pyqtgraph as pg
 import pytest
 import torch
 from PIL import Image
@@ -208,3 +209,17 @@ def test_closing_interrupts_the_background_test_set_pass(qtbot, window_models, d
     window.close()
     assert time.perf_counter() - start < 2.0
     assert not any(lane.isRunning() for lane in window.lanes())
+
+
+def test_dark_theme_recolours_the_window_and_its_plots(window):
+    from PySide6.QtGui import QPalette
+
+    try:
+        window.set_theme("dark")
+        assert window.palette().color(QPalette.ColorRole.Window).lightness() < 60
+        plot = window.prediction_view.findChildren(pg.GraphicsView)[0]
+        assert plot.backgroundBrush().color().lightness() < 60
+        assert window.settings.value("theme") == "dark"
+    finally:
+        window.set_theme("light")
+    assert window.palette().color(QPalette.ColorRole.Window).lightness() > 180

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from capsviewer.analysis.pose import PAPER_OFFSETS, perturbation_grid, reconstruct
-from capsviewer.app.views.pose_view import PoseView, mosaic
+from capsviewer.app.views.pose_view import PoseView, image_mosaic
 from capsviewer.training import load_checkpoint
 
 NAMES = [str(d) for d in range(10)]
@@ -140,7 +140,7 @@ def test_grid_request_and_mosaic(view, capsnet, qtbot, pose):
     view.show_grid(grid, offsets)
     drawn = view.grid_item.image
     assert drawn.shape == (16 * 29 - 1, 11 * 29 - 1)
-    np.testing.assert_array_equal(drawn, mosaic(grid))
+    np.testing.assert_array_equal(drawn, image_mosaic(grid))
     np.testing.assert_array_equal(drawn[2 * 29:2 * 29 + 28, 4 * 29:4 * 29 + 28], grid[2, 4])
     major, minor = view.grid_plot.getAxis("bottom")._tickLevels
     assert sorted(major + minor) == [(k, f"{o:+.2f}") for k, o in enumerate(PAPER_OFFSETS)]

@@ -29,6 +29,7 @@ from capsviewer.app.views.common import (
     image_item,
     set_image,
 )
+from capsviewer.app.views.grid_mosaic import mosaic
 
 POSE_DIMENSIONS = 16
 GRID_COLUMNS = 11  # offsets −R, …, +R in 10 steps (0.05 apart for the paper's R = 0.25)
@@ -45,15 +46,10 @@ RECONSTRUCTION_TIP = (
 )
 
 
-def mosaic(grid: np.ndarray, gap: int = _GAP, fill: float = 0.5) -> np.ndarray:
-    """Tile images (rows, cols, H, W) into one (rows·(H+gap)−gap, cols·(W+gap)−gap) image."""
+def image_mosaic(grid: np.ndarray, gap: int = _GAP) -> np.ndarray:
+    """Tile images (rows, cols, H, W) into one image; gaps are NaN (drawn transparent)."""
     rows, cols, height, width = grid.shape
-    out = np.full((rows * (height + gap) - gap, cols * (width + gap) - gap), fill, np.float32)
-    for r in range(rows):
-        for c in range(cols):
-            top, left = r * (height + gap), c * (width + gap)
-            out[top:top + height, left:left + width] = grid[r, c]
-    return out
+    return mosaic(grid.reshape(rows * cols, height, width), columns=cols, gap=gap)
 
 
 class PoseView(QWidget, ExportableView):
@@ -208,7 +204,7 @@ class PoseView(QWidget, ExportableView):
         grid = np.asarray(grid)
         dims, count, height, width = grid.shape
         self._grid_offsets = np.asarray(offsets, dtype=np.float64)
-        set_image(self.grid_item, mosaic(grid), (0.0, 1.0))
+        set_image(self.grid_item, image_mosaic(grid), (0.0, 1.0))
         # One unit per tile, tile centres at integer (k, d).
         self.grid_item.setRect(-0.5, -0.5, (count * (width + _GAP) - _GAP) / (width + _GAP),
                                (dims * (height + _GAP) - _GAP) / (height + _GAP))
