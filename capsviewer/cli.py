@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     window.add_argument("--theme", choices=["system", "light", "dark"],
                         help="colour theme (default: the last one chosen, else the system's)")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export}")
 
     data_root = dict(
         metavar="PATH",
@@ -65,6 +65,19 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--device", **device)
     ev.add_argument("--data-root", **data_root)
 
+    export = sub.add_parser(
+        "export", help="every view for one input as PNG, SVG and CSV, without a window",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--model", type=Path, action="append", metavar="PATH",
+                        help="checkpoint (repeat for both; default: as the app finds them)")
+    source = export.add_mutually_exclusive_group()
+    source.add_argument("--index", type=int, default=0, help="test-set image")
+    source.add_argument("--image", type=Path, metavar="FILE", help="an image file instead")
+    export.add_argument("--iterations", type=_positive, help="routing iterations to show")
+    export.add_argument("--out", type=Path, default=Path("capsviewer-export"), help="folder")
+    export.add_argument("--device", **device)
+    export.add_argument("--data-root", **data_root)
+
     info = sub.add_parser("info", help="what a checkpoint holds")
     info.add_argument("checkpoint", type=Path)
     info.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
@@ -75,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
-    commands = {"train": _train, "eval": _eval, "info": _info, None: _app}
+    commands = {"train": _train, "eval": _eval, "info": _info, "export": _export, None: _app}
     try:
         return commands[args.command](args)
     except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError) as error:
@@ -88,6 +101,12 @@ def _app(args) -> int:
 
     args.data_root, args.device = args.app_data_root, args.app_device
     return run_app(args)
+
+
+def _export(args) -> int:
+    from capsviewer.app.headless import export_views
+
+    return export_views(args)
 
 
 def _train(args) -> int:

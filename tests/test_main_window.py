@@ -223,3 +223,19 @@ def test_dark_theme_recolours_the_window_and_its_plots(window):
     finally:
         window.set_theme("light")
     assert window.palette().color(QPalette.ColorRole.Window).lightness() > 180
+
+
+def test_export_command_writes_every_view_without_a_window(qapp, model_files, data_root, tmp_path,
+                                                           capsys):
+    from capsviewer.cli import main
+
+    out = tmp_path / "figures"
+    args = ["export", "--model", str(model_files["capsnet"]), "--model", str(model_files["cnn"]),
+            "--data-root", str(data_root), "--index", "2", "--iterations", "4", "--out", str(out)]
+    assert main(args) == 0
+    assert "for test #2" in capsys.readouterr().out
+    for name in ("input.png", "prediction.png", "routing.png", "pose.png", "rotation.png",
+                 "routing-mosaic.svg", "prediction-classes.csv", "routing-iteration-4.csv"):
+        assert (out / name).stat().st_size > 0, name
+    sweep = (out / "rotation-sweep.csv").read_text().splitlines()
+    assert len(sweep) == 1 + 72  # header + the default 5° sweep

@@ -12,6 +12,7 @@ def run_app(args) -> int:
     """Open the main window (``args`` from the CLI: model, data_root, device, theme)."""
     from pathlib import Path
 
+    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from capsviewer.app import theme
@@ -25,7 +26,13 @@ def run_app(args) -> int:
     models = default_models()
     for path in getattr(args, "model", None) or []:
         models[read_metadata(path)["architecture"]] = Path(path)
-    window = MainWindow(models, data_root=args.data_root, device=args.device)
-    theme.apply_theme(app, args.theme or str(window.settings.value("theme", "system")))
+    settings = QSettings("capsviewer", "capsviewer")
+    if args.theme:
+        settings.setValue("theme", args.theme)
+    theme.apply_theme(app, str(settings.value("theme", "system")))  # before any plot is built
+    window = MainWindow(models, data_root=args.data_root, device=args.device, settings=settings)
     window.show()
-    return app.exec()
+    code = app.exec()
+    window.deleteLater()  # Qt objects go before the interpreter tears down
+    app.processEvents()
+    return code

@@ -30,6 +30,14 @@ def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
     return Path(path)
 
 
+def _file_stem(view_name: str, part: str) -> str:
+    """'training' + 'training_history' → 'training-history' (no doubled prefix, hyphens)."""
+    part = part.replace("_", "-")
+    if part.startswith(f"{view_name}-"):
+        part = part[len(view_name) + 1:]
+    return f"{view_name}-{part}"
+
+
 def export_view(view: ExportableView, folder: str | Path, prefix: str | None = None) -> list[Path]:
     """Write ``{name}.png``, ``{name}-{scene}.svg`` and ``{name}-{table}.csv``; returns the paths."""
     folder = Path(folder)
@@ -41,10 +49,10 @@ def export_view(view: ExportableView, folder: str | Path, prefix: str | None = N
         raise OSError(f"could not write {png}")
     written.append(png)
     for scene_name, item in view.export_scenes().items():
-        svg = folder / f"{name}-{scene_name}.svg"
+        svg = folder / f"{_file_stem(name, scene_name)}.svg"
         written.append(write_svg(item, svg))
     for table_name, (header, rows) in view.export_tables().items():
-        path = folder / f"{name}-{table_name}.csv"
+        path = folder / f"{_file_stem(name, table_name)}.csv"
         with open(path, "w", newline="", encoding="utf-8") as handle:
             writer = csv.writer(handle)
             writer.writerow(header)

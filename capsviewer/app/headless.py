@@ -1,0 +1,76 @@
+"""``capsviewer export``: every view of the app for one input, written to a folder without a
+window on screen (Qt's offscreen platform): PNG, SVG and CSV, as File ▸ Export writes them."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+
+def export_views(args) -> int:
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from capsviewer.app import theme
+    from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.training import read_metadata
+
+    app = QApplication.instance() or QApplication(sys.argv[:1])
+    theme.apply_theme(app, "light")  # figures for papers and slides: light, whatever the system
+    models = default_models()
+    for path in args.model or []:
+        models[read_metadata(path)["architecture"]] = Path(path)
+    if not models:
+        print("capsviewer: error: no model found; pass --model PATH", file=sys.stderr)
+        return 2
+    settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(models, data_root=args.data_root, device=args.device, settings=settings,
+                        download=False, show_errors=False, predict_test_set=False)
+    window.resize(1360, 860)
+    window.show()
+    try:
+        _wait(app, lambda: set(window.session.models) == set(models) and window.is_idle()
+              and (window.image is not None or bool(window.errors)))
+        if args.image:
+            if not window.input_view.open_file(args.image):
+                print(f"capsviewer: error: {window.errors[-1][1]}", file=sys.stderr)
+                return 2
+        elif args.index:
+            window.input_view.show_index(args.index)
+        if window.image is None:
+            print(f"capsviewer: error: no input: {window.errors[-1][1] if window.errors else ''}",
+                  file=sys.stderr)
+            return 2
+        if args.iterations:
+            window.routing_view.iterations_spin.setValue(args.iterations)
+        _wait(app, window.is_idle)
+        window.rotation_view.sweep_button.click()
+        window.pose_view.grid_button.click()
+        _wait(app, window.is_idle)
+        views = [window.input_view] + [window.tabs.widget(i) for i in range(window.tabs.count())]
+        written = []
+        for view in views:
+            window.tabs.setCurrentWidget(view) if view is not window.input_view else None
+            app.processEvents()
+            written += window.export_views([view], args.out)
+        for path in written:
+            print(path)
+        print(f"{len(written)} files for {window.image.source} in {args.out}")
+        return 0 if not window.errors else 2
+    finally:
+        window.shutdown()
+        window.deleteLater()
+        app.processEvents()
+
+
+def _wait(app, condition, timeout: float = 300.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise TimeoutError("the views did not finish in time")
+        app.processEvents()
+        time.sleep(0.005)
