@@ -1,5 +1,6 @@
 import os
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -7,6 +8,8 @@ import pytest
 # Qt tests run headless; pyqtgraph must bind PySide6 (it prefers PyQt6 when both exist).
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+# Caches the app writes (test-set predictions) go to a scratch folder, not the user's.
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="capsviewer-test-cache-")
 
 REPO = Path(__file__).resolve().parents[1]
 

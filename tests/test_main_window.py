@@ -239,3 +239,18 @@ def test_export_command_writes_every_view_without_a_window(qapp, model_files, da
         assert (out / name).stat().st_size > 0, name
     sweep = (out / "rotation-sweep.csv").read_text().splitlines()
     assert len(sweep) == 1 + 72  # header + the default 5° sweep
+
+
+def test_test_set_predictions_are_cached_on_disk(tmp_path, core_models, mnist_test):
+    from capsviewer.analysis.inspection import cached_predictions, predict_all
+
+    model, images = core_models["cnn"], mnist_test.images[:300]
+    first = cached_predictions(model, images, "key", tmp_path)
+    np.testing.assert_array_equal(first, predict_all(model, images))
+    assert (tmp_path / "key.npy").exists()
+    calls = []
+    second = cached_predictions(model, images, "key", tmp_path, should_stop=lambda: calls.append(1))
+    np.testing.assert_array_equal(second, first)
+    assert not calls  # read from disk, the model never ran
+    (tmp_path / "key.npy").write_bytes(b"damaged")
+    np.testing.assert_array_equal(cached_predictions(model, images, "key", tmp_path), first)

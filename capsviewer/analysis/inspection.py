@@ -7,6 +7,7 @@ Shapes use the primary grid (maps, rows, cols) = (32, 6, 6) and J = 10 digit cap
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -141,5 +142,26 @@ def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
     return torch.cat(predictions).numpy()
 
 
-__all__ = ["CNNInspection", "CapsuleInspection", "IterationSnapshot", "MNIST_CLASSES",
+def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
+                       cache_dir: Path, batch_size: int = 100,
+                       should_stop=lambda: False) -> np.ndarray | None:
+    """``predict_all`` remembered on disk under ``key`` (say, hashes of the checkpoint file and
+    the data set): a second launch gets the predictions at once. A damaged entry is recomputed."""
+    path = Path(cache_dir) / f"{key}.npy"
+    try:
+        cached = np.load(path, allow_pickle=False)
+        if cached.shape == (len(images),):
+            return cached
+    except (OSError, ValueError):
+        pass
+    predicted = predict_all(model, images, batch_size, should_stop)
+    if predicted is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(".tmp.npy")
+        np.save(partial, predicted.astype(np.int64))
+        partial.replace(path)
+    return predicted
+
+
+__all__ = ["cached_predictions", "CNNInspection", "CapsuleInspection", "IterationSnapshot", "MNIST_CLASSES",
            "as_batch", "inspect_capsnet", "inspect_cnn", "model_device", "predict_all"]

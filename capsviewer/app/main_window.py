@@ -7,9 +7,11 @@ hands results back to the views. No model code runs on the UI thread.
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
+import platformdirs
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -22,7 +24,12 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
-from capsviewer.analysis.inspection import inspect_capsnet, inspect_cnn, predict_all
+from capsviewer.analysis.inspection import (
+    cached_predictions,
+    inspect_capsnet,
+    inspect_cnn,
+    predict_all,
+)
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.preprocess import InputImage
 from capsviewer.analysis.rotation import rotate_images, rotation_sweep
@@ -235,12 +242,12 @@ class MainWindow(QMainWindow):
         self._predict_test_set()
 
     def _predict_test_set(self) -> None:
-        model = self.session.capsnet or self.session.cnn
+        entry = self.session.models.get("capsnet") or self.session.models.get("cnn")
         images = self.session.test_set
-        if model is None or images is None or not self.predict_test_set:
+        if entry is None or images is None or not self.predict_test_set:
             return
-        self.batch.submit("predict-all", predict_all, model, images.images, 100,
-                          self.batch.should_stop, on_done=self._predictions_ready)
+        self.batch.submit("predict-all", _test_set_predictions, entry, images, self.batch.should_stop,
+                          on_done=self._predictions_ready)
 
     def _predictions_ready(self, predicted) -> None:
         if predicted is not None:
@@ -487,6 +494,16 @@ def _rotated_responses(capsnet, cnn, pixels, angle, iterations):
     capsules = inspect_capsnet(capsnet, image, iterations).lengths if capsnet is not None else None
     probabilities = inspect_cnn(cnn, image).probabilities if cnn is not None else None
     return image, capsules, probabilities
+
+
+def _test_set_predictions(entry, images, should_stop):
+    """The model's class for every test image, cached per (checkpoint file, test set)."""
+    if entry.path is None:
+        return predict_all(entry.model, images.images, 100, should_stop)
+    digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()[:16]
+    key = f"{digest}-{images.checksum()[:16]}"
+    cache = platformdirs.user_cache_path("capsviewer") / "predictions"
+    return cached_predictions(entry.model, images.images, key, cache, 100, should_stop)
 
 
 def default_models() -> dict[str, Path]:
