@@ -54,10 +54,11 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
     app.setPalette(_dark_palette() if dark else app.style().standardPalette())
     style = resource("styles/capsviewer.qss")
     app.setStyleSheet(style.read_text(encoding="utf-8") if style.is_file() else "")
+    old_foreground = pg.mkColor(pg.getConfigOption("foreground"))
     background, foreground = plot_colours(dark)
     pg.setConfigOptions(background=background, foreground=foreground, antialias=True)
     for widget in app.allWidgets():
-        restyle_plots(widget, dark)
+        restyle_plots(widget, dark, old_foreground)
     return dark
 
 
@@ -65,14 +66,28 @@ def plot_colours(dark: bool) -> tuple[str, str]:
     return ("#16181b", "#d0d0d0") if dark else ("#ffffff", "#303030")
 
 
-def restyle_plots(widget: QWidget, dark: bool) -> None:
-    """Recolour an existing pyqtgraph view (pyqtgraph options only reach new ones)."""
+def restyle_plots(widget: QWidget, dark: bool, old_foreground: QColor | None = None) -> None:
+    """Recolour an existing pyqtgraph view (pyqtgraph options only reach new ones): background,
+    axes, titles, and every line or text drawn in the old foreground colour."""
     background, foreground = plot_colours(dark)
-    if isinstance(widget, pg.GraphicsView):
-        widget.setBackground(background)
-        for item in widget.scene().items():
-            if isinstance(item, pg.AxisItem):
-                item.setPen(foreground)
-                item.setTextPen(foreground)
-            elif isinstance(item, pg.LabelItem):
-                item.setText(item.text, color=foreground)
+    if not isinstance(widget, pg.GraphicsView):
+        return
+    widget.setBackground(background)
+    new = pg.mkColor(foreground)
+
+    def was_foreground(colour) -> bool:
+        return old_foreground is not None and pg.mkColor(colour).rgb() == old_foreground.rgb()
+
+    for item in widget.scene().items():
+        if isinstance(item, pg.AxisItem):
+            item.setPen(foreground)
+            item.setTextPen(foreground)
+        elif isinstance(item, pg.LabelItem):
+            item.setText(item.text, color=foreground)
+        elif isinstance(item, pg.TextItem) and was_foreground(item.color):
+            item.setColor(new)
+        elif isinstance(item, (pg.InfiniteLine, pg.PlotCurveItem)):
+            pen = pg.mkPen(item.pen if isinstance(item, pg.InfiniteLine) else item.opts["pen"])
+            if was_foreground(pen.color()):
+                pen.setColor(new)
+                item.setPen(pen)
