@@ -11,6 +11,7 @@ from pathlib import Path
 import capsviewer
 from capsviewer.data import DATASETS, ENV_VAR, DatasetUnavailable
 from capsviewer.models import MODELS
+from capsviewer.report_cli import add_report_parser, run_report
 
 DEFAULT_OUTPUT = "checkpoints/{model}-{dataset}.safetensors"
 
@@ -31,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     window.add_argument("--theme", choices=["system", "light", "dark"],
                         help="colour theme (default: the last one chosen, else the system's)")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export,report}")
 
     data_root = dict(
         metavar="PATH",
@@ -44,7 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", choices=sorted(MODELS), default="capsnet", help="architecture")
     train.add_argument("--dataset", choices=sorted(DATASETS), default="mnist", help="dataset")
     train.add_argument("--epochs", type=_positive, default=10, help="passes over the data")
-    train.add_argument("--batch-size", type=_positive, default=128, help="images per step")
+    train.add_argument("--batch-size", type=_positive, default=128,
+                       help="images per step (shared among the processes under torchrun)")
     train.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
     train.add_argument("--subset", type=_positive, help="train on this many random images")
     train.add_argument("--test-subset", type=_positive, help="test on this many random images")
@@ -55,6 +57,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", metavar="PATH", help=f"checkpoint path (default: {DEFAULT_OUTPUT})")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run at --output")
     train.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
+    train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
+                       help="bf16: convolutions in bf16 (mixed precision); auto: bf16 where the "
+                       "GPU or CPU does bf16 natively, else fp32")
+    train.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
 
     ev = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     ev.add_argument("checkpoint", type=Path)
@@ -62,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--subset", type=_positive, help="evaluate on this many random test images")
     ev.add_argument("--iterations", type=_positive, help="override the routing iterations (CapsNet)")
     ev.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="default: the precision the checkpoint was tested in, if this device has "
+                    "it natively, else fp32")
     ev.add_argument("--device", **device)
     ev.add_argument("--data-root", **data_root)
 
@@ -81,6 +90,7 @@ def build_parser() -> argparse.ArgumentParser:
     info = sub.add_parser("info", help="what a checkpoint holds")
     info.add_argument("checkpoint", type=Path)
     info.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+    add_report_parser(sub)
     return parser
 
 
@@ -88,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
-    commands = {"train": _train, "eval": _eval, "info": _info, "export": _export, None: _app}
+    commands = {"train": _train, "eval": _eval, "info": _info, "export": _export,
+                "report": run_report, None: _app}
     try:
         return commands[args.command](args)
     except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError) as error:
@@ -110,6 +121,17 @@ def _export(args) -> int:
 
 
 def _train(args) -> int:
+    """Train; under ``torchrun --nproc_per_node=N`` every process runs this, rank 0 reports."""
+    from capsviewer.training import distributed, select_device
+
+    processes = distributed.join_from_environment(select_device(args.device))
+    try:
+        return _train_process(args, processes)
+    finally:
+        distributed.leave()
+
+
+def _train_process(args, processes) -> int:
     from tqdm import tqdm
 
     from capsviewer.training import BatchProgress, EpochResult, TrainConfig, Trainer
@@ -129,19 +151,28 @@ def _train(args) -> int:
         device=args.device,
         output=output,
         resume=args.resume,
+        precision=args.precision,
+        compile=args.compile,
     )
     trainer = Trainer(config)
-    print(f"training {args.model} on {args.dataset} ({trainer.device}), checkpoints → {output}")
+    report = processes.is_main
+    if report:
+        where = f"{trainer.device}, {trainer.precision}"
+        if processes.enabled:
+            where += f", {processes.world_size} processes"
+        print(f"training {args.model} on {args.dataset} ({where}), checkpoints → {output}")
     bar = None
     try:
         for event in trainer.events():
+            if not report:
+                continue
             if isinstance(event, BatchProgress) and not args.no_progress:
                 if bar is None:
                     bar = tqdm(total=event.batches, desc=f"epoch {event.epoch}/{event.epochs}",
                                unit="batch", dynamic_ncols=True)
                 bar.set_postfix(loss=f"{event.loss:.4f}", acc=f"{event.accuracy:.1%}",
                                 img_s=f"{event.images_per_second:.0f}", refresh=False)
-                bar.update(1)
+                bar.update(event.batch - bar.n)  # events may cover several batches (GPU)
                 if event.batch == event.batches:
                     bar.close()
                     bar = None
@@ -160,34 +191,47 @@ def _train(args) -> int:
         print(f"\ninterrupted; every finished epoch is saved in {output} "
               "(continue with --resume)", file=sys.stderr)
         return 130
-    print(f"done in {event.seconds:.1f} s; best test accuracy {event.best_test_accuracy:.2%}; "
-          f"saved {event.checkpoint}")
+    if report:
+        print(f"done in {event.seconds:.1f} s; best test accuracy "
+              f"{event.best_test_accuracy:.2%}; saved {event.checkpoint}")
     return 0
 
 
 def _eval(args) -> int:
+    import torch
+
     from capsviewer.data import load_dataset
     from capsviewer.training import evaluate, load_checkpoint, select_device
+    from capsviewer.training.devices import native_bf16, resolve_precision
 
     device = select_device(args.device)
     checkpoint = load_checkpoint(args.checkpoint, device)
     meta = checkpoint.metadata
+    stored_precision = meta.get("precision", "fp32")
+    precision = args.precision
+    if precision is None:
+        precision = "bf16" if stored_precision == "bf16" and native_bf16(device) else "fp32"
+    precision = resolve_precision(precision, device)
+    if precision == "bf16":
+        checkpoint.model.to(memory_format=torch.channels_last)  # oneDNN's and cuDNN's bf16 layout
     dataset = args.dataset or meta.get("dataset", {}).get("name", "mnist")
     test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
     options = {"iterations": args.iterations} if args.iterations else {}
     start = time.perf_counter()
-    result = evaluate(checkpoint.model, test, device, args.batch_size, **options)
+    result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
+                      **options)
     seconds = time.perf_counter() - start
     print(
         f"{args.checkpoint}: {meta['architecture']} on {dataset} test set ({result.count} images, "
-        f"{device}, {seconds:.1f} s)\n"
+        f"{device}, {precision}, {seconds:.1f} s)\n"
         f"accuracy {result.accuracy:.2%} ({result.correct}/{result.count}), "
         f"error {result.error_percent:.2f}%, loss {result.loss:.4f}"
     )
     stated = meta.get("metrics", {}).get("test_accuracy")
     if stated is not None and meta.get("dataset", {}).get("test_images") == "all" and not args.subset:
         same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
-        print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%})")
+        note = "" if precision == stored_precision else f", measured in {stored_precision}"
+        print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%}{note})")
     return 0
 
 

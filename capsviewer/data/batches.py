@@ -24,8 +24,23 @@ def random_shift(
     """
     if max_shift <= 0:
         return images
+    return shift_images(images, draw_shifts(len(images), max_shift, generator), max_shift)
+
+
+def draw_shifts(
+    count: int, max_shift: int, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """(2, count) random offsets (dy, dx) in [−max_shift, max_shift], drawn on the CPU."""
+    return torch.randint(-max_shift, max_shift + 1, (2, count), generator=generator)
+
+
+def shift_images(images: torch.Tensor, shifts: torch.Tensor, max_shift: int) -> torch.Tensor:
+    """Shift image b by (shifts[0, b], shifts[1, b]) pixels, zero-filled; |shift| ≤ max_shift.
+
+    Give ``shifts`` on the images' device (a whole epoch's, drawn once) and nothing here waits
+    for the host: the trainer's batch loop stays free of host–device copies.
+    """
     batch, _, height, width = images.shape
-    shifts = torch.randint(-max_shift, max_shift + 1, (2, batch), generator=generator)
     shifts = shifts.to(images.device)
     padded = F.pad(images, (max_shift,) * 4)
     rows = torch.arange(height, device=images.device) + max_shift - shifts[0, :, None]
@@ -33,6 +48,13 @@ def random_shift(
     index = torch.arange(batch, device=images.device)[:, None, None]
     # padded[b, :, rows[b, y], cols[b, x]] → (B, H, W, C), back to (B, C, H, W)
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+
+
+def shard(batch: torch.Tensor, rank: int, world_size: int) -> torch.Tensor:
+    """This process's share of a global batch of indices under data parallelism: every
+    ``world_size``-th one from ``rank``. The shares are disjoint, cover the batch and differ
+    in size by at most one, so each step sees exactly the images a single process would."""
+    return batch[rank::world_size]
 
 
 def iterate_batches(

@@ -10,6 +10,7 @@ from torch import nn
 
 from capsviewer.maths import RoutingResult, dynamic_routing, predict_votes, squash
 from capsviewer.maths.losses import capsule_loss
+from capsviewer.models.precision import full_precision
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class CapsNet(nn.Module):
         """u_i = squash(PrimaryCaps(ReLU(Conv1(x)))), shape (B, 1152, 8) in grid order."""
         c = self.config
         maps, rows, cols = c.primary_grid
-        h = self.primary(F.relu(self.conv(images)))
-        h = h.view(-1, maps, c.primary_dim, rows, cols).permute(0, 1, 3, 4, 2)
+        h = full_precision(self.primary(F.relu(self.conv(images))))
+        h = h.reshape(-1, maps, c.primary_dim, rows, cols).permute(0, 1, 3, 4, 2)
         return squash(h.reshape(-1, maps * rows * cols, c.primary_dim))
 
     def votes(self, primary: torch.Tensor) -> torch.Tensor:
@@ -141,16 +142,20 @@ class CapsNet(nn.Module):
         else by the longest digit capsule (inference). ``intermediates`` keeps u, û and the
         routing result; ``trace`` records every routing iteration."""
         primary = self.primary_capsules(images)
-        votes = self.votes(primary)
-        routing = self.route(votes, iterations, trace=trace, **routing_options)
-        digit = routing.outputs
-        scores = digit.norm(dim=-1)
-        mask_by = labels if labels is not None else scores.argmax(dim=1)
+        # Under autocast (mixed-precision training) only the convolutions, nearly all of the
+        # arithmetic, run in low precision: votes, routing and decoder stay in fp32.
+        with torch.autocast(primary.device.type, enabled=False):
+            votes = self.votes(primary)
+            routing = self.route(votes, iterations, trace=trace, **routing_options)
+            digit = routing.outputs
+            scores = digit.norm(dim=-1)
+            mask_by = labels if labels is not None else scores.argmax(dim=1)
+            reconstruction = self.decode(digit, mask_by)
         keep = intermediates or trace
         return CapsNetOutput(
             scores=scores,
             digit_capsules=digit,
-            reconstruction=self.decode(digit, mask_by),
+            reconstruction=reconstruction,
             primary_capsules=primary if keep else None,
             votes=votes if keep else None,
             routing=routing if keep else None,

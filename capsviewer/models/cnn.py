@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capsviewer.maths.losses import LossBreakdown
+from capsviewer.models.precision import full_precision
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class BaselineCNN(nn.Module):
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> CNNOutput:
         features = self.forward_features(images)
-        logits = self.classifier(self.dropout(features))
+        logits = full_precision(self.classifier(self.dropout(features)))  # fp32 under autocast
+        features = full_precision(features)
         return CNNOutput(scores=logits.softmax(dim=-1), logits=logits, features=features)
 
     def loss(self, output: CNNOutput, images: torch.Tensor, labels: torch.Tensor) -> LossBreakdown:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import torch
 
+from capsviewer.models.precision import native_bf16
+
 
 class DeviceUnavailable(RuntimeError):
     pass
@@ -36,3 +38,22 @@ def describe_device(device: torch.device) -> str:
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{device} ({torch.get_num_threads()} threads)"
+
+
+PRECISIONS = ("auto", "fp32", "bf16")
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """``auto`` → ``bf16`` where the hardware does bf16 arithmetic natively (CUDA GPUs from
+    Ampere on; CPUs with AVX512-BF16 or AMX), else ``fp32``. ``bf16`` is mixed precision:
+    the convolutions run in bf16 under autocast, weights and everything else stay fp32."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
+    if precision != "auto":
+        return precision
+    return "bf16" if native_bf16(device) else "fp32"
+
+
+def autocast(device: torch.device, precision: str):
+    """The autocast context for a resolved ``precision`` (disabled for fp32)."""
+    return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")

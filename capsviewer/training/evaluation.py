@@ -9,6 +9,8 @@ import torch
 from torch import nn
 
 from capsviewer.data import ImageSet, iterate_batches, to_float
+from capsviewer.training.devices import autocast
+from capsviewer.training.distributed import SINGLE, Processes, sum_over_processes
 
 
 class EvaluationCancelled(Exception):
@@ -34,23 +36,36 @@ def evaluate(
     device: torch.device | str = "cpu",
     batch_size: int = 500,
     should_stop: Callable[[], bool] | None = None,
+    *,
+    precision: str = "fp32",
+    processes: Processes = SINGLE,
     **forward_options,
 ) -> Evaluation:
     """Loss (decoder masked by the true label, as in training) and accuracy over ``data``.
-    ``should_stop`` is polled between batches; when it returns True, EvaluationCancelled."""
+    ``should_stop`` is polled between batches; when it returns True, EvaluationCancelled.
+    ``precision`` "bf16" runs the forward pass under autocast. Under data parallelism every
+    process evaluates its share and the sums are combined (call it on every process)."""
+    device = torch.device(device)
     was_training = model.training
     model.eval()
+    images, labels = data.images, data.labels
+    if processes.enabled:
+        share = slice(processes.rank, None, processes.world_size)
+        images, labels = images[share], labels[share]
+    images, labels = images.to(device), labels.to(device)  # one copy, not one per batch
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
-    correct = torch.zeros((), dtype=torch.long, device=device)
+    correct = torch.zeros((), dtype=torch.float64, device=device)
     try:
-        for images, labels in iterate_batches(data.images, data.labels, batch_size):
+        for x, y in iterate_batches(images, labels, batch_size):
             if should_stop is not None and should_stop():
                 raise EvaluationCancelled
-            x, y = to_float(images.to(device)), labels.to(device)
-            output = model(x, y, **forward_options)
+            x = to_float(x)
+            with autocast(device, precision):
+                output = model(x, y, **forward_options)
             total_loss += model.loss(output, x, y).total.double() * len(y)
             correct += (output.scores.argmax(dim=1) == y).sum()
     finally:
         model.train(was_training)
+    total_loss, correct = sum_over_processes(torch.stack([total_loss, correct]), processes).tolist()
     count = len(data)
-    return Evaluation(total_loss.item() / count, correct.item() / count, int(correct), count)
+    return Evaluation(total_loss / count, correct / count, int(correct), count)

@@ -67,6 +67,12 @@ def load_training_state(checkpoint, model: nn.Module, optimizer, scheduler, gene
     for index, values in meta["optimizer_plain_state"].items():
         state.setdefault(int(index), {}).update(values)
     optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+    for param, values in optimizer.state.items():
+        for name, value in values.items():
+            # Moments come back contiguous; give them the parameter's layout (channels-last
+            # weights), which the fused optimizer kernels assume.
+            if isinstance(value, torch.Tensor) and value.shape == param.shape:
+                values[name] = torch.empty_like(param, dtype=value.dtype).copy_(value)
     scheduler.load_state_dict(meta["scheduler"])
     generator.set_state(tensors["rng.generator"])
     torch.set_rng_state(tensors["rng.torch"])
