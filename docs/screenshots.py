@@ -115,13 +115,24 @@ def main() -> None:
     window.rotation_view.sweep_button.click()
     wait(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
     shot("rotation")
-    tabs.setCurrentWidget(window.training_view)
-    shot("training")
     window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
     tabs.setCurrentWidget(window.prediction_view)
     draw_four(window.input_view._canvas)
     wait(app, lambda: window.image.source == "drawing" and window.is_idle())
     shot("drawing")
+    tabs.setCurrentWidget(window.training_view)
+    from capsviewer.training import TrainConfig
+
+    view = window.training_view
+    config = view.config()
+    view.set_config(TrainConfig(model="cnn", dataset="mnist", data_root=args.data_root,
+                                epochs=3, batch_size=64, subset=6000, test_subset=2000,
+                                device="cpu", output=str(Path(tempfile.mkdtemp()) / "cnn.safetensors"),
+                                download=False))
+    view.start_button.click()
+    wait(app, lambda: not window.runner.is_running() and window.is_idle(), 600)
+    shot("training")
+    view.set_config(config)
     window.shutdown()
     window.deleteLater()
 
