@@ -83,13 +83,14 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
 
     from capsviewer.analysis.inspection import inspect_capsnet, inspect_cnn
     from capsviewer.analysis.rotation import rotation_sweep
+    from capsviewer.app.headless import wait_until
     from capsviewer.app.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     window = MainWindow(paths, data_root=data_root, show_errors=False, download=False,
                         settings=_scratch_settings(), predict_test_set=False)
     window.show()
-    _wait(app, lambda: window.inspection is not None and len(window.session.models) == len(paths)
+    wait_until(app, lambda: window.inspection is not None and len(window.session.models) == len(paths)
           and window.is_idle(), 120)
     capsnet, cnn = window.session.capsnet, window.session.cnn
     pixels = window.image.pixels
@@ -107,7 +108,7 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
         before = len(shown)
         start = time.perf_counter()
         window.pose_view.set_offset(k % 16, 0.2 if (k + k // 16) % 2 else -0.2)
-        _wait(app, lambda: len(shown) > before, 30)
+        wait_until(app, lambda: len(shown) > before, 30)
         window.pose_view.repaint()  # the repaint is part of the figure
         figures["slider"].append(time.perf_counter() - start)
 
@@ -119,14 +120,6 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
     window.shutdown()
     return figures
 
-
-def _wait(app, condition, timeout: float) -> None:
-    deadline = time.perf_counter() + timeout
-    while not condition():
-        if time.perf_counter() > deadline:
-            raise TimeoutError("the window did not answer in time")
-        app.processEvents()
-        time.sleep(0.0005)
 
 
 def row(name: str, seconds: list[float]) -> str:

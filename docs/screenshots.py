@@ -18,15 +18,6 @@ os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 HERE = Path(__file__).resolve().parent
 
 
-def wait(app, condition, timeout=120.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("window did not finish in time")
-        app.processEvents()
-        time.sleep(0.01)
-
-
 def settle(app, seconds=0.5) -> None:
     end = time.monotonic() + seconds
     while time.monotonic() < end:
@@ -67,6 +58,7 @@ def main() -> None:
     from PySide6.QtWidgets import QApplication
 
     from capsviewer.app import theme
+    from capsviewer.app.headless import wait_until
     from capsviewer.app.main_window import MainWindow, default_models
     from capsviewer.training import read_metadata
 
@@ -79,11 +71,11 @@ def main() -> None:
     window.resize(1360, 860)
     window.move(0, 0)
     window.show()
-    wait(app, lambda: set(window.session.models) == set(models) and window.inspection is not None
+    wait_until(app, lambda: set(window.session.models) == set(models) and window.inspection is not None
          and window.is_idle())
     if args.index:
         window.input_view.show_index(args.index)
-        wait(app, lambda: window.image.index == args.index and window.is_idle())
+        wait_until(app, lambda: window.image.index == args.index and window.is_idle())
     args.out.mkdir(parents=True, exist_ok=True)
 
     def shot(name: str) -> None:
@@ -106,19 +98,19 @@ def main() -> None:
     shot("routing-last-iteration")
     tabs.setCurrentWidget(window.pose_view)
     window.pose_view.set_offset(3, 0.2)
-    wait(app, window.is_idle)
+    wait_until(app, window.is_idle)
     window.pose_view.grid_button.click()
-    wait(app, lambda: window.is_idle() and window.pose_view._grid_offsets is not None)
+    wait_until(app, lambda: window.is_idle() and window.pose_view._grid_offsets is not None)
     shot("pose")
     tabs.setCurrentWidget(window.rotation_view)
     window.rotation_view.set_angle(45)
     window.rotation_view.sweep_button.click()
-    wait(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
+    wait_until(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
     shot("rotation")
     window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
     tabs.setCurrentWidget(window.prediction_view)
     draw_four(window.input_view._canvas)
-    wait(app, lambda: window.image.source == "drawing" and window.is_idle())
+    wait_until(app, lambda: window.image.source == "drawing" and window.is_idle())
     shot("drawing")
     tabs.setCurrentWidget(window.training_view)
     from capsviewer.training import TrainConfig
@@ -130,7 +122,7 @@ def main() -> None:
                                 device="cpu", output=str(Path(tempfile.mkdtemp()) / "cnn.safetensors"),
                                 download=False))
     view.start_button.click()
-    wait(app, lambda: not window.runner.is_running() and window.is_idle(), 600)
+    wait_until(app, lambda: not window.runner.is_running() and window.is_idle(), 600)
     shot("training")
     view.set_config(config)
     window.shutdown()

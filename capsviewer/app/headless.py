@@ -33,7 +33,7 @@ def export_views(args) -> int:
     window.resize(1360, 860)
     window.show()
     try:
-        _wait(app, lambda: set(window.session.models) == set(models) and window.is_idle()
+        wait_until(app, lambda: set(window.session.models) == set(models) and window.is_idle()
               and (window.image is not None or bool(window.errors)))
         if args.image:
             if not window.input_view.open_file(args.image):
@@ -47,10 +47,10 @@ def export_views(args) -> int:
             return 2
         if args.iterations:
             window.routing_view.iterations_spin.setValue(args.iterations)
-        _wait(app, window.is_idle)
+        wait_until(app, window.is_idle)
         window.rotation_view.sweep_button.click()
         window.pose_view.grid_button.click()
-        _wait(app, window.is_idle)
+        wait_until(app, window.is_idle)
         views = [window.input_view] + [window.tabs.widget(i) for i in range(window.tabs.count())]
         written = []
         for view in views:
@@ -67,7 +67,7 @@ def export_views(args) -> int:
         app.processEvents()
 
 
-def _wait(app, condition, timeout: float = 300.0) -> None:
+def wait_until(app, condition, timeout: float = 300.0) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
