@@ -15,60 +15,60 @@ N = 300
 
 
 @pytest.fixture
-def test_set(mnist_test):
+def browser_data(mnist_test):
     return mnist_test.images[:N], mnist_test.labels[:N], mnist_test.classes
 
 
 @pytest.fixture
-def view(qtbot, test_set):
+def view(qtbot, browser_data):
     widget = InputView()
     qtbot.addWidget(widget)
     widget.chosen = []
     widget.image_chosen.connect(widget.chosen.append)
-    widget.set_test_set(*test_set)
+    widget.set_test_set(*browser_data)
     widget.show()
     qtbot.waitExposed(widget)
     return widget
 
 
-def assert_test_image(image: InputImage, index: int, test_set) -> None:
-    images, labels, _ = test_set
+def assert_test_image(image: InputImage, index: int, browser_data) -> None:
+    images, labels, _ = browser_data
     assert image.index == index and image.source == f"test #{index}"
     assert image.label == int(labels[index])
     assert np.array_equal(image.pixels, images[index, 0].numpy())
 
 
-def test_browser_steps_through_the_test_set(view, test_set):
-    assert_test_image(view.chosen[-1], 0, test_set)  # a new test set shows its first image
+def test_browser_steps_through_the_test_set(view, browser_data):
+    assert_test_image(view.chosen[-1], 0, browser_data)  # a new test set shows its first image
     view.next_image()
-    assert_test_image(view.chosen[-1], 1, test_set)
+    assert_test_image(view.chosen[-1], 1, browser_data)
     view.previous_image()
     view.previous_image()  # wraps around
-    assert_test_image(view.chosen[-1], N - 1, test_set)
+    assert_test_image(view.chosen[-1], N - 1, browser_data)
     view.show_index(57)
-    assert_test_image(view.chosen[-1], 57, test_set)
+    assert_test_image(view.chosen[-1], 57, browser_data)
     assert view._index_spin.value() == 57
     assert "index 57 of 300" in view._position.text()
     view._index_spin.setValue(12)  # typing an index
-    assert_test_image(view.chosen[-1], 12, test_set)
+    assert_test_image(view.chosen[-1], 12, browser_data)
     assert view.current_image() is view.chosen[-1]
 
 
-def test_class_filter_visits_only_that_class(view, test_set):
-    labels = test_set[1].numpy()
+def test_class_filter_visits_only_that_class(view, browser_data):
+    labels = browser_data[1].numpy()
     view._class_filter.setCurrentIndex(1 + 3)  # "3"
     threes = np.flatnonzero(labels == 3)
-    assert_test_image(view.chosen[-1], threes[0], test_set)  # moved into the filter
+    assert_test_image(view.chosen[-1], threes[0], browser_data)  # moved into the filter
     for expected in [*threes[1:], threes[0]]:  # and round again
         view.next_image()
-        assert_test_image(view.chosen[-1], expected, test_set)
+        assert_test_image(view.chosen[-1], expected, browser_data)
     for _ in range(10):
         view.random_image()
         assert view.chosen[-1].label == 3
 
 
-def test_misclassified_only_needs_predictions(view, test_set):
-    labels = test_set[1].numpy()
+def test_misclassified_only_needs_predictions(view, browser_data):
+    labels = browser_data[1].numpy()
     box = view._misclassified
     assert not box.isEnabled() and "classified" in box.toolTip()
     wrong = np.array([4, 40, 41, 250])
@@ -128,17 +128,17 @@ def test_switching_tabs_brings_back_that_tabs_image(view):
 
 
 @pytest.fixture
-def digit_png(tmp_path, test_set):
+def digit_png(tmp_path, browser_data):
     path = tmp_path / "digit.png"
-    Image.fromarray(255 - test_set[0][7, 0].numpy()).save(path)  # dark ink on white
+    Image.fromarray(255 - browser_data[0][7, 0].numpy()).save(path)  # dark ink on white
     return path
 
 
-def test_opening_a_file_emits_its_digit(view, digit_png, test_set):
+def test_opening_a_file_emits_its_digit(view, digit_png, browser_data):
     assert view.open_file(digit_png)
     image = view.chosen[-1]
     assert image.source == "file digit.png" and image.label is None
-    assert np.array_equal(image.pixels, to_mnist(test_set[0][7, 0].numpy()))
+    assert np.array_equal(image.pixels, to_mnist(browser_data[0][7, 0].numpy()))
     assert view._tabs.currentWidget() is view._file
     assert view.export_tables()["input_pixels"][1][3][1:] == image.pixels[3].tolist()
 
