@@ -254,3 +254,15 @@ def test_test_set_predictions_are_cached_on_disk(tmp_path, core_models, mnist_te
     assert not calls  # read from disk, the model never ran
     (tmp_path / "key.npy").write_bytes(b"damaged")
     np.testing.assert_array_equal(cached_predictions(model, images, "key", tmp_path), first)
+
+
+def test_with_only_the_cnn_the_window_asks_for_a_capsnet(qtbot, model_files, data_root, tmp_path):
+    window = open_window(qtbot, {"cnn": model_files["cnn"]}, data_root, tmp_path, wait=False)
+    try:
+        qtbot.waitUntil(lambda: "cnn" in window.session.models and window.image is not None
+                        and window.is_idle(), timeout=20000)
+        assert "No CapsNet loaded" in window.status_text.text()
+        assert "CapsNet: not loaded" in window.prediction_view.headline.text()
+        assert window.inspection is None
+    finally:
+        window.shutdown()

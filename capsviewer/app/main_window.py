@@ -231,6 +231,9 @@ class MainWindow(QMainWindow):
         self.interactive.cancel()
         self.batch.cancel()
         self.input_view.set_predictions(None)
+        if "capsnet" not in self.session.models:
+            self.status_text.setText("No CapsNet loaded: train one on the Training tab or open a "
+                                     "checkpoint (File ▸ Open model…)")
         self.analyse()
         self._predict_test_set()
 

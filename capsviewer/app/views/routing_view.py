@@ -225,6 +225,7 @@ class RoutingView(QWidget, ExportableView):
         history.hideButtons()
         history.showGrid(x=True, y=True, alpha=0.2)
         history.getAxis("left").enableAutoSIPrefix(False)
+        history.setRange(xRange=(0.8, 3.5), yRange=(0, 1), padding=0)  # until there is data
         self.history.setToolTip(FORMULAS["routing"])
         self.history_curves = [
             history.plot([], [], pen=pg.mkPen(pg.intColor(j, hues=10), width=1.5),
