@@ -1,3 +1,4 @@
+import gc
 import os
 import sys
 import tempfile
@@ -44,6 +45,22 @@ def mnist_test(data_root):
     from capsviewer.data import load_dataset
 
     return load_dataset("mnist", train=False, root=data_root, download=False)
+
+
+@pytest.fixture(autouse=True)
+def gui_thread_garbage_collection(request):
+    """In Qt tests, collect garbage on the GUI thread only, as the app does: otherwise a worker
+    thread can collect a cycle holding Qt objects of an earlier test and delete them from the
+    wrong thread ("Timers cannot be started from another thread")."""
+    if not {"qtbot", "qapp"} & set(request.fixturenames):
+        yield
+        return
+    gc.disable()  # the previous Qt test collected at its end
+    try:
+        yield
+    finally:
+        gc.enable()
+        gc.collect()
 
 
 @pytest.fixture(autouse=True)

@@ -19,7 +19,12 @@ def run_app(args) -> int:
     from capsviewer.app.main_window import MainWindow, default_models
     from capsviewer.training import read_metadata
 
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    # Collect garbage on the GUI thread only: a cycle holding Qt objects collected on a worker
+    # thread (training, compute lanes) deletes them from the wrong thread.
+    collector = GarbageCollector(interval=1.0)  # kept alive while the app runs
     app.setApplicationName("capsviewer")
     app.setOrganizationName("capsviewer")
     app.setWindowIcon(theme.app_icon())
@@ -33,6 +38,7 @@ def run_app(args) -> int:
     window = MainWindow(models, data_root=args.data_root, device=args.device, settings=settings)
     window.show()
     code = app.exec()
+    collector.timer.stop()
     window.deleteLater()  # Qt objects go before the interpreter tears down
     app.processEvents()
     return code

@@ -3,6 +3,7 @@ window on screen (Qt's offscreen platform): PNG, SVG and CSV, as File ▸ Export
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 import tempfile
@@ -19,7 +20,10 @@ def export_views(args) -> int:
     from capsviewer.app.main_window import MainWindow, default_models
     from capsviewer.training import read_metadata
 
+    from pyqtgraph.util.garbage_collector import GarbageCollector
+
     app = QApplication.instance() or QApplication(sys.argv[:1])
+    collector = GarbageCollector(interval=1.0)  # noqa: F841  GUI-thread-only collection
     theme.apply_theme(app, "light")  # figures for papers and slides: light, whatever the system
     models = default_models()
     for path in args.model or []:
@@ -62,6 +66,8 @@ def export_views(args) -> int:
         print(f"{len(written)} files for {window.image.source} in {args.out}")
         return 0 if not window.errors else 2
     finally:
+        collector.timer.stop()
+        gc.enable()  # as it was: this may run inside a longer-lived process
         window.shutdown()
         window.deleteLater()
         app.processEvents()

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import platformdirs
+import torch
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
 from PySide6.QtWidgets import (
@@ -25,9 +26,11 @@ from PySide6.QtWidgets import (
 )
 
 from capsviewer.analysis.inspection import (
+    as_batch,
     cached_predictions,
     inspect_capsnet,
     inspect_cnn,
+    model_device,
     predict_all,
 )
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
@@ -494,7 +497,11 @@ def _analyse(capsnet, cnn, pixels, iterations):
 
 def _rotated_responses(capsnet, cnn, pixels, angle, iterations):
     image = np.asarray(rotate_images(np.asarray(pixels, dtype=np.float32) / 255.0, [angle])[0])
-    capsules = inspect_capsnet(capsnet, image, iterations).lengths if capsnet is not None else None
+    capsules = None
+    if capsnet is not None:  # lengths only: no routing trace needed for the angle slider
+        with torch.no_grad():
+            x = as_batch(image, model_device(capsnet))
+            capsules = capsnet.eval()(x, iterations=iterations).scores[0].cpu().numpy()
     probabilities = inspect_cnn(cnn, image).probabilities if cnn is not None else None
     return image, capsules, probabilities
 
