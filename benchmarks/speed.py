@@ -18,10 +18,11 @@ The default run measures, in one process:
 * evaluation throughput, the same three ways;
 * the interactive figures: one-image analysis with the full routing trace (CapsNet alone,
   and with the CNN as the app does it), one decoder call, the 16×11 pose-perturbation grid,
-  the 72-angle rotation sweep through CapsNet and CNN (fp32 as the app calls it, and under
-  bf16 autocast where the hardware has bf16).
+  the 72-angle rotation sweep through CapsNet and CNN (fp32, and where the hardware has bf16
+  as the app runs it: bf16 convolutions with near-ties redone in fp32; also plain bf16).
 
-Timings do not depend on the weights: untrained models of the real architectures are used.
+Training and evaluation use untrained models of the real architectures (timings do not depend
+on the weights); the interactive figures use the checkpoints the app would open, when found.
 Images are MNIST when found (``--data-root``, ``$CAPSVIEWER_DATA``), else random.
 Ratios compare figures from this one run; absolute times mean something only per machine.
 """
@@ -243,17 +244,32 @@ def evaluation_throughput(test: ImageSet, device, count: int, batch_size: int,
 
 
 # -- interactive --------------------------------------------------------------------------------
+def trained_or_untrained(architecture: str, device: torch.device):
+    """The checkpoint the app would open ($CAPSVIEWER_MODELS, models/, …), else an untrained
+    model. Timings do not depend on the weights except the fast sweep's, which redoes
+    near-ties in fp32, and an untrained model's answers are all near-ties."""
+    from capsviewer.training import load_checkpoint
+    from capsviewer.training.model_files import find_models
+
+    path = find_models().get(architecture)
+    if path is not None:
+        print(f"interactive figures: {architecture} from {path}")
+        return load_checkpoint(path, device).model.eval()
+    print(f"interactive figures: untrained {architecture} (no checkpoint found)")
+    torch.manual_seed(0)
+    return build_model(architecture).to(device).eval()
+
+
 def interactive(test: ImageSet, device: torch.device, repeats: int) -> dict:
     """The analysis functions the app calls, on test image 0, as the app calls them (fp32);
-    the rotation sweep also under bf16 autocast where the hardware has bf16."""
+    the rotation sweep also as the app runs it where the hardware has bf16 (``fast``: bf16
+    convolutions, near-ties redone in fp32) and under plain bf16 autocast."""
     from capsviewer.analysis.inspection import inspect_capsnet, inspect_cnn
     from capsviewer.analysis.pose import perturbation_grid, reconstruct
     from capsviewer.analysis.rotation import DEFAULT_ANGLES, rotation_sweep
     from capsviewer.models.precision import batch_autocast
 
-    torch.manual_seed(0)
-    capsnet = build_model("capsnet").to(device).eval()
-    cnn = build_model("cnn").to(device).eval()
+    capsnet, cnn = (trained_or_untrained(name, device) for name in ("capsnet", "cnn"))
     image = test.images[0, 0].numpy()
     pose = inspect_capsnet(capsnet, image).poses[0]
     sweeps = max(3, repeats // 2)
@@ -274,6 +290,8 @@ def interactive(test: ImageSet, device: torch.device, repeats: int) -> dict:
             lambda: rotation_sweep(capsnet, cnn, image, DEFAULT_ANGLES), sweeps, device),
     }
     if native_bf16(device):
+        figures["rotation_sweep_72_fast"] = median_ms(
+            lambda: rotation_sweep(capsnet, cnn, image, DEFAULT_ANGLES, fast=True), sweeps, device)
         figures["rotation_sweep_72_bf16"] = median_ms(sweep_bf16, sweeps, device)
         cnn.to(memory_format=torch.channels_last)  # oneDNN's bf16 layout; a 2× faster CNN
         figures["rotation_sweep_72_bf16_cl_cnn"] = median_ms(sweep_bf16, sweeps, device)
@@ -364,6 +382,8 @@ def print_tables(report: dict) -> None:
                  "decoder_call": "decoder call (one pose)",
                  "perturbation_grid_16x11": "pose-perturbation grid, 16×11 decodes",
                  "rotation_sweep_72": "rotation sweep, 72 angles, CapsNet + CNN (fp32)",
+                 "rotation_sweep_72_fast":
+                     "rotation sweep, as the app runs it (bf16, near-ties in fp32)",
                  "rotation_sweep_72_bf16": "rotation sweep, 72 angles, under bf16 autocast",
                  "rotation_sweep_72_bf16_cl_cnn":
                      "rotation sweep, bf16 autocast, CNN weights channels-last"}

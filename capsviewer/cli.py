@@ -1,4 +1,5 @@
-"""Command line: ``capsviewer`` (the app), ``capsviewer train``, ``eval`` and ``info``."""
+"""Command line: ``capsviewer`` (the app), ``capsviewer train``, ``eval``, ``info``, ``export``,
+``report`` and ``ablation``."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 from pathlib import Path
 
 import capsviewer
+from capsviewer.ablation_cli import add_ablation_parser, run_ablation
 from capsviewer.data import DATASETS, ENV_VAR, DatasetUnavailable
 from capsviewer.models import MODELS
 from capsviewer.report_cli import add_report_parser, run_report
@@ -32,7 +34,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     window.add_argument("--theme", choices=["system", "light", "dark"],
                         help="colour theme (default: the last one chosen, else the system's)")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export,report}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export,report,ablation}")
 
     data_root = dict(
         metavar="PATH",
@@ -91,6 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("checkpoint", type=Path)
     info.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
     add_report_parser(sub)
+    add_ablation_parser(sub)
     return parser
 
 
@@ -99,7 +102,7 @@ def main(argv: list[str] | None = None) -> int:
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
     commands = {"train": _train, "eval": _eval, "info": _info, "export": _export,
-                "report": run_report, None: _app}
+                "report": run_report, "ablation": run_ablation, None: _app}
     try:
         return commands[args.command](args)
     except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError) as error:

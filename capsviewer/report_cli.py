@@ -91,7 +91,8 @@ def _run(args) -> int:
         if replace_between_markers(args.readme.read_text(encoding="utf-8"), "") is None:
             print(f"note: {args.readme} has no {README_START} … {README_END} markers; the "
                   "report will be written but README left unchanged", file=sys.stderr)
-    paths = list(args.model or find_models(args.dataset).values())
+    found = find_models(args.dataset)
+    paths = list(args.model or [found[k] for k in ("capsnet", "cnn") if k in found])
     if not paths:
         searched = ", ".join(str(d) for d in model_dirs())
         raise ReportError(

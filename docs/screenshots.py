@@ -3,7 +3,9 @@
     xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py --model A --model B
 
 Opens the window on test image 0, visits each tab (running the rotation sweep and the Fig. 4
-grid), and saves docs/screenshots/{tab}.png scaled to 1000 px wide.
+grid), and saves docs/screenshots/{tab}.png scaled to 1000 px wide; the routing tab's panels
+(diagnostics, vote cloud, decoded vote, ablation with test accuracy on 2,000 images) are saved
+at their own size as routing-{panel}.png. ``--only NAME …`` takes just those shots.
 """
 
 from __future__ import annotations
@@ -16,6 +18,9 @@ from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 HERE = Path(__file__).resolve().parent
+SHOTS = ("prediction", "routing-iteration-1", "routing-last-iteration", "routing-diagnostics",
+         "routing-vote-cloud", "routing-decode-vote", "routing-ablation", "pose", "rotation",
+         "drawing", "training")
 
 
 def settle(app, seconds=0.5) -> None:
@@ -48,7 +53,12 @@ def main() -> None:
     parser.add_argument("--theme", default="light")
     parser.add_argument("--out", type=Path, default=HERE / "screenshots")
     parser.add_argument("--width", type=int, default=960, help="pixels; the window is 1360 wide")
+    parser.add_argument("--only", nargs="+", choices=SHOTS, metavar="NAME",
+                        help=f"take only these shots: {', '.join(SHOTS)}")
+    parser.add_argument("--accuracy-images", type=int, default=2000,
+                        help="test images for the ablation panel's accuracy against k")
     args = parser.parse_args()
+    wanted = set(args.only or SHOTS)
 
     import tempfile
 
@@ -78,10 +88,16 @@ def main() -> None:
         wait_until(app, lambda: window.image.index == args.index and window.is_idle())
     args.out.mkdir(parents=True, exist_ok=True)
 
-    def shot(name: str) -> None:
+    def shot(name: str, widget=None) -> None:
+        """The whole window scaled to --width, or ``widget`` at its own size."""
+        if name not in wanted:
+            return
         settle(app, 0.6)
-        image = app.primaryScreen().grabWindow(0).copy(window.frameGeometry())
-        image = image.scaledToWidth(args.width, Qt.TransformationMode.SmoothTransformation)
+        if widget is None:
+            image = app.primaryScreen().grabWindow(0).copy(window.frameGeometry())
+            image = image.scaledToWidth(args.width, Qt.TransformationMode.SmoothTransformation)
+        else:
+            image = widget.grab()
         path = args.out / f"{name}.png"
         image.save(str(path))
         small = Image.open(path).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
@@ -91,11 +107,14 @@ def main() -> None:
     tabs = window.tabs
     tabs.setCurrentWidget(window.prediction_view)
     shot("prediction")
-    tabs.setCurrentWidget(window.routing_view)
-    window.routing_view.set_iteration(1)
+    routing = window.routing_view
+    tabs.setCurrentWidget(routing)
+    routing.set_iteration(1)
     shot("routing-iteration-1")
-    window.routing_view.set_iteration(window.routing_view.iteration_count)
+    routing.set_iteration(routing.iteration_count)
     shot("routing-last-iteration")
+    if wanted & {"routing-diagnostics", "routing-vote-cloud", "routing-decode-vote", "routing-ablation"}:
+        routing_panels(app, window, shot, args.accuracy_images)
     tabs.setCurrentWidget(window.pose_view)
     window.pose_view.set_offset(3, 0.2)
     wait_until(app, window.is_idle)
@@ -112,6 +131,10 @@ def main() -> None:
     draw_four(window.input_view._canvas)
     wait_until(app, lambda: window.image.source == "drawing" and window.is_idle())
     shot("drawing")
+    if "training" not in wanted:
+        window.shutdown()
+        window.deleteLater()
+        return
     tabs.setCurrentWidget(window.training_view)
     from capsviewer.training import TrainConfig
 
@@ -127,6 +150,31 @@ def main() -> None:
     view.set_config(config)
     window.shutdown()
     window.deleteLater()
+
+
+def routing_panels(app, window, shot, accuracy_images: int) -> None:
+    """The routing tab's panels, with more room than the window's default split."""
+    from capsviewer.app.headless import wait_until
+
+    routing = window.routing_view
+    sizes = routing.panel_splitter.sizes()
+    routing.panel_splitter.setSizes([sum(sizes) - 430, 430])
+    panels = routing.panels
+    panels.setCurrentWidget(routing.diagnostics_view)
+    shot("routing-diagnostics", panels)
+    panels.setCurrentWidget(routing.cloud_view)
+    shot("routing-vote-cloud", panels)
+    panels.setCurrentWidget(routing.decoder_view)
+    routing.decoder_view.select_strongest(1)
+    wait_until(app, window.is_idle)
+    shot("routing-decode-vote", panels)
+    panels.setCurrentWidget(routing.ablation_view)
+    routing.ablation_view.count.setValue(accuracy_images)
+    routing.ablation_view.measure_button.click()
+    wait_until(app, lambda: window.is_idle() and routing.ablation_view.accuracy is not None, 600)
+    shot("routing-ablation", panels)
+    routing.panel_splitter.setSizes(sizes)
+    panels.setCurrentWidget(routing.diagnostics_view)
 
 
 if __name__ == "__main__":

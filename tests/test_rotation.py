@@ -8,12 +8,18 @@ import torch
 
 from capsviewer.analysis.rotation import (
     DEFAULT_ANGLES,
+    NEAR_TIE,
     correct_range,
     fit_pose_plane,
     rotate_images,
     rotation_sweep,
 )
 from capsviewer.models import build_model
+from capsviewer.models.precision import native_bf16
+from capsviewer.training import load_checkpoint
+from capsviewer.training.model_files import SHIPPED_MODELS
+
+SHIPPED_CNN = SHIPPED_MODELS / "cnn-mnist.safetensors"
 
 
 def centred_square() -> np.ndarray:
@@ -212,3 +218,27 @@ def test_rotation_matches_torchvision(mnist_test):
             for image in images
         ])
         assert (ours - reference).abs().max() < 1e-5
+
+
+@pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has no native bf16")
+def test_fast_sweep_predicts_as_fp32(mnist_test):
+    """bf16 convolutions with near-ties redone in fp32: the shipped CNN's predictions at every
+    angle are fp32's, and the probabilities stay within the measured bf16 deviation."""
+    cnn = load_checkpoint(SHIPPED_CNN).model.eval()
+    for index in (0, 11, 18, 62):
+        image = mnist_test.images[index]
+        exact = rotation_sweep(None, cnn, image)
+        fast = rotation_sweep(None, cnn, image, fast=True)
+        np.testing.assert_array_equal(fast.cnn_predictions, exact.cnn_predictions)
+        assert np.abs(fast.cnn_probabilities - exact.cnn_probabilities).max() < NEAR_TIE["cnn"] / 2
+        assert fast.cnn_correct_range == exact.cnn_correct_range
+
+
+@pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has no native bf16")
+def test_fast_sweep_redoes_near_ties_in_fp32(models):
+    """An untrained CapsNet's lengths are all near-ties: every angle is recomputed in fp32."""
+    capsnet, _ = models
+    image = torch.rand(28, 28, generator=torch.Generator().manual_seed(3))
+    exact = rotation_sweep(capsnet, None, image, np.arange(-30, 31, 15.0))
+    fast = rotation_sweep(capsnet, None, image, np.arange(-30, 31, 15.0), fast=True)
+    np.testing.assert_allclose(fast.capsule_lengths, exact.capsule_lengths, atol=1e-6)

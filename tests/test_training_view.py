@@ -245,3 +245,20 @@ def test_form_follows_the_model(qtbot, tmp_path):
     view._dataset.setCurrentIndex(view._dataset.findData("fashion-mnist"))
     assert view.config().output == str(tmp_path / "mine.safetensors")
     assert "max(0, 0.9 − ‖v_k‖)²" in view.loss_plot.toolTip()
+
+
+def test_matrix_capsnet_trains_from_the_form(qtbot, trainer_ui, tmp_path, mnist_train,
+                                             mnist_test):
+    """Choosing matrix capsules sets its own default of 2 EM iterations, and a run trains it."""
+    view, runner = trainer_ui
+    view.set_config(TrainConfig(model="cnn", subset=64, test_subset=100, batch_size=32,
+                                epochs=1, device="cpu", output=str(tmp_path / "em.safetensors")))
+    view._model.setCurrentIndex(view._model.findData("matrix-capsnet"))
+    config = view.config()
+    assert config.model == "matrix-capsnet"
+    assert config.model_config == {"routing_iterations": 2}
+    with qtbot.waitSignal(view.model_ready, timeout=60_000) as ready:
+        runner.start(config, mnist_train, mnist_test)
+    meta = saved_metadata(ready.args[0])
+    assert meta["architecture"] == "matrix-capsnet"
+    assert meta["train_config"]["model_config"] == {"routing_iterations": 2}

@@ -40,6 +40,7 @@ class CapsuleInspection:
     iterations: tuple[IterationSnapshot, ...]
     receptive_fields: np.ndarray  # (6, 6, 4) input box (top, left, bottom, right) per grid cell
     class_names: tuple[str, ...] = MNIST_CLASSES
+    votes: np.ndarray | None = None  # û_{j|i} (32, 6, 6, 10, 16), for vote clouds and decoding
 
     def contributions(self, digit: int, iteration: int = -1) -> np.ndarray:
         """c_ij‖û_{j|i}‖ on the grid (32, 6, 6): how much each part adds to s_j at ``iteration``."""
@@ -117,6 +118,7 @@ def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
         iterations=snapshots,
         receptive_fields=fields,
         class_names=class_names,
+        votes=on_grid(out.votes),
     )
 
 

@@ -7,6 +7,8 @@ hands results back to the views. No model code runs on the UI thread.
 
 from __future__ import annotations
 
+from functools import partial
+
 import hashlib
 from pathlib import Path
 
@@ -36,6 +38,12 @@ from capsviewer.analysis.inspection import (
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.preprocess import InputImage
 from capsviewer.analysis.rotation import rotate_images, rotation_sweep
+from capsviewer.analysis.routing_diagnostics import (
+    UPDATES,
+    accuracy_by_updates,
+    decode_vote,
+    routing_ablation,
+)
 from capsviewer.app import theme
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.export import export_view
@@ -46,9 +54,11 @@ from capsviewer.app.views.input_view import InputView
 from capsviewer.app.views.pose_view import PoseView
 from capsviewer.app.views.prediction_view import PredictionView
 from capsviewer.app.views.rotation_view import RotationView
+from capsviewer.app.views.routing_lab_view import RoutingLabView
 from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
 from capsviewer.training import DeviceUnavailable
+from capsviewer.training.evaluation import EvaluationCancelled
 from capsviewer.training.model_files import find_models
 
 
@@ -100,6 +110,7 @@ class MainWindow(QMainWindow):
         self.routing_view = RoutingView()
         self.pose_view = PoseView()
         self.rotation_view = RotationView()
+        self.lab_view = RoutingLabView()
         self.training_view = TrainingView()
         self.training_view.set_data_root(self.session.data_root)
         self.training_view.connect_runner(self.runner)
@@ -119,6 +130,7 @@ class MainWindow(QMainWindow):
             (self.routing_view, "Routing", FORMULAS["routing"] + "\n" + FORMULAS["coupling"]),
             (self.pose_view, "Pose", FORMULAS["reconstruction"]),
             (self.rotation_view, "Rotation", "CNN probability vs capsule length under rotation"),
+            (self.lab_view, "Routing lab", FORMULAS["routing"] + "\n" + FORMULAS["em_routing"]),
             (self.training_view, "Training", FORMULAS["margin"]),
         ):
             index = self.tabs.addTab(view, title)
@@ -218,6 +230,8 @@ class MainWindow(QMainWindow):
         self.input_view.error.connect(lambda message: self.report_error("Cannot use image", message))
         self.routing_view.iterations_changed.connect(self.set_iterations)
         self.routing_view.capsule_selected.connect(self.select_capsule)
+        self.routing_view.vote_decode_requested.connect(self._decode_vote)
+        self.routing_view.accuracy_requested.connect(self._measure_updates_accuracy)
         self.pose_view.capsule_selected.connect(self.select_capsule)
         self.pose_view.pose_changed.connect(self._pose_changed)
         self.pose_view.grid_requested.connect(self._grid_requested)
@@ -234,6 +248,7 @@ class MainWindow(QMainWindow):
         self.interactive.cancel()
         self.batch.cancel()
         self.input_view.set_predictions(None)
+        self.routing_view.show_accuracy(None)
         if "capsnet" not in self.session.models:
             self.status_text.setText("No CapsNet loaded: train one on the Training tab or open a "
                                      "checkpoint (File ▸ Open model…)")
@@ -276,6 +291,9 @@ class MainWindow(QMainWindow):
             return
         self.interactive.submit("analyse", _analyse, capsnet, cnn, self.image.pixels,
                                 self.iterations, on_done=self._show_analysis)
+        if capsnet is not None:
+            self.interactive.submit("routing-ablation", routing_ablation, capsnet,
+                                    self.image.pixels, UPDATES, on_done=self.routing_view.show_ablation)
         self._angle_changed(self.rotation_angle)
 
     def _show_analysis(self, result) -> None:
@@ -310,6 +328,31 @@ class MainWindow(QMainWindow):
             self.interactive.submit("decode", reconstruct, self.session.capsnet, np.asarray(pose),
                                     digit, on_done=self._show_reconstruction)
 
+    @Slot(object)
+    def _decode_vote(self, selection) -> None:
+        if self.session.capsnet is not None and self.inspection is not None:
+            self.interactive.submit("vote-decode", decode_vote, self.session.capsnet,
+                                    self.inspection, selection,
+                                    on_done=self.routing_view.show_decoded_vote)
+
+    @Slot(int)
+    def _measure_updates_accuracy(self, count: int) -> None:
+        images = self.session.test_set
+        if self.session.capsnet is None or images is None:
+            self.report_error("Cannot measure", "Needs a CapsNet and the test set.")
+            return
+        subset = images.subset(count, seed=0)  # as `capsviewer ablation --test-subset N`
+        self.routing_view.ablation_view.set_measuring(True)
+
+        def failed(error: BaseException) -> None:
+            self.routing_view.ablation_view.set_measuring(False)
+            if not isinstance(error, EvaluationCancelled):
+                self.report_error("Accuracy against k failed", f"{type(error).__name__}: {error}")
+
+        self.batch.submit("updates-accuracy", accuracy_by_updates, self.session.capsnet,
+                          subset.images, subset.labels, UPDATES, 250, self.batch.should_stop,
+                          on_done=self.routing_view.show_accuracy, on_error=failed)
+
     def _show_reconstruction(self, image) -> None:
         self.pose_view.show_reconstruction(image)
         self.reconstruction_shown.emit(image)
@@ -339,7 +382,7 @@ class MainWindow(QMainWindow):
     def _sweep_requested(self, angles) -> None:
         if self.image is None:
             return
-        self.batch.submit("sweep", rotation_sweep, self.session.capsnet, self.session.cnn,
+        self.batch.submit("sweep", partial(rotation_sweep, fast=True), self.session.capsnet, self.session.cnn,
                           self.image.pixels, np.asarray(angles), self.image.label, self.iterations,
                           on_done=self._show_sweep)
 
@@ -398,6 +441,8 @@ class MainWindow(QMainWindow):
         try:
             for view in views:
                 written += export_view(view, folder)
+                for panel in getattr(view, "export_panels", list)():  # the routing view's panels
+                    written += export_view(panel, folder)
         except OSError as error:
             self.report_error("Export failed", str(error))
         self.status_text.setText(f"Exported {len(written)} files to {folder}")

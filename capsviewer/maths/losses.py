@@ -45,3 +45,15 @@ def capsule_loss(
     margin = margin_loss(lengths, labels)
     recon = reconstruction_error(reconstruction, images)
     return LossBreakdown(margin + reconstruction_weight * recon, margin, recon)
+
+
+def spread_loss(
+    activations: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor
+) -> torch.Tensor:
+    """Spread loss of matrix capsules (Hinton et al. 2018, eq. 3):
+    L = Σ_{i≠t} max(0, m − (a_t − a_i))², summed over the wrong classes i and averaged over the
+    batch, for class activations (B, K) and the target class t of each image."""
+    target = activations.gather(1, labels[:, None])  # a_t (B, 1)
+    loss = F.relu(margin - (target - activations)).pow(2)
+    wrong = 1 - F.one_hot(labels, activations.shape[-1]).to(activations.dtype)
+    return (loss * wrong).sum(dim=-1).mean()

@@ -9,10 +9,16 @@ from torch import nn
 
 from capsviewer.models.capsnet import CapsNet, CapsNetConfig, CapsNetOutput
 from capsviewer.models.cnn import BaselineCNN, CNNConfig, CNNOutput
+from capsviewer.models.matrix_capsnet import (
+    MatrixCapsNet,
+    MatrixCapsNetConfig,
+    MatrixCapsNetOutput,
+)
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
     "cnn": (BaselineCNN, CNNConfig),
+    "matrix-capsnet": (MatrixCapsNet, MatrixCapsNetConfig),
 }
 
 
@@ -43,6 +49,9 @@ __all__ = [
     "CapsNet",
     "CapsNetConfig",
     "CapsNetOutput",
+    "MatrixCapsNet",
+    "MatrixCapsNetConfig",
+    "MatrixCapsNetOutput",
     "build_model",
     "make_config",
 ]

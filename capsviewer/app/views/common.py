@@ -17,6 +17,40 @@ FORMULAS = {
     "margin": "L_k = T_k max(0, 0.9 − ‖v_k‖)² + 0.5 (1 − T_k) max(0, ‖v_k‖ − 0.1)²",
     "reconstruction": "x̂ = decoder(v masked to one capsule); loss 0.0005 · Σ (x̂ − x)²",
     "cnn": "p = softmax(logits) of the baseline CNN (conv–ReLU–max-pool ×3, FC)",
+    "coupling_entropy": "H_i = −Σ_j c_ij log c_ij   (log J = log 10 ≈ 2.3026 when uniform; "
+                        "mean over parts i, plain or weighted by ‖u_i‖)",
+    "max_coupling": "max_j c_ij   (1/J = 0.1 when uniform; mean over parts i)",
+    "routing_objective": "Σ_ij c_ij û_{j|i} · v_j = Σ_j s_j · v_j   (rises with the linear update "
+                         "v = s; with squash it can fall: see the Routing lab)",
+    "updates": "k agreement updates b_ij ← b_ij + û_{j|i}·v_j = r − 1 routing iterations; "
+               "k = 0 (r = 1): uniform couplings c_ij = 1/J",
+    "vote_decode": "x̂ = decoder(Σ_{i∈S} w_i û_{j|i} in slot j, other slots 0), w_i = 1 or c_ij; "
+                   "all parts with w = c and squash give v_j",
+    "vote_cloud": "(û_{j|i} − μ) Pᵀ: the votes for digit j on their two principal components; "
+                  "dot diameter ∝ c_ij",
+    # The routing lab: 2-D votes û_{j|i} of children i for parents j.
+    "em_routing": "M-step: μ_j = Σ_i R_ij a_i V_ij / Σ_i R_ij a_i, σ²_j likewise per axis, "
+                  "a_j = logistic(λ(β_a − Σ_h (β_u + log σ_j^h) Σ_i R_ij a_i));\n"
+                  "E-step: R_ij = a_j N(V_ij; μ_j, σ²_j) / Σ_k a_k N(V_ij; μ_k, σ²_k)",
+    "logit_map": "Δ' = g(Δ): every child starts at b_i = (Δ, 0, …), one update b ← b + û·v, "
+                 "Δ' = mean_i (b'_i0 − b'_i1);\nsymmetric votes: g(Δ) = Δ + f(2σ(Δ)) − "
+                 "f(2 − 2σ(Δ)), f(x) = x²/(1+x²), so g'(0) = 3/2 (v = s: g'(0) = 2)",
+    "lab_objective": "O_r = Σ_ij c_ij û_{j|i}·v_j at iteration r. Routing ascends F = "
+                     "Σ_j Φ(‖s_j‖) (c ← c·e^{û·∇Φ(s)}/Z, F convex):\nΦ(r) = r²/2 for v = s "
+                     "(O = 2F, monotone), Φ(r) = r − arctan r for squash (O = Σ ‖s‖³/(1+‖s‖²) "
+                     "can fall)",
+    "lp": "LP: max_c Σ_ij c_ij a_ij with Σ_j c_ij = 1, c ≥ 0 → c_ij = 1 for j* = argmax_j a_ij;\n"
+          "softmax(κ b) maximises Σ_j c_j b_j + H(c)/κ, so its gap to the LP is ≤ log J / κ",
+    "attention": "c_ij = softmax_j((b⁰_ij + û_{j|i}·K_j) / T), keys K_j = Σ_{k<r} v_j^(k); "
+                 "at T = 1 these are routing's c_ij^(r)",
+    "squash_jacobian": "squash: ∂v/∂s = r/(1+r²)(I − ŝŝᵀ) + 2r/(1+r²)² ŝŝᵀ, r = ‖s‖: "
+                       "eigenvalues ≤ ½ and ≤ 3√3/8 ≈ 0.650",
+    "sigmoid_norm": "sigmoid of the norm: v = σ(‖s‖) s/‖s‖, ∂v/∂s = σ(r)/r (I − ŝŝᵀ) + "
+                    "σ(r)(1 − σ(r)) ŝŝᵀ: σ(r)/r > 1 for r < 0.659, → ∞ at 0",
+    "softmax_jacobian": "∂c_j/∂b_k = c_j(δ_jk − c_k): symmetric, positive semi-definite, "
+                        "eigenvalues in [0, ½]",
+    "equivariance": "error(θ) = |angle(out₀(R_θ û)) − angle(out₀(û)) − θ|; invariant aggregator "
+                    "[Σ_i ‖û_{0|i}‖, 0]",
 }
 
 MARGIN_HIGH, MARGIN_LOW = 0.9, 0.1  # m⁺ and m⁻ of the margin loss

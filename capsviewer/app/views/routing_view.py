@@ -4,6 +4,9 @@ For iteration r and a chosen digit capsule j the view draws, on the 32×6×6 pri
 couplings c_ij (or the logits b_ij they came from, or the agreement û_{j|i}·v_j that updates
 them); beside it every parent's length ‖v_j‖ at r and across iterations, the ‖u_i‖-weighted
 mean coupling to each parent, and where on the input digit capsule j's strongest parts look.
+Below, panels on routing for this image: diagnostics per iteration, the vote cloud of j (both
+follow the scrubber), a decoded vote of the parts clicked on the grid or the part map, and the
+ablation over the number of agreement updates.
 """
 
 from __future__ import annotations
@@ -13,19 +16,25 @@ from PySide6.QtCore import Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QPen
 from PySide6.QtWidgets import (
     QButtonGroup, QCheckBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
-    QSpinBox, QSplitter, QStyle, QToolButton, QVBoxLayout, QWidget,
+    QSpinBox, QSplitter, QStyle, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
+from capsviewer.analysis.routing_diagnostics import inspection_diagnostics, inspection_vote_cloud
+from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image
-from capsviewer.app.views.grid_mosaic import MosaicPanel
+from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
+from capsviewer.app.views.routing_diagnostics_view import RoutingDiagnosticsView
+from capsviewer.app.views.vote_cloud_view import VoteCloudView
+from capsviewer.app.views.vote_decoder_view import VoteDecoderView
 
 PLAY_INTERVAL_MS = 700
 MAX_ITERATIONS = 10
 PART_COLOURS = ("#e8453c", "#f39c12", "#f4d03f")  # boxes of the 1st, 2nd, 3rd strongest part
+SELECTION_PEN = pg.mkPen(240, 140, 30, width=2)  # the primary capsules chosen for decoding
 
 # quantity → (symbol, colour map, formula); couplings use levels 0..1, the others ±max|·|.
 QUANTITIES = {
@@ -64,6 +73,8 @@ class RoutingView(QWidget, ExportableView):
     iterations_changed = Signal(int)  # the user asked for R routing iterations
     capsule_selected = Signal(int)  # the user selected digit capsule j
     iteration_changed = Signal(int)  # the iteration on screen, 1-based
+    vote_decode_requested = Signal(object)  # VoteSelection: decode these votes, please
+    accuracy_requested = Signal(int)  # measure test accuracy against k on n test images
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -73,6 +84,7 @@ class RoutingView(QWidget, ExportableView):
         self._quantity = "couplings"
         self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
         self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
+        self._cloud_digit: int | None = None  # the j of the vote cloud drawn for this inspection
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(PLAY_INTERVAL_MS)
         self.play_timer.timeout.connect(self._advance)
@@ -80,7 +92,13 @@ class RoutingView(QWidget, ExportableView):
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_stepper())
         layout.addLayout(self._build_selectors())
-        layout.addWidget(self._build_body(), 1)
+        self.panel_splitter = QSplitter(Qt.Orientation.Vertical)  # the view above, panels below
+        self.panel_splitter.addWidget(self._build_body())
+        self.panel_splitter.addWidget(self._build_panels())
+        self.panel_splitter.setStretchFactor(0, 3)
+        self.panel_splitter.setStretchFactor(1, 2)
+        self.panel_splitter.setSizes([400, 340])
+        layout.addWidget(self.panel_splitter, 1)
         self.show_inspection(None)
 
     # -- construction ---------------------------------------------------------------------
@@ -257,6 +275,37 @@ class RoutingView(QWidget, ExportableView):
         body.setSizes([600, 420])
         return body
 
+    def _build_panels(self) -> QTabWidget:
+        """Diagnostics, vote cloud, decoded vote and ablation, in tabs under the grid."""
+        self.diagnostics_view = RoutingDiagnosticsView()
+        self.cloud_view = VoteCloudView()
+        self.decoder_view = VoteDecoderView()
+        self.ablation_view = AblationView()
+        self.panels = QTabWidget()
+        self.panels.setDocumentMode(True)
+        for view, title, tip in (
+            (self.diagnostics_view, "Diagnostics", FORMULAS["coupling_entropy"]),
+            (self.cloud_view, "Vote cloud", FORMULAS["vote_cloud"]),
+            (self.decoder_view, "Decode a vote", FORMULAS["vote_decode"]),
+            (self.ablation_view, "Ablation", FORMULAS["updates"]),
+        ):
+            self.panels.setTabToolTip(self.panels.addTab(view, title), tip)
+        self.cloud_view.child_clicked.connect(lambda i, add: self.select_parts((i,), add))
+        self.decoder_view.decode_requested.connect(self.vote_decode_requested)
+        self.decoder_view.selection_changed.connect(self._draw_selection)
+        self.ablation_view.accuracy_requested.connect(self.accuracy_requested)
+        self.mosaic.graphics.scene().sigMouseClicked.connect(self._mosaic_clicked)
+        self.overlay.scene().sigMouseClicked.connect(self._part_map_clicked)
+        self.selection_marks = pg.ScatterPlotItem(pxMode=False, symbol="s", size=1.0, brush=None,
+                                                  pen=SELECTION_PEN)
+        self.selection_marks.setZValue(5)
+        self.mosaic.plot.addItem(self.selection_marks)
+        return self.panels
+
+    def export_panels(self) -> list[ExportableView]:
+        """The panels under the grid, exported with the view."""
+        return [self.diagnostics_view, self.cloud_view, self.decoder_view, self.ablation_view]
+
     # -- state ----------------------------------------------------------------------------
     @property
     def iteration(self) -> int:
@@ -300,6 +349,7 @@ class RoutingView(QWidget, ExportableView):
         recomputation of the same image (another R) keeps j and clamps r to 1..R."""
         previous = self.capsules
         self.capsules = capsules
+        self._cloud_digit = None
         if capsules is None:
             self.pause()
             self._clear()
@@ -314,7 +364,24 @@ class RoutingView(QWidget, ExportableView):
         for bars in (self.length_bars, self.share_bars):
             bars.set_class_names(capsules.class_names)
         self._set_controls_enabled(True)
+        self.diagnostics_view.show_diagnostics(inspection_diagnostics(capsules))
         self._redraw()
+
+    @Slot(object)
+    def show_decoded_vote(self, decoded) -> None:
+        """A DecodedVote the controller computed for ``vote_decode_requested``."""
+        self.decoder_view.show_decoded(decoded)
+
+    @Slot(object)
+    def show_ablation(self, ablation) -> None:
+        """A RoutingAblation of the current image (None: no CapsNet)."""
+        names = self.capsules.class_names if self.capsules is not None else None
+        self.ablation_view.show_ablation(ablation, names)
+
+    @Slot(object)
+    def show_accuracy(self, accuracy) -> None:
+        """UpdatesAccuracy for ``accuracy_requested`` (None: forget the last one)."""
+        self.ablation_view.show_accuracy(accuracy)
 
     # -- slots ----------------------------------------------------------------------------
     @Slot(int)
@@ -430,6 +497,80 @@ class RoutingView(QWidget, ExportableView):
         self.share_bars.getPlotItem().setTitle(f"Mean coupling to j at iteration {r}")
         self._draw_history(capsules, r, j)
         self._draw_parts(capsules, r, j)
+        self._draw_panels(capsules, r, j)
+
+    def _draw_panels(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        self.diagnostics_view.set_iteration(r)
+        if capsules.votes is None:
+            self.cloud_view.show_cloud(None)
+        elif self._cloud_digit != j:
+            self._cloud_digit = j
+            self.cloud_view.show_cloud(inspection_vote_cloud(capsules, j), r, capsules.class_names)
+        else:
+            self.cloud_view.set_iteration(r)
+        self.decoder_view.set_context(capsules, j, r)
+
+    # -- choosing parts to decode -------------------------------------------------------------
+    def select_parts(self, children, add: bool = False) -> None:
+        """Decode the votes of primary capsules ``children`` (flat i = map·36 + row·6 + col);
+        ``add`` toggles them in the current selection."""
+        if self.capsules is None:
+            return
+        self.decoder_view.select_children(children, add)
+        if self.panels.currentWidget() not in (self.decoder_view, self.cloud_view):
+            self.panels.setCurrentWidget(self.decoder_view)
+
+    def select_location(self, row: int, col: int) -> None:
+        """All 32 primary capsules at grid cell (row, col)."""
+        maps, rows, cols = self.capsules.primary_lengths.shape
+        self.select_parts([m * rows * cols + row * cols + col for m in range(maps)])
+
+    def _mosaic_clicked(self, event) -> None:
+        view = self.mosaic.plot.getViewBox()
+        if self.capsules is None or event.button() != Qt.MouseButton.LeftButton \
+                or not view.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = view.mapSceneToView(event.scenePos())
+        grid = self.capsules.primary_lengths.shape
+        cell = cell_at(point.x(), point.y(), grid)
+        if cell is not None:
+            grid_map, row, col = cell
+            add = bool(event.modifiers() & Qt.KeyboardModifier.ControlModifier)
+            self.select_parts([(grid_map * grid[1] + row) * grid[2] + col], add)
+
+    def _part_map_clicked(self, event) -> None:
+        """The grid cell whose receptive field is centred nearest the clicked pixel."""
+        view = self.overlay.view
+        if self.capsules is None or event.button() != Qt.MouseButton.LeftButton \
+                or not view.sceneBoundingRect().contains(event.scenePos()):
+            return
+        point = view.mapSceneToView(event.scenePos())
+        fields = self.capsules.receptive_fields.astype(np.float64)  # (rows, cols, 4)
+        centre_y = (fields[..., 0] + fields[..., 2]) / 2
+        centre_x = (fields[..., 1] + fields[..., 3]) / 2
+        distance = (centre_y - point.y()) ** 2 + (centre_x - point.x()) ** 2
+        row, col = np.unravel_index(int(np.argmin(distance)), distance.shape)
+        self.select_location(int(row), int(col))
+
+    @Slot(object)
+    def _draw_selection(self, children) -> None:
+        """Outline the selected primary capsules on the mosaic and in the vote cloud."""
+        self.cloud_view.set_selection(children)
+        if self.capsules is None or not children:
+            self.selection_marks.setData([], [])
+            return
+        grid = self.capsules.primary_lengths.shape
+        xs, ys = [], []
+        for i in children:
+            grid_map, rest = divmod(int(i), grid[1] * grid[2])
+            row, col = divmod(rest, grid[2])
+            y, x = tile_origin(grid_map, grid)
+            xs.append(x + col + 0.5)
+            ys.append(y + row + 0.5)
+        self.selection_marks.setData(xs, ys)
+
+    def selected_parts(self) -> tuple[int, ...]:
+        return self.decoder_view.children
 
     def _draw_history(self, capsules: CapsuleInspection, r: int, j: int) -> None:
         lengths = np.stack([s.parent_lengths for s in capsules.iterations])  # (R, 10)
@@ -521,6 +662,11 @@ class RoutingView(QWidget, ExportableView):
             box.setVisible(False)
             text.setText("")
         self.parts_text.setText("")
+        self.diagnostics_view.show_diagnostics(None)
+        self.cloud_view.show_cloud(None)
+        self.decoder_view.set_context(None)
+        self.selection_marks.setData([], [])
+        self.ablation_view.show_ablation(None)
 
     # -- export ---------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:

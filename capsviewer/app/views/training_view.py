@@ -39,7 +39,8 @@ from capsviewer.training import (
     TrainingFinished,
 )
 
-MODELS = {"capsnet": "CapsNet", "cnn": "CNN"}
+MODELS = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
+ROUTED = {"capsnet": 3, "matrix-capsnet": 2}  # architectures with routing: default iterations
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
@@ -102,6 +103,7 @@ class TrainingView(QWidget, ExportableView):
         self._data_root: str | None = None
         self._state = "idle"
         self._output_edited = False
+        self._routed_model = "capsnet"  # whose default the iterations spin box holds
         self._history: list[EpochResult] = []
         # (step, epoch, batch, loss, accuracy) per progress event, and their moving averages
         self._batches: list[tuple[int, int, int, float, float]] = []
@@ -250,8 +252,8 @@ class TrainingView(QWidget, ExportableView):
     def config(self) -> TrainConfig:
         """The TrainConfig the form describes."""
         model = self._model.currentData()
-        capsnet = model == "capsnet"
-        model_config = {"routing_iterations": self._iterations.value()} if capsnet else {}
+        routed = model in ROUTED
+        model_config = {"routing_iterations": self._iterations.value()} if routed else {}
         device = self._device.currentText()
         on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
         output = self._output.text().strip() or str(self._default_output())
@@ -294,8 +296,11 @@ class TrainingView(QWidget, ExportableView):
 
     @Slot()
     def _update_model_fields(self) -> None:
-        capsnet = self._model.currentData() == "capsnet"
-        self._iterations.setEnabled(self._state == "idle" and capsnet)
+        model = self._model.currentData()
+        self._iterations.setEnabled(self._state == "idle" and model in ROUTED)
+        if model in ROUTED and model != self._routed_model:
+            self._routed_model = model
+            self._iterations.setValue(ROUTED[model])
         if not self._output_edited:
             self._output.setText(str(self._default_output()))
 

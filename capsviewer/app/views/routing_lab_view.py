@@ -1,0 +1,514 @@
+"""The routing lab: a 2-D playground where the theory of routing is interactive.
+
+Children vote for a handful of parents on a canvas; dynamic routing and EM routing run on the
+same votes, side by side, with one iteration scrubber; the tabs below plot the theory (fixed
+point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen.
+The toy problems take milliseconds, so the lab computes synchronously with Qt-free functions
+(:func:`capsviewer.analysis.routing_lab.compute`); drags are coalesced to one per frame.
+"""
+
+from __future__ import annotations
+
+import html
+
+import numpy as np
+from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSlider,
+    QSpinBox,
+    QSplitter,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+import pyqtgraph as pg  # after PySide6
+from superqt import QLabeledDoubleSlider
+
+from capsviewer.analysis.routing_lab import (
+    DELTAS,
+    MAX_CHILDREN,
+    MAX_PARENTS,
+    MIN_CHILDREN,
+    MIN_PARENTS,
+    PRESETS,
+    SCALES,
+    TEMPERATURES,
+    LabResult,
+    LabState,
+    compute,
+    jacobian_curves,
+)
+from capsviewer.analysis.routing_theory import squash_eigenvalues
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.app.views.routing_lab_canvas import VoteCanvas
+from capsviewer.app.views.routing_lab_panels import (
+    AssignmentPanel,
+    AttentionPanel,
+    CouplingsPanel,
+    EquivariancePanel,
+    FixedPointPanel,
+    JacobianPanel,
+    ObjectivePanel,
+)
+
+MAX_ITERATIONS = 15
+DRAG_INTERVAL_MS = 15  # recompute at most this often while a vote is dragged
+DEFAULT_BIAS, DEFAULT_PERTURBATION = 0.05, 0.05
+
+
+class RoutingLabView(QWidget, ExportableView):
+    """Self-contained: constructible with no arguments, computes its own toy problems."""
+
+    export_name = "routing-lab"
+    state_changed = Signal()  # votes, priors, iterations or preset changed (after recompute)
+    iteration_changed = Signal(int)  # the iteration on screen, 1-based
+
+    def __init__(self, parent: QWidget | None = None):
+        super().__init__(parent)
+        self.preset = "symmetric"
+        self.state: LabState = PRESETS[self.preset].state()
+        self.result: LabResult | None = None
+        self._iteration = self.state.iterations
+        self._drag_timer = QTimer(self)
+        self._drag_timer.setSingleShot(True)
+        self._drag_timer.setInterval(DRAG_INTERVAL_MS)
+        self._drag_timer.timeout.connect(self.recompute)
+
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(6, 6, 6, 6)
+        layout.addLayout(self._build_top_row())
+        layout.addLayout(self._build_prior_row())
+        self.explanation = QLabel()
+        self.explanation.setWordWrap(True)
+        layout.addWidget(self.explanation)
+        splitter = QSplitter(Qt.Orientation.Vertical)
+        splitter.addWidget(self._build_canvases())
+        splitter.addWidget(self._build_panels())
+        splitter.setStretchFactor(0, 5)
+        splitter.setStretchFactor(1, 4)
+        splitter.setSizes([430, 340])
+        layout.addWidget(splitter, 1)
+        self.load_preset(self.preset)
+
+    # -- construction ---------------------------------------------------------------------
+    def _build_top_row(self) -> QHBoxLayout:
+        self.preset_combo = QComboBox()
+        for key, preset in PRESETS.items():
+            self.preset_combo.addItem(preset.title, key)
+        self.preset_combo.setToolTip("Start from one of the theory's set-ups (replaces the votes)")
+        self.preset_combo.currentIndexChanged.connect(
+            lambda index: self.load_preset(self.preset_combo.itemData(index)))
+        self.iterations_spin = QSpinBox()
+        self.iterations_spin.setRange(1, MAX_ITERATIONS)
+        self.iterations_spin.setToolTip("Routing iterations R of both routings")
+        self.iterations_spin.valueChanged.connect(self.set_iterations)
+        self.scrubber = QSlider(Qt.Orientation.Horizontal)
+        self.scrubber.setPageStep(1)
+        self.scrubber.setTickPosition(QSlider.TickPosition.TicksBelow)
+        self.scrubber.setTickInterval(1)
+        self.scrubber.setToolTip("Iteration r shown by both panels and every plot\n"
+                                 + FORMULAS["routing"])
+        self.scrubber.valueChanged.connect(self.set_iteration)
+        self.iteration_label = QLabel()
+        self.iteration_label.setMinimumWidth(110)
+        self.lambda_spin = QDoubleSpinBox()
+        self.lambda_spin.setRange(0.01, 100.0)
+        self.lambda_spin.setDecimals(2)
+        self.lambda_spin.setValue(1.0)
+        self.lambda_spin.setToolTip("EM routing's final inverse temperature λ (schedule "
+                                    "λ(1 − 0.95^(t+1)))\n" + FORMULAS["em_routing"])
+        self.lambda_spin.valueChanged.connect(self._on_lambda)
+        row = QHBoxLayout()
+        row.addWidget(QLabel("Preset"))
+        row.addWidget(self.preset_combo)
+        row.addSpacing(10)
+        row.addWidget(QLabel("Iterations R"))
+        row.addWidget(self.iterations_spin)
+        row.addSpacing(10)
+        row.addWidget(QLabel("Iteration r"))
+        row.addWidget(self.scrubber, 1)
+        row.addWidget(self.iteration_label)
+        row.addWidget(QLabel("EM λ"))
+        row.addWidget(self.lambda_spin)
+        return row
+
+    def _build_prior_row(self) -> QHBoxLayout:
+        self.bias_check = QCheckBox("Logit bias b₀")
+        self.bias_check.setToolTip("Initial logit b_i0 = strength for every child (a prior for "
+                                   "parent 0; dynamic routing only)")
+        self.bias_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.bias_slider.setRange(0.0, 1.0)
+        self.bias_slider.setSingleStep(0.01)
+        self.bias_slider.setValue(DEFAULT_BIAS)
+        self.perturb_check = QCheckBox("Vote perturbation ε")
+        self.perturb_check.setToolTip("Add ε times a fixed standard-normal noise (seed 0) to every "
+                                      "vote (both routings)")
+        self.perturb_slider = QLabeledDoubleSlider(Qt.Orientation.Horizontal)
+        self.perturb_slider.setRange(0.0, 0.3)
+        self.perturb_slider.setSingleStep(0.005)
+        self.perturb_slider.setValue(DEFAULT_PERTURBATION)
+        for check, slider in ((self.bias_check, self.bias_slider),
+                              (self.perturb_check, self.perturb_slider)):
+            slider.setMinimumWidth(150)
+            slider.setToolTip(check.toolTip())
+            check.toggled.connect(self._on_priors)
+            slider.valueChanged.connect(self._on_priors)
+        self.add_child_button = QPushButton("+ child")
+        self.remove_child_button = QPushButton("− child")
+        self.add_parent_button = QPushButton("+ parent")
+        self.remove_parent_button = QPushButton("− parent")
+        self.reset_button = QPushButton("Reset")
+        self.add_child_button.setToolTip("Add a child (right-click the canvas to add one at a "
+                                         "spot)")
+        self.remove_child_button.setToolTip("Remove the last child (right-click a vote to remove "
+                                            "its child)")
+        self.add_parent_button.setToolTip(f"Add a parent (up to {MAX_PARENTS})")
+        self.remove_parent_button.setToolTip("Remove the last parent")
+        self.reset_button.setToolTip("Reload the preset")
+        self.add_child_button.clicked.connect(lambda: self.add_child())
+        self.remove_child_button.clicked.connect(lambda: self.remove_child(self.state.children - 1))
+        self.add_parent_button.clicked.connect(self.add_parent)
+        self.remove_parent_button.clicked.connect(
+            lambda: self.remove_parent(self.state.parents - 1))
+        self.reset_button.clicked.connect(lambda: self.load_preset(self.preset))
+        row = QHBoxLayout()
+        row.addWidget(self.bias_check)
+        row.addWidget(self.bias_slider, 1)
+        row.addSpacing(10)
+        row.addWidget(self.perturb_check)
+        row.addWidget(self.perturb_slider, 1)
+        row.addSpacing(10)
+        for button in (self.add_child_button, self.remove_child_button, self.add_parent_button,
+                       self.remove_parent_button, self.reset_button):
+            row.addWidget(button)
+        return row
+
+    def _build_canvases(self) -> QWidget:
+        self.dynamic_canvas = VoteCanvas("Dynamic routing: votes, couplings c_ij, outputs v_j",
+                                         unit_circle=True)
+        self.dynamic_canvas.setToolTip(FORMULAS["routing"] + "\n" + FORMULAS["squash"])
+        self.em_canvas = VoteCanvas("EM routing: votes, responsibilities R_ij, means μ_j ± σ_j",
+                                    unit_circle=False)
+        self.em_canvas.setToolTip(FORMULAS["em_routing"])
+        self.em_canvas.setXLink(self.dynamic_canvas)
+        self.em_canvas.setYLink(self.dynamic_canvas)
+        for canvas in (self.dynamic_canvas, self.em_canvas):
+            canvas.vote_moved.connect(self._on_vote_dragged)
+            canvas.add_child_requested.connect(self.add_child)
+            canvas.remove_child_requested.connect(self.remove_child)
+            canvas.activation_requested.connect(self.set_activation)
+        box = QWidget()
+        row = QHBoxLayout(box)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(self.dynamic_canvas)
+        row.addWidget(self.em_canvas)
+        return box
+
+    def _build_panels(self) -> QTabWidget:
+        self.couplings_panel = CouplingsPanel()
+        self.fixed_point_panel = FixedPointPanel()
+        self.objective_panel = ObjectivePanel()
+        self.lp_panel = AssignmentPanel()
+        self.attention_panel = AttentionPanel()
+        self.jacobian_panel = JacobianPanel()
+        self.equivariance_panel = EquivariancePanel()
+        self.panels = {
+            "couplings": self.couplings_panel, "fixed_point": self.fixed_point_panel,
+            "objective": self.objective_panel, "lp": self.lp_panel,
+            "attention": self.attention_panel, "jacobians": self.jacobian_panel,
+            "equivariance": self.equivariance_panel,
+        }
+        self.tabs = QTabWidget()
+        for panel in self.panels.values():
+            index = self.tabs.addTab(panel, panel.title)
+            self.tabs.setTabToolTip(index, panel.formula)
+        self.attention_panel.temperature_changed.connect(self.set_temperature)
+        self.jacobian_panel.child_changed.connect(lambda _: self._show_iteration())
+        self.equivariance_panel.theta_changed.connect(self.set_theta)
+        norms, squash_eigs, sigmoid_eigs = jacobian_curves()
+        self.jacobian_panel.show_curves(norms, squash_eigs, sigmoid_eigs)
+        return self.tabs
+
+    # -- state ----------------------------------------------------------------------------
+    @property
+    def iteration(self) -> int:
+        return self._iteration
+
+    @property
+    def temperature(self) -> float:
+        return self.state.temperature
+
+    def load_preset(self, key: str) -> None:
+        """Replace the lab with a preset: its votes, R, priors off, θ = 0, T = 1, and its tab."""
+        preset = PRESETS[key]
+        self.preset = key
+        self.state = preset.state()
+        self._iteration = self.state.iterations
+        widgets = (self.preset_combo, self.iterations_spin, self.bias_check, self.perturb_check,
+                   self.attention_panel.temperature, self.equivariance_panel.theta,
+                   self.lambda_spin)
+        for widget in widgets:
+            widget.blockSignals(True)
+        try:
+            self.preset_combo.setCurrentIndex(list(PRESETS).index(key))
+            self.iterations_spin.setValue(self.state.iterations)
+            self.bias_check.setChecked(False)
+            self.perturb_check.setChecked(False)
+            self.attention_panel.temperature.setValue(self.state.temperature)
+            self.equivariance_panel.theta.setValue(int(round(self.state.theta)))
+            self.lambda_spin.setValue(self.state.inverse_temperature)
+        finally:
+            for widget in widgets:
+                widget.blockSignals(False)
+        self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
+                                 f"{html.escape(preset.explanation)}")
+        self.tabs.setCurrentWidget(self.panels[preset.panel])
+        self.recompute()
+        votes = self.result.votes
+        self.dynamic_canvas.fit(np.concatenate([votes.reshape(-1, 2),
+                                                self.result.em.means.reshape(-1, 2)]))
+
+    def set_vote(self, child: int, parent: int, position) -> None:
+        """Put vote û_{parent|child} at ``position`` as shown on the canvas; recomputes now."""
+        self.state.move_vote(child, parent, position)
+        self.recompute()
+
+    def set_iterations(self, iterations: int) -> None:
+        iterations = int(np.clip(iterations, 1, MAX_ITERATIONS))
+        at_end = self._iteration == self.state.iterations
+        self.state.iterations = iterations
+        self._iteration = iterations if at_end else min(self._iteration, iterations)
+        if self.iterations_spin.value() != iterations:
+            self.iterations_spin.blockSignals(True)
+            self.iterations_spin.setValue(iterations)
+            self.iterations_spin.blockSignals(False)
+        self.recompute()
+
+    @Slot(int)
+    def set_iteration(self, r: int) -> None:
+        """Show iteration r (1..R) in both canvases and every plot."""
+        r = int(np.clip(r, 1, self.state.iterations))
+        if r == self._iteration:
+            self._sync_scrubber()
+            return
+        self._iteration = r
+        self._show_iteration()
+        self.iteration_changed.emit(r)
+
+    def set_logit_bias(self, on: bool, strength: float | None = None) -> None:
+        if strength is not None:
+            self.bias_slider.setValue(strength)
+        self.bias_check.setChecked(on)
+        self._on_priors()
+
+    def set_perturbation(self, on: bool, strength: float | None = None) -> None:
+        if strength is not None:
+            self.perturb_slider.setValue(strength)
+        self.perturb_check.setChecked(on)
+        self._on_priors()
+
+    @Slot(float)
+    def set_temperature(self, temperature: float) -> None:
+        self.state.temperature = float(temperature)
+        if abs(self.attention_panel.temperature.value() - temperature) > 1e-9:
+            self.attention_panel.temperature.setValue(temperature)  # comes back here
+            return
+        self._show_attention()
+
+    @Slot(float)
+    def set_theta(self, degrees: float) -> None:
+        """Turn every vote by θ degrees (the equivariance experiment)."""
+        self.state.theta = float(degrees)
+        if self.equivariance_panel.theta.value() != int(round(degrees)):
+            self.equivariance_panel.theta.setValue(int(round(degrees)))
+        self.equivariance_panel.set_theta(degrees)
+        self.recompute()
+
+    def add_child(self, position=None) -> None:
+        if self.state.children < MAX_CHILDREN:
+            self.state.add_child(position)
+            self.recompute()
+
+    def remove_child(self, child: int) -> None:
+        if self.state.children > MIN_CHILDREN:
+            self.state.remove_child(child)
+            self.recompute()
+
+    def add_parent(self) -> None:
+        if self.state.parents < MAX_PARENTS:
+            self.state.add_parent()
+            self.recompute()
+
+    def remove_parent(self, parent: int) -> None:
+        if self.state.parents > MIN_PARENTS:
+            self.state.remove_parent(parent)
+            self.recompute()
+
+    def set_activation(self, child: int, value: float) -> None:
+        self.state.set_activation(child, value)
+        self.recompute()
+
+    # -- computing and drawing --------------------------------------------------------------
+    @Slot()
+    def recompute(self) -> None:
+        """Run both routings and every plot's numbers for the state, then redraw."""
+        self._drag_timer.stop()
+        self.result = result = compute(self.state)
+        self._iteration = min(self._iteration, self.state.iterations)
+        self._update_buttons()
+        r = self._iteration
+        self.fixed_point_panel.show(DELTAS, result.squash_map, result.linear_map,
+                                    result.squash_fixed, result.linear_fixed, result.run_deltas, r)
+        self.objective_panel.show(result.linear_objective, result.squash_objective,
+                                  result.squash_potential, r)
+        self.lp_panel.show(result.gap, SCALES, result.scale_distance, result.scale_value_gap, r)
+        self.equivariance_panel.show(result.equivariance)
+        self.equivariance_panel.set_theta(self.state.theta)
+        self.jacobian_panel.child_spin.setRange(0, self.state.children - 1)
+        self._show_iteration()
+        self.state_changed.emit()
+
+    def _show_iteration(self) -> None:
+        result, r = self.result, self._iteration
+        if result is None:
+            return
+        self._sync_scrubber()
+        dynamic, em = result.dynamic, result.em
+        self.dynamic_canvas.set_votes(result.votes,
+                                      vote_labels(result.votes, dynamic.couplings[r - 1]))
+        self.dynamic_canvas.set_routing(
+            dynamic.outputs[r - 1], dynamic.couplings[r - 1],
+            [f"‖v{j}‖ = {np.linalg.norm(v):.2f}" for j, v in enumerate(dynamic.outputs[r - 1])])
+        self.em_canvas.set_votes(result.votes, vote_labels(result.votes,
+                                                           em.responsibilities[r - 1]))
+        self.em_canvas.set_routing(
+            em.means[r - 1], em.responsibilities[r - 1],
+            [f"μ{j} a={a:.2f}" for j, a in enumerate(em.activations[r - 1])],
+            spreads=np.sqrt(em.variances[r - 1]))
+        self.couplings_panel.show(dynamic.couplings, em.responsibilities, r)
+        self.fixed_point_panel.set_iteration(r)
+        self.objective_panel.set_iteration(r)
+        self.lp_panel.set_iteration(r)
+        child = min(self.jacobian_panel.child_spin.value(), self.state.children - 1)
+        norms = result.parent_norms(r)
+        self.jacobian_panel.show_iteration(norms, squash_eigenvalues(norms).max(axis=1),
+                                           result.softmax_jacobian(r, child), child, r)
+        self._show_attention()
+
+    def _show_attention(self) -> None:
+        result, r = self.result, self._iteration
+        if result is None:
+            return
+        self.attention_panel.show(result.attention(r, self.state.temperature),
+                                  result.dynamic.couplings[r - 1], self.state.temperature,
+                                  TEMPERATURES, result.sharpness(r), r)
+
+    def _sync_scrubber(self) -> None:
+        self.scrubber.blockSignals(True)
+        self.scrubber.setRange(1, self.state.iterations)
+        self.scrubber.setValue(self._iteration)
+        self.scrubber.blockSignals(False)
+        self.iteration_label.setText(f"r = {self._iteration} of {self.state.iterations}")
+
+    def _update_buttons(self) -> None:
+        self.add_child_button.setEnabled(self.state.children < MAX_CHILDREN)
+        self.remove_child_button.setEnabled(self.state.children > MIN_CHILDREN)
+        self.add_parent_button.setEnabled(self.state.parents < MAX_PARENTS)
+        self.remove_parent_button.setEnabled(self.state.parents > MIN_PARENTS)
+
+    @Slot(int, int, object)
+    def _on_vote_dragged(self, child: int, parent: int, position) -> None:
+        self.state.move_vote(child, parent, position)
+        if not self._drag_timer.isActive():
+            self._drag_timer.start()
+
+    @Slot()
+    def _on_priors(self, *_) -> None:
+        self.state.logit_bias = self.bias_slider.value() if self.bias_check.isChecked() else 0.0
+        self.state.perturbation = (self.perturb_slider.value() if self.perturb_check.isChecked()
+                                   else 0.0)
+        self.recompute()
+
+    @Slot(float)
+    def _on_lambda(self, value: float) -> None:
+        self.state.inverse_temperature = float(value)
+        self.recompute()
+
+    # -- export -----------------------------------------------------------------------------
+    def export_tables(self) -> dict[str, Table]:
+        result, r = self.result, self._iteration
+        state = self.state
+        tables: dict[str, Table] = {}
+        votes = result.votes
+        tables["votes"] = (
+            ["child", "parent", "placed_x", "placed_y", "x", "y", "activation"],
+            [[i, j, float(state.votes[i, j, 0]), float(state.votes[i, j, 1]),
+              float(votes[i, j, 0]), float(votes[i, j, 1]), float(state.activations[i])]
+             for i in range(state.children) for j in range(state.parents)])
+        dynamic, em = result.dynamic, result.em
+        tables["dynamic_couplings"] = (
+            ["iteration", "child", "parent", "logit", "coupling", "agreement"],
+            [[k + 1, i, j, float(dynamic.logits[k, i, j]), float(dynamic.couplings[k, i, j]),
+              float(dynamic.agreement[k, i, j])]
+             for k in range(state.iterations) for i in range(state.children)
+             for j in range(state.parents)])
+        tables["dynamic_outputs"] = (
+            ["iteration", "parent", "s_x", "s_y", "v_x", "v_y", "v_length"],
+            [[k + 1, j, *map(float, dynamic.preactivations[k, j]),
+              *map(float, dynamic.outputs[k, j]),
+              float(np.linalg.norm(dynamic.outputs[k, j]))]
+             for k in range(state.iterations) for j in range(state.parents)])
+        tables["em_responsibilities"] = (
+            ["iteration", "child", "parent", "responsibility"],
+            [[k + 1, i, j, float(em.responsibilities[k, i, j])]
+             for k in range(state.iterations) for i in range(state.children)
+             for j in range(state.parents)]
+            + [["final", i, j, float(em.final_responsibilities[i, j])]
+               for i in range(state.children) for j in range(state.parents)])
+        tables["em_parents"] = (
+            ["iteration", "parent", "mu_x", "mu_y", "var_x", "var_y", "activation", "lambda"],
+            [[k + 1, j, *map(float, em.means[k, j]), *map(float, em.variances[k, j]),
+              float(em.activations[k, j]), float(em.inverse_temperatures[k])]
+             for k in range(state.iterations) for j in range(state.parents)])
+        tables["settings"] = (
+            ["preset", "iterations", "iteration_shown", "logit_bias", "perturbation",
+             "temperature", "theta_deg", "em_lambda"],
+            [[self.preset, state.iterations, r, state.logit_bias, state.perturbation,
+              state.temperature, state.theta, state.inverse_temperature]])
+        for panel in self.panels.values():
+            tables.update(panel.tables())
+        return tables
+
+    def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        scenes = {"dynamic_canvas": self.dynamic_canvas.getPlotItem(),
+                  "em_canvas": self.em_canvas.getPlotItem()}
+        for panel in self.panels.values():
+            scenes.update(panel.scenes())
+        return scenes
+
+
+
+def vote_labels(votes: np.ndarray, weights: np.ndarray) -> list[list[str]]:
+    """'i: weight' beside each vote; votes at the same spot share one label ('0, 1: 0.50')."""
+    children, parents = weights.shape
+    labels = [["" for _ in range(parents)] for _ in range(children)]
+    for j in range(parents):
+        done: set[int] = set()
+        for i in range(children):
+            if i in done:
+                continue
+            same = [k for k in range(i, children)
+                    if np.allclose(votes[k, j], votes[i, j], atol=1e-9)]
+            done.update(same)
+            values = {f"{weights[k, j]:.2f}" for k in same}
+            names = ", ".join(str(k) for k in same)
+            labels[i][j] = (f"{names}: {values.pop()}" if len(values) == 1 else
+                            ", ".join(f"{k}: {weights[k, j]:.2f}" for k in same))
+    return labels
