@@ -5,11 +5,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 from capsviewer.analysis.routing_diagnostics import UPDATES
+from capsviewer.command_errors import run_reporting_errors
 
 
 def add_ablation_parser(sub) -> argparse.ArgumentParser:
@@ -51,17 +51,7 @@ class AblationError(RuntimeError):
 
 def run_ablation(args) -> int:
     """Run the ablation for parsed ``args``; 0 on success, 2 with a message on a usage error."""
-    from capsviewer.data import DatasetUnavailable
-    from capsviewer.training import CheckpointError, DeviceUnavailable
-
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted", file=sys.stderr)
-        return 130
-    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, AblationError) as error:
-        print(f"capsviewer ablation: error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("ablation", lambda: _run(args), (AblationError,))
 
 
 def default_capsnet() -> Path:

@@ -9,6 +9,8 @@ import shlex
 import sys
 from pathlib import Path
 
+from capsviewer.command_errors import run_reporting_errors
+
 README_START = "<!-- robustness:start -->"
 README_END = "<!-- robustness:end -->"
 FILES = ("robustness.md", "robustness.png", "robustness.json")
@@ -53,17 +55,8 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
 
 def run_report(args) -> int:
     """Run the report for parsed ``args``; 0 on success, 2 with a message on a usage error."""
-    from capsviewer.data import DatasetUnavailable
-    from capsviewer.training import CheckpointError, DeviceUnavailable
-
-    try:
-        return _run(args)
-    except KeyboardInterrupt:
-        print("\ninterrupted; nothing was written", file=sys.stderr)
-        return 130
-    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, ReportError) as error:
-        print(f"capsviewer report: error: {error}", file=sys.stderr)
-        return 2
+    return run_reporting_errors("report", lambda: _run(args), (ReportError,),
+                                "interrupted; nothing was written")
 
 
 class ReportError(RuntimeError):

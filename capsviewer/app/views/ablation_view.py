@@ -14,7 +14,9 @@ import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import MNIST_CLASSES
 from capsviewer.analysis.routing_diagnostics import RoutingAblation, UpdatesAccuracy
-from capsviewer.app.views.common import FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table
+from capsviewer.app.views.common import (
+    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, static_plot,
+)
 from capsviewer.app.views.prediction_view import ImagePanel
 
 # one colour per k, readable on light and dark backgrounds; grey for k = 0 (no routing)
@@ -133,13 +135,7 @@ class AblationView(QWidget, ExportableView):
         widget = pg.PlotWidget()
         plot = widget.getPlotItem()
         plot.setTitle("‖v_j‖ for each k")
-        plot.setLabel("bottom", "class j")
-        plot.setLabel("left", "‖v_j‖")
-        plot.setMenuEnabled(False)
-        plot.setMouseEnabled(False, False)
-        plot.hideButtons()
-        plot.showGrid(y=True, alpha=0.2)
-        plot.getAxis("left").enableAutoSIPrefix(False)
+        static_plot(plot, "‖v_j‖", "class j", grid=(False, True))
         plot.getAxis("bottom").setTicks([list(enumerate(self.names))])
         foreground = pg.getConfigOption("foreground")
         for value in (MARGIN_HIGH, MARGIN_LOW):

@@ -106,3 +106,21 @@ class ExportableView:
     def export_scenes(self) -> dict[str, pg.GraphicsItem]:
         """pyqtgraph items (PlotItem, GraphicsLayout…) that can be written as SVG."""
         return {}
+
+
+def static_plot(plot: pg.PlotItem, left: str | None = None, bottom: str | None = None,
+                grid: tuple[bool, bool] = (True, True), mouse: bool = False) -> pg.PlotItem:
+    """A read-only figure: axis labels without SI prefixes, a light grid, no context menu or
+    auto-range button, and (unless ``mouse``) no pan or zoom."""
+    if left is not None:
+        plot.setLabel("left", left)
+    if bottom is not None:
+        plot.setLabel("bottom", bottom)
+    plot.setMenuEnabled(False)
+    if not mouse:
+        plot.setMouseEnabled(False, False)
+    plot.hideButtons()
+    plot.showGrid(x=grid[0], y=grid[1], alpha=0.2)
+    for axis in ("left", "bottom"):
+        plot.getAxis(axis).enableAutoSIPrefix(False)
+    return plot

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.routing_diagnostics import RoutingDiagnostics
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, static_plot
 
 MEAN_PEN = pg.mkPen(86, 140, 205, width=2.5)  # reads on light and dark backgrounds
 WEIGHTED_PEN = pg.mkPen(240, 140, 30, width=2, style=Qt.PenStyle.DashLine)
@@ -43,13 +43,7 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         foreground = pg.getConfigOption("foreground")
         for column, (name, (title, label, formula)) in enumerate(PLOTS.items()):
             plot = self.graphics.addPlot(row=0, col=column, title=title)
-            plot.setLabel("left", label)
-            plot.setLabel("bottom", "iteration r")
-            plot.setMenuEnabled(False)
-            plot.setMouseEnabled(False, False)
-            plot.hideButtons()
-            plot.showGrid(x=True, y=True, alpha=0.2)
-            plot.getAxis("left").enableAutoSIPrefix(False)
+            static_plot(plot, label, "iteration r")
             plot.setToolTip(formula)
             self.plots[name] = plot
             marker = pg.InfiniteLine(angle=90, movable=False,

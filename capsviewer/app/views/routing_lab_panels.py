@@ -15,7 +15,7 @@ from capsviewer.analysis.routing_theory import (
     EquivarianceErrors,
     sigmoid_norm_unit_gain,
 )
-from capsviewer.app.views.common import FORMULAS, Table, lut, set_image
+from capsviewer.app.views.common import FORMULAS, Table, lut, set_image, static_plot
 from capsviewer.app.views.routing_lab_canvas import parent_colour
 
 CHILD_SYMBOLS = ("o", "s", "t", "d", "+", "x", "star", "h")
@@ -86,14 +86,7 @@ class TheoryPanel(QWidget):
 
     def add_plot(self, title: str, x_label: str, y_label: str, col: int) -> pg.PlotItem:
         plot = self.plots.addPlot(row=0, col=col, title=title)
-        plot.setLabel("bottom", x_label)
-        plot.setLabel("left", y_label)
-        plot.showGrid(x=True, y=True, alpha=0.15)
-        plot.setMenuEnabled(False)
-        plot.hideButtons()
-        plot.getAxis("left").enableAutoSIPrefix(False)
-        plot.getAxis("bottom").enableAutoSIPrefix(False)
-        return plot
+        return static_plot(plot, y_label, x_label, mouse=True)
 
     def tables(self) -> dict[str, Table]:
         return {}

@@ -24,7 +24,7 @@ import pyqtgraph as pg  # after PySide6
 from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
 from capsviewer.analysis.routing_diagnostics import inspection_diagnostics, inspection_vote_cloud
 from capsviewer.app.views.ablation_view import AblationView
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image, static_plot
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
 from capsviewer.app.views.routing_diagnostics_view import RoutingDiagnosticsView
@@ -236,13 +236,7 @@ class RoutingView(QWidget, ExportableView):
         self.history = pg.PlotWidget()
         history = self.history.getPlotItem()
         history.setTitle("‖v_j‖ across iterations")
-        history.setLabel("left", "‖v_j‖")
-        history.setLabel("bottom", "iteration r")
-        history.setMenuEnabled(False)
-        history.setMouseEnabled(False, False)
-        history.hideButtons()
-        history.showGrid(x=True, y=True, alpha=0.2)
-        history.getAxis("left").enableAutoSIPrefix(False)
+        static_plot(history, "‖v_j‖", "iteration r")
         history.setRange(xRange=(0.8, 3.5), yRange=(0, 1), padding=0)  # until there is data
         self.history.setToolTip(FORMULAS["routing"])
         self.history_curves = [
