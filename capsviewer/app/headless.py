@@ -49,9 +49,11 @@ def export_views(args) -> int:
             print(f"capsviewer: error: no input: {window.errors[-1][1] if window.errors else ''}",
                   file=sys.stderr)
             return 2
+        wait_until(app, window.is_idle)  # the input analysed first, then any other R: one order
         if args.iterations:
             window.routing_view.iterations_spin.setValue(args.iterations)
         wait_until(app, window.is_idle)
+        window.routing_view.last_button.click()  # a recomputed R keeps the step it was on
         window.rotation_view.sweep_button.click()
         window.pose_view.grid_button.click()
         wait_until(app, window.is_idle)
