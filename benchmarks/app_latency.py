@@ -78,11 +78,9 @@ def cold_start(paths: dict[str, Path], data_root: str | None, repeats: int) -> l
 
 
 def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> dict[str, list[float]]:
-    import numpy as np
     from PySide6.QtWidgets import QApplication
 
     from capsviewer.analysis.inspection import inspect_capsnet, inspect_cnn
-    from capsviewer.analysis.rotation import rotation_sweep
     from capsviewer.app.headless import wait_until
     from capsviewer.app.main_window import MainWindow
 
@@ -112,10 +110,15 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
         window.pose_view.repaint()  # the repaint is part of the figure
         figures["slider"].append(time.perf_counter() - start)
 
-    angles = np.arange(-180, 180, 5)
+    # Through the window: the button's click, the worker's sweep (as the app runs it: bf16
+    # convolutions where native, near-ties in fp32), the curves drawn and repainted.
+    window.tabs.setCurrentWidget(window.rotation_view)
     for _ in range(max(3, repeats // 4)):
+        window.rotation_view._sweep = None
         start = time.perf_counter()
-        rotation_sweep(capsnet, cnn, pixels, angles)
+        window.rotation_view.sweep_button.click()
+        wait_until(app, lambda: window.rotation_view._sweep is not None and window.is_idle(), 60)
+        window.rotation_view.repaint()
         figures["sweep"].append(time.perf_counter() - start)
     window.shutdown()
     return figures
@@ -150,7 +153,7 @@ def main() -> None:
     print(row("cold start → first prediction (new process, test image 0)", starts))
     print(row("one-image analysis: CapsNet with full routing trace + CNN", figures["analysis"]))
     print(row("pose slider move → decoded image repainted", figures["slider"]))
-    print(row("rotation sweep, 72 angles, both models", figures["sweep"]))
+    print(row("rotation sweep, 72 angles, both models: click → curves drawn", figures["sweep"]))
 
 
 if __name__ == "__main__":

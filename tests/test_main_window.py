@@ -266,3 +266,26 @@ def test_with_only_the_cnn_the_window_asks_for_a_capsnet(qtbot, model_files, dat
         assert window.inspection is None
     finally:
         window.shutdown()
+
+
+
+def test_routing_lab_builds_without_torch_compile_machinery():
+    """torch._dynamo takes 1.7 s to import; the lab's Jacobians once pulled it in through
+    torch.func, on the UI thread while the window was built. (torchvision imports it too,
+    but in the worker that loads the test set.)"""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from PySide6.QtWidgets import QApplication\n"
+        "from capsviewer.app.views.routing_lab_view import RoutingLabView\n"
+        "app = QApplication([])\n"
+        "lab = RoutingLabView(); lab.show(); app.processEvents()\n"
+        "print(lab.state is not None, sorted(m for m in sys.modules if m.startswith('torch._dynamo')))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                         env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True []"

@@ -7,6 +7,7 @@ import torch
 from capsviewer.maths import dynamic_routing, predict_votes, squash
 from capsviewer.maths.routing import _squash_backward
 from capsviewer.models import CapsNet, CapsNetConfig
+from capsviewer.models.capsnet import ROUTING_CHUNK
 from capsviewer.models.reference import reference_forward
 from capsviewer.training import BatchProgress, EpochResult, TrainConfig, Trainer
 from capsviewer.training.devices import resolve_precision
@@ -76,6 +77,22 @@ def test_reference_formulation_equals_the_model():
     reference_grads = torch.autograd.grad(model.loss(reference, x, y).total, params)
     for got, want in zip(fast_grads, reference_grads):
         torch.testing.assert_close(got, want)
+
+
+def test_cpu_inference_routes_in_chunks_with_the_same_result():
+    """Without gradients on the CPU, votes and routing run ROUTING_CHUNK images at a time
+    (û stays in cache); the outputs equal the whole-batch routing, which a trace still uses."""
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(**TINY)).double().eval()
+    x = torch.rand(ROUTING_CHUNK * 2 + 3, 1, 28, 28, dtype=torch.float64)
+    with torch.no_grad():
+        chunked = model(x, iterations=4)
+        whole = model(x, iterations=4, intermediates=True)
+    assert chunked.routing is None and whole.routing is not None
+    torch.testing.assert_close(chunked.digit_capsules, whole.digit_capsules, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(chunked.reconstruction, whole.reconstruction)
+    votes = model.votes(model.primary_capsules(x))
+    torch.testing.assert_close(chunked.digit_capsules, dynamic_routing(votes, 4).outputs)
 
 
 @pytest.mark.skipif(resolve_precision("auto", torch.device("cpu")) != "bf16",

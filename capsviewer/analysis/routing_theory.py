@@ -222,8 +222,12 @@ def sigmoid_norm_eigenvalues(norms, dim: int = 2) -> np.ndarray:
     """(radial, tangential) eigenvalues of ∂v/∂s for :func:`sigmoid_norm`, (K, 2), from its
     Jacobian by autograd at s = r·e₁: σ'(r) ≤ ¼ and σ(r)/r, which exceeds 1 for r < 0.659
     (where σ(r) = r) and grows without bound as r → 0."""
-    jacobians = torch.func.vmap(torch.func.jacrev(sigmoid_norm))(_along_first_axis(norms, dim))
-    return torch.stack([jacobians[:, 0, 0], jacobians[:, 1, 1]], dim=1).numpy()
+    s = _along_first_axis(norms, dim).requires_grad_()
+    v = sigmoid_norm(s)  # rows are independent: ∂(Σ_rows v_k)/∂s is row-wise ∂v_k/∂s
+    # (plain autograd: torch.func would import torch._dynamo, 1.7 s of the app's start-up)
+    radial, tangential = (torch.autograd.grad(v[:, k].sum(), s, retain_graph=True)[0][:, k]
+                          for k in (0, 1))
+    return torch.stack([radial, tangential], dim=1).detach().numpy()
 
 
 def sigmoid_norm_unit_gain() -> float:

