@@ -214,15 +214,19 @@ def test_closing_interrupts_the_background_test_set_pass(qtbot, window_models, d
 def test_dark_theme_recolours_the_window_and_its_plots(window):
     from PySide6.QtGui import QPalette
 
+    origin = window.routing_view.cloud_view.origin  # a marker in the foreground colour
     try:
         window.set_theme("dark")
         assert window.palette().color(QPalette.ColorRole.Window).lightness() < 60
         plot = window.prediction_view.findChildren(pg.GraphicsView)[0]
         assert plot.backgroundBrush().color().lightness() < 60
         assert window.settings.value("theme") == "dark"
+        assert pg.mkBrush(origin.opts["brush"]).color().lightness() > 180
+        assert pg.mkPen(origin.opts["pen"]).color().lightness() > 180
     finally:
         window.set_theme("light")
     assert window.palette().color(QPalette.ColorRole.Window).lightness() > 180
+    assert pg.mkBrush(origin.opts["brush"]).color().lightness() < 60
 
 
 def test_export_command_writes_every_view_without_a_window(qapp, model_files, data_root, tmp_path,

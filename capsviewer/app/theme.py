@@ -86,6 +86,13 @@ def restyle_plots(widget: QWidget, dark: bool, old_foreground: QColor | None = N
             item.setText(item.text, color=foreground)
         elif isinstance(item, pg.TextItem) and was_foreground(item.color):
             item.setColor(new)
+        elif isinstance(item, pg.ScatterPlotItem):
+            pen, brush = pg.mkPen(item.opts["pen"]), pg.mkBrush(item.opts["brush"])
+            if was_foreground(pen.color()):
+                pen.setColor(new)
+                item.setPen(pen)
+            if was_foreground(brush.color()):
+                item.setBrush(pg.mkBrush(new))
         elif isinstance(item, (pg.InfiniteLine, pg.PlotCurveItem)):
             pen = pg.mkPen(item.pen if isinstance(item, pg.InfiniteLine) else item.opts["pen"])
             if was_foreground(pen.color()):
