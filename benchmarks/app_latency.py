@@ -106,7 +106,9 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
         before = len(shown)
         start = time.perf_counter()
         window.pose_view.set_offset(k % 16, 0.2 if (k + k // 16) % 2 else -0.2)
-        wait_closely(app, lambda: len(shown) > before)
+        # 0.2 ms polls: 5 ms naps would be most of this figure. (Not for the sweep below: such
+        # polling takes the GIL from the worker.)
+        wait_until(app, lambda: len(shown) > before, 30, poll=0.0002)
         window.pose_view.repaint()  # the repaint is part of the figure
         figures["slider"].append(time.perf_counter() - start)
 
@@ -123,17 +125,6 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
     window.shutdown()
     return figures
 
-
-
-def wait_closely(app, condition, timeout: float = 60.0) -> None:
-    """As headless.wait_until, polling every 0.2 ms: its 5 ms naps would be most of the slider
-    figure. (Not for the sweep: such polling takes the GIL from the worker.)"""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise TimeoutError("the window did not answer in time")
-        app.processEvents()
-        time.sleep(0.0002)
 
 
 def row(name: str, seconds: list[float]) -> str:

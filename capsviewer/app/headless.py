@@ -75,10 +75,11 @@ def export_views(args) -> int:
         app.processEvents()
 
 
-def wait_until(app, condition, timeout: float = 300.0) -> None:
+def wait_until(app, condition, timeout: float = 300.0, poll: float = 0.005) -> None:
+    """Process events until ``condition()``, napping ``poll`` seconds between checks."""
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
             raise TimeoutError("the views did not finish in time")
         app.processEvents()
-        time.sleep(0.005)
+        time.sleep(poll)
