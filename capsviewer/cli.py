@@ -1,5 +1,5 @@
 """Command line: ``capsviewer`` (the app), ``capsviewer train``, ``eval``, ``info``, ``export``,
-``report`` and ``ablation``."""
+``report``, ``ablation`` and ``average``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from pathlib import Path
 
 import capsviewer
 from capsviewer.ablation_cli import add_ablation_parser, run_ablation
+from capsviewer.average_cli import add_average_parser, run_average
 from capsviewer.data import DATASETS, ENV_VAR, DatasetUnavailable
 from capsviewer.models import MODELS
 from capsviewer.report_cli import add_report_parser, run_report
@@ -34,7 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="auto (CUDA when present, else CPU), cpu, cuda, cuda:N")
     window.add_argument("--theme", choices=["system", "light", "dark"],
                         help="colour theme (default: the last one chosen, else the system's)")
-    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export,report,ablation}")
+    sub = parser.add_subparsers(dest="command", metavar="{train,eval,info,export,report,ablation,average}")
 
     data_root = dict(
         metavar="PATH",
@@ -59,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--output", metavar="PATH", help=f"checkpoint path (default: {DEFAULT_OUTPUT})")
     train.add_argument("--resume", action="store_true", help="continue an interrupted run at --output")
     train.add_argument("--no-progress", action="store_true", help="no progress bar, one line per epoch")
+    train.add_argument("--keep-epochs", action="store_true",
+                       help="also keep every epoch's checkpoint, in OUTPUT_STEM.epochs/ (for "
+                       "capsviewer average)")
     train.add_argument("--precision", choices=["auto", "fp32", "bf16"], default="auto",
                        help="bf16: convolutions in bf16 (mixed precision); auto: bf16 where the "
                        "GPU or CPU does bf16 natively, else fp32")
@@ -94,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
     add_report_parser(sub)
     add_ablation_parser(sub)
+    add_average_parser(sub)
     return parser
 
 
@@ -102,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
     commands = {"train": _train, "eval": _eval, "info": _info, "export": _export,
-                "report": run_report, "ablation": run_ablation, None: _app}
+                "report": run_report, "ablation": run_ablation, "average": run_average,
+                None: _app}
     try:
         return commands[args.command](args)
     except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError) as error:
@@ -154,6 +160,7 @@ def _train_process(args, processes) -> int:
         device=args.device,
         output=output,
         resume=args.resume,
+        keep_epochs=args.keep_epochs,
         precision=args.precision,
         compile=args.compile,
     )
@@ -253,6 +260,9 @@ def _info(args) -> int:
     for key in ("epoch", "seed", "device", "training_seconds", "torch_version", "saved"):
         if key in meta:
             print(f"  {key:<17}{meta[key]}")
+    if meta.get("averaged"):
+        epochs = ", ".join(str(a.get("epoch")) for a in meta["averaged"])
+        print(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
     for key, value in meta.get("metrics", {}).items():
         print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
     if "dataset" in meta:

@@ -69,3 +69,20 @@ def evaluate(
     total_loss, correct = sum_over_processes(torch.stack([total_loss, correct]), processes).tolist()
     count = len(data)
     return Evaluation(total_loss / count, correct / count, int(correct), count)
+
+
+@torch.no_grad()
+def predict_classes(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
+                    batch_size: int = 500, **forward_options) -> torch.Tensor:
+    """The predicted class of every image (N, 1, H, W), fp32, as a CPU tensor (N,)."""
+    device = torch.device(device)
+    was_training = model.training
+    model.eval()
+    try:
+        return torch.cat([
+            model(to_float(images[i:i + batch_size].to(device)), **forward_options)
+            .scores.argmax(dim=1).cpu()
+            for i in range(0, len(images), batch_size)
+        ])
+    finally:
+        model.train(was_training)

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
+import shutil
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -40,6 +42,13 @@ from capsviewer.training.evaluation import EvaluationCancelled, evaluate
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
 
 
+def epoch_checkpoint(output: str | os.PathLike, epoch: int) -> Path:
+    """Where ``--keep-epochs`` keeps epoch ``epoch``: a folder beside the checkpoint (not in
+    its folder, where the newest file would become the app's model)."""
+    output = Path(output)
+    return output.parent / f"{output.stem}.epochs" / f"epoch-{epoch:03d}.safetensors"
+
+
 @dataclass
 class TrainConfig:
     model: str = "capsnet"
@@ -61,6 +70,7 @@ class TrainConfig:
     device: str = "auto"
     output: str | None = None  # checkpoint written after every epoch (None: keep in memory)
     resume: bool = False  # continue from ``output`` and its training state, if present
+    keep_epochs: bool = False  # also copy each epoch's checkpoint to epoch_checkpoint(output, n)
     # "auto": bf16 convolutions (mixed precision) where the hardware does bf16 natively, else
     # fp32; "fp32" is the plain path (no TF32 either). See devices.resolve_precision.
     precision: str = "auto"
@@ -283,6 +293,10 @@ class Trainer:
             )
             if cfg.output and processes.is_main:
                 checkpoint = str(self._save(epoch_result, history, train, checksum))
+                if cfg.keep_epochs:
+                    kept = epoch_checkpoint(cfg.output, epoch)
+                    kept.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copyfile(checkpoint, kept)
                 epoch_result = dataclasses.replace(epoch_result, checkpoint=checkpoint)
                 save_training_state(cfg.output, optimizer, scheduler, generator, epoch,
                                     history + [epoch_result])

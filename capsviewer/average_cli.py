@@ -1,0 +1,84 @@
+"""``capsviewer average``: one checkpoint from the mean weights of several (epoch snapshots
+kept by ``capsviewer train --keep-epochs``), measured on the test set and stored as asked."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from capsviewer.command_errors import run_reporting_errors
+
+DTYPES = ("fp32", "fp16")
+
+
+def add_average_parser(sub) -> argparse.ArgumentParser:
+    average = sub.add_parser(
+        "average",
+        help="average the weights of several checkpoints of one model into one",
+        description="Average the weights of checkpoints of one architecture and config (e.g. "
+        "the last epochs of a run, kept with `capsviewer train --keep-epochs`), measure the "
+        "result on the test set in fp32 as it will be stored, and save it with that accuracy "
+        "in its metadata, so `capsviewer eval` reproduces it.",
+    )
+    average.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    average.add_argument("--output", type=Path, required=True, metavar="PATH",
+                         help="the averaged checkpoint")
+    average.add_argument("--dtype", choices=DTYPES, default="fp32",
+                         help="weights stored in this dtype (default: fp32; fp16 halves the "
+                         "file, and the command says how many predictions that changes)")
+    average.add_argument("--data-root", metavar="PATH",
+                         help="dataset folder (default: $CAPSVIEWER_DATA, else the user data "
+                         "directory)")
+    average.add_argument("--device", default="auto",
+                         help="auto (the default: CUDA when present, else CPU), cpu, cuda:N")
+    average.add_argument("--test-subset", type=int, metavar="N",
+                         help="measure on N random test images (as `capsviewer eval --subset "
+                         "N`; default: all)")
+    average.add_argument("--batch-size", type=int, default=500,
+                         help="images per forward pass (default: 500)")
+    return average
+
+
+def run_average(args) -> int:
+    return run_reporting_errors("average", lambda: _run(args), ())
+
+
+def _run(args) -> int:
+    import torch
+
+    from capsviewer.data import load_dataset
+    from capsviewer.training import describe_device, evaluate, save_checkpoint, select_device
+    from capsviewer.training.averaging import average_checkpoints, round_trip
+    from capsviewer.training.evaluation import predict_classes
+
+    device = select_device(args.device)
+    averaged = average_checkpoints(args.checkpoints)
+    meta = averaged.metadata
+    dataset = meta.get("dataset", {}).get("name", "mnist")
+    epochs = [a["epoch"] for a in meta["averaged"]]
+    print(f"averaging {len(epochs)} checkpoints of {meta['architecture']} on {dataset} "
+          f"(epochs {', '.join(map(str, epochs))})")
+    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.test_subset)
+    model = averaged.model.to(device)
+    dtype = torch.float16 if args.dtype == "fp16" else None
+    if dtype is not None:
+        exact = predict_classes(model, test.images, device, args.batch_size)
+        round_trip(model, dtype)  # measure the weights as they will be stored
+        changed = int((predict_classes(model, test.images, device, args.batch_size) != exact).sum())
+    start = time.perf_counter()
+    result = evaluate(model, test, device, args.batch_size, precision="fp32")
+    seconds = time.perf_counter() - start
+    meta["metrics"] = {"test_accuracy": result.accuracy, "test_loss": result.loss}
+    meta["training_precision"] = meta.get("precision", "fp32")
+    meta["precision"] = "fp32"  # the precision the stored accuracy was measured in
+    meta["dataset"] = {**meta.get("dataset", {}), "test_images": args.test_subset or "all"}
+    meta["evaluated_on"] = describe_device(device)
+    path = save_checkpoint(args.output, model, meta, dtype=dtype)
+    print(f"test set ({result.count} images, {device}, fp32, {seconds:.1f} s): accuracy "
+          f"{result.accuracy:.2%} ({result.correct}/{result.count}), loss {result.loss:.4f}")
+    if dtype is not None:
+        print(f"stored in {args.dtype}: {changed} of {result.count} predictions differ from the "
+              "unrounded average")
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+    return 0
