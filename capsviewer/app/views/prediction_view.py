@@ -49,12 +49,13 @@ class ClassBars(pg.PlotWidget):
         plot.addItem(self.bars)
         foreground = pg.getConfigOption("foreground")
         if margins:
-            for value, name in ((MARGIN_HIGH, "m⁺"), (MARGIN_LOW, "m⁻")):
+            # Labels between the lines (m⁺'s below it, m⁻'s above): inside the plot at any height.
+            for value, name, anchor in ((MARGIN_HIGH, "m⁺", (1, 0)), (MARGIN_LOW, "m⁻", (1, 1))):
                 line = pg.InfiniteLine(
                     pos=value, angle=0, movable=False,
                     pen=pg.mkPen(foreground, width=1, style=Qt.PenStyle.DashLine),
                     label=f"{name} = {value}",
-                    labelOpts={"position": 0.93, "color": foreground, "anchors": [(1, 1), (1, 1)]},
+                    labelOpts={"position": 0.93, "color": foreground, "anchors": [anchor, anchor]},
                 )
                 plot.addItem(line)
         self.placeholder = pg.TextItem("", anchor=(0.5, 0.5), color=foreground)

@@ -95,9 +95,9 @@ class RoutingView(QWidget, ExportableView):
         self.panel_splitter = QSplitter(Qt.Orientation.Vertical)  # the view above, panels below
         self.panel_splitter.addWidget(self._build_body())
         self.panel_splitter.addWidget(self._build_panels())
-        self.panel_splitter.setStretchFactor(0, 3)
-        self.panel_splitter.setStretchFactor(1, 2)
-        self.panel_splitter.setSizes([400, 340])
+        self.panel_splitter.setStretchFactor(0, 2)
+        self.panel_splitter.setStretchFactor(1, 1)
+        self.panel_splitter.setSizes([480, 260])
         layout.addWidget(self.panel_splitter, 1)
         self.show_inspection(None)
 
