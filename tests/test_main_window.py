@@ -293,3 +293,37 @@ def test_routing_lab_builds_without_torch_compile_machinery():
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "True []"
+
+
+def test_a_fashion_model_switches_the_window_to_fashion_mnist(qtbot, window, data_root, tmp_path):
+    """Models of one dataset at a time: a Fashion-MNIST checkpoint brings its test set and class
+    names and unloads the MNIST models; the Dataset menu goes back."""
+    from capsviewer.data import DatasetUnavailable, load_dataset
+    from capsviewer.models import build_model
+    from capsviewer.training import save_checkpoint
+
+    try:
+        fashion = load_dataset("fashion-mnist", False, str(data_root), download=False)
+    except DatasetUnavailable:
+        pytest.skip("Fashion-MNIST is not on this machine")
+    torch.manual_seed(0)
+    path = save_checkpoint(tmp_path / "cnn-fashion.safetensors", build_model("cnn"),
+                           {"dataset": {"name": "fashion-mnist"}})
+    window.session.load_checkpoint(path)
+    qtbot.waitUntil(lambda: window.session.test_set is not None and window.is_idle()
+                    and window.session.test_set.name == "fashion-mnist"
+                    and "cnn" in window.session.models, timeout=30000)
+    qtbot.waitUntil(lambda: "CNN:" in window.prediction_view.headline.text()
+                    and window.is_idle(), timeout=10000)
+    assert set(window.session.models) == {"cnn"} and window.session.dataset == "fashion-mnist"
+    assert window.dataset_actions["fashion-mnist"].isChecked()
+    assert window.windowTitle() == "capsviewer · Fashion-MNIST"
+    expected = inspect_cnn(load_checkpoint(path).model, fashion.images[0, 0])
+    name = fashion.classes[expected.prediction]
+    assert f"CNN: {name} (p = " in window.prediction_view.headline.text()
+    assert window.image.label == int(fashion.labels[0])
+    window.set_dataset("mnist")
+    qtbot.waitUntil(lambda: window.session.test_set is not None and window.is_idle()
+                    and window.session.test_set.name == "mnist", timeout=30000)
+    assert window.session.dataset == "mnist" and window.dataset_actions["mnist"].isChecked()
+    assert "cnn" not in window.session.models or window.session.models["cnn"].dataset == "mnist"

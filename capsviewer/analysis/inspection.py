@@ -71,6 +71,7 @@ class CapsuleInspection:
 class CNNInspection:
     probabilities: np.ndarray  # softmax (10,)
     prediction: int
+    class_names: tuple[str, ...] = MNIST_CLASSES
 
 
 def as_batch(image, device: torch.device) -> torch.Tensor:
@@ -123,10 +124,11 @@ def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
 
 
 @torch.no_grad()
-def inspect_cnn(model: BaselineCNN, image) -> CNNInspection:
+def inspect_cnn(model: BaselineCNN, image,
+                class_names: tuple[str, ...] = MNIST_CLASSES) -> CNNInspection:
     model.eval()
     probabilities = model(as_batch(image, model_device(model))).scores[0].cpu().numpy()
-    return CNNInspection(probabilities, int(probabilities.argmax()))
+    return CNNInspection(probabilities, int(probabilities.argmax()), class_names)
 
 
 @torch.no_grad()

@@ -57,6 +57,7 @@ from capsviewer.app.views.rotation_view import RotationView
 from capsviewer.app.views.routing_lab_view import RoutingLabView
 from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
+from capsviewer.data import DATASET_TITLES, DATASETS
 from capsviewer.training import DeviceUnavailable
 from capsviewer.training.evaluation import EvaluationCancelled
 from capsviewer.training.model_files import find_models
@@ -82,6 +83,7 @@ class MainWindow(QMainWindow):
         self.batch = ComputeLane("batch", self)
         self.loading = ComputeLane("loading", self)  # checkpoints and data sets
         self.session = ModelSession(self.loading, device, data_root, self)
+        self.session.dataset = _dataset_of(models or {})
         self.runner = TrainingRunner(self, download=download)
         self.image: InputImage | None = None
         self.inspection = None
@@ -95,7 +97,8 @@ class MainWindow(QMainWindow):
         self._connect()
         self._restore_layout()
 
-        self.session.load_test_set("mnist", download)
+        self._dataset_changed(self.session.dataset)
+        self.session.load_test_set(self.session.dataset, download)
         for path in (models or {}).values():
             self.session.load_checkpoint(path)
         if not models:
@@ -193,6 +196,17 @@ class MainWindow(QMainWindow):
             themes.addAction(action)
 
         model = bar.addMenu("&Model")
+        datasets = model.addMenu("Data&set")
+        dataset_group = QActionGroup(self)
+        self.dataset_actions: dict[str, QAction] = {}
+        for name in DATASETS:
+            action = QAction(DATASET_TITLES.get(name, name), self, checkable=True)
+            action.setChecked(name == self.session.dataset)
+            action.setStatusTip("Its test set, its class names and the models found for it")
+            action.triggered.connect(lambda _=False, n=name: self.set_dataset(n))
+            dataset_group.addAction(action)
+            datasets.addAction(action)
+            self.dataset_actions[name] = action
         devices = model.addMenu("&Device")
         device_group = QActionGroup(self)
         for name in self._device_names():
@@ -220,6 +234,7 @@ class MainWindow(QMainWindow):
     def _connect(self) -> None:
         s = self.session
         s.models_changed.connect(self._models_changed)
+        s.dataset_changed.connect(self._dataset_changed)
         s.test_set_changed.connect(self._test_set_changed)
         s.error.connect(self.report_error)
         s.status.connect(self.status_text.setText)
@@ -254,6 +269,28 @@ class MainWindow(QMainWindow):
                                      "checkpoint (File ▸ Open model…)")
         self.analyse()
         self._predict_test_set()
+
+    def set_dataset(self, name: str) -> None:
+        """Work on dataset ``name``: its test set and the newest models found for it."""
+        if name == self.session.dataset:
+            return
+        self.session.switch_dataset(name)
+        found = find_models(name)
+        for path in found.values():
+            self.session.load_checkpoint(path)
+        if not found:
+            self.status_text.setText(
+                f"No {DATASET_TITLES.get(name, name)} model found: train one on the Training "
+                "tab or open a checkpoint (File ▸ Open model…)")
+
+    @Slot(str)
+    def _dataset_changed(self, name: str) -> None:
+        self.dataset_actions[name].setChecked(True)
+        title = DATASET_TITLES.get(name, name)
+        self.setWindowTitle("capsviewer" if name == "mnist" else f"capsviewer · {title}")
+        self.training_view.set_dataset(name)
+        self.inspection = None
+        self.selected_capsule = None
 
     @Slot(object)
     def _test_set_changed(self, images) -> None:
@@ -290,7 +327,8 @@ class MainWindow(QMainWindow):
                                                  self.image.pixels / 255.0)
             return
         self.interactive.submit("analyse", _analyse, capsnet, cnn, self.image.pixels,
-                                self.iterations, on_done=self._show_analysis)
+                                self.iterations, self.session.class_names,
+                                on_done=self._show_analysis)
         if capsnet is not None:
             self.interactive.submit("routing-ablation", routing_ablation, capsnet,
                                     self.image.pixels, UPDATES, on_done=self.routing_view.show_ablation)
@@ -375,7 +413,7 @@ class MainWindow(QMainWindow):
 
     def _show_rotated(self, result) -> None:
         image, capsules, cnn = result
-        names = self.inspection.class_names if self.inspection else tuple(map(str, range(10)))
+        names = self.session.class_names
         self.rotation_view.show_angle(image, cnn, capsules, names)
 
     @Slot(object)
@@ -535,9 +573,9 @@ class MainWindow(QMainWindow):
             lane.shutdown()
 
 
-def _analyse(capsnet, cnn, pixels, iterations):
-    capsules = inspect_capsnet(capsnet, pixels, iterations) if capsnet is not None else None
-    return capsules, inspect_cnn(cnn, pixels) if cnn is not None else None
+def _analyse(capsnet, cnn, pixels, iterations, names):
+    capsules = inspect_capsnet(capsnet, pixels, iterations, names) if capsnet is not None else None
+    return capsules, inspect_cnn(cnn, pixels, names) if cnn is not None else None
 
 
 def _rotated_responses(capsnet, cnn, pixels, angle, iterations):
@@ -563,3 +601,16 @@ def _test_set_predictions(entry, images, should_stop):
 
 def default_models() -> dict[str, Path]:
     return find_models("mnist")
+
+
+def _dataset_of(models: dict[str, Path]) -> str:
+    """The dataset of the first readable checkpoint among ``models`` (MNIST without one)."""
+    from capsviewer.training import CheckpointError, read_metadata
+
+    for path in models.values():
+        try:
+            name = read_metadata(path).get("dataset", {}).get("name", "mnist")
+        except (CheckpointError, OSError):
+            continue
+        return name if name in DATASETS else "mnist"
+    return "mnist"

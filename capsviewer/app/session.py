@@ -11,7 +11,7 @@ import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
-from capsviewer.data import DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.data import DATASETS, DatasetUnavailable, ImageSet, load_dataset
 from capsviewer.training import describe_device, load_checkpoint, select_device
 
 
@@ -25,6 +25,10 @@ class LoadedModel:
     def architecture(self) -> str:
         return self.model.architecture
 
+    @property
+    def dataset(self) -> str:
+        return self.metadata.get("dataset", {}).get("name", "mnist")
+
     def summary(self) -> str:
         name = {"capsnet": "CapsNet", "cnn": "CNN"}.get(self.architecture, self.architecture)
         parts = [name]
@@ -37,7 +41,11 @@ class LoadedModel:
 
 
 class ModelSession(QObject):
+    """Models of one dataset at a time: loading a checkpoint trained on another dataset
+    switches to it (its test set, its class names) and unloads the other models."""
+
     models_changed = Signal()
+    dataset_changed = Signal(str)
     test_set_changed = Signal(object)  # ImageSet | None
     error = Signal(str, str)  # title, message
     status = Signal(str)
@@ -50,6 +58,12 @@ class ModelSession(QObject):
         self.data_root = data_root
         self.models: dict[str, LoadedModel] = {}
         self.test_set: ImageSet | None = None
+        self.dataset = "mnist"
+        self.download = True
+
+    @property
+    def class_names(self) -> tuple[str, ...]:
+        return DATASETS[self.dataset].classes
 
     @property
     def capsnet(self) -> torch.nn.Module | None:
@@ -73,6 +87,12 @@ class ModelSession(QObject):
 
     @Slot(object)
     def _loaded(self, entry: LoadedModel) -> None:
+        if entry.dataset not in DATASETS:
+            self.error.emit("Could not load model", f"{entry.path}: trained on an unknown "
+                            f"dataset {entry.dataset!r}; capsviewer knows {', '.join(DATASETS)}")
+            return
+        if entry.dataset != self.dataset:
+            self.switch_dataset(entry.dataset)
         self.models[entry.architecture] = entry
         self.status.emit(f"Loaded {entry.summary()}")
         self.models_changed.emit()
@@ -93,11 +113,27 @@ class ModelSession(QObject):
         self.models_changed.emit()
 
     # -- data -----------------------------------------------------------------------------------
-    def load_test_set(self, dataset: str = "mnist", download: bool = True) -> None:
-        self.lane.submit("test-set", load_dataset, dataset, False, self.data_root, download,
-                         on_done=self._test_set_loaded, on_error=self._test_set_failed)
+    def switch_dataset(self, dataset: str) -> None:
+        """Work on ``dataset``: its models are gone (load them next), its test set loads."""
+        if dataset == self.dataset:
+            return
+        self.dataset = dataset
+        self.models = {}
+        self.test_set = None
+        self.dataset_changed.emit(dataset)
+        self.models_changed.emit()
+        self.load_test_set(dataset, self.download)
+
+    def load_test_set(self, dataset: str | None = None, download: bool | None = None) -> None:
+        self.dataset = dataset or self.dataset
+        self.download = self.download if download is None else download
+        self.lane.submit("test-set", load_dataset, self.dataset, False, self.data_root,
+                         self.download, on_done=self._test_set_loaded,
+                         on_error=self._test_set_failed)
 
     def _test_set_loaded(self, images: ImageSet) -> None:
+        if images.name != self.dataset:  # a switch came while it loaded
+            return
         self.test_set = images
         self.test_set_changed.emit(images)
 

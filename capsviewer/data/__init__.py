@@ -2,6 +2,7 @@
 
 from capsviewer.data.batches import iterate_batches, random_shift, to_float
 from capsviewer.data.datasets import (
+    DATASET_TITLES,
     DATASETS,
     ENV_VAR,
     DatasetUnavailable,
@@ -12,6 +13,7 @@ from capsviewer.data.datasets import (
 )
 
 __all__ = [
+    "DATASET_TITLES",
     "DATASETS",
     "ENV_VAR",
     "DatasetUnavailable",

@@ -56,6 +56,9 @@ DATASETS = {
 }
 
 
+DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+
+
 class DatasetUnavailable(RuntimeError):
     """The dataset is neither on disk nor downloadable; the message says where files go."""
 

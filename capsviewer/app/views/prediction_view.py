@@ -129,10 +129,15 @@ class ImagePanel(pg.GraphicsLayoutWidget):
         self.placeholder.setText(message)
 
 
+def class_names_of(capsules: CapsuleInspection | None, cnn: CNNInspection | None):
+    source = capsules if capsules is not None else cnn
+    return source.class_names if source is not None else MNIST_CLASSES
+
+
 def headline(capsules: CapsuleInspection | None, cnn: CNNInspection | None,
              label: int | None) -> str:
     """"CapsNet: 7 (‖v‖ = 0.97) · CNN: 7 (p = 0.99) · label 7"."""
-    names = capsules.class_names if capsules is not None else MNIST_CLASSES
+    names = class_names_of(capsules, cnn)
     parts = []
     if capsules is not None:
         k = capsules.prediction
@@ -204,7 +209,7 @@ class PredictionView(QWidget, ExportableView):
         """Draw what is there; a missing model gets a placeholder. ``image`` (28×28 in [0, 1])
         is drawn as the input when there is no CapsNet inspection to take it from."""
         self.capsules, self.cnn, self.label = capsules, cnn, label
-        names = capsules.class_names if capsules is not None else MNIST_CLASSES
+        names = class_names_of(capsules, cnn)
         anything = capsules is not None or cnn is not None or label is not None
         self.headline.setText(headline(capsules, cnn, label) if anything else "No image analysed yet")
         for bars in (self.capsule_bars, self.cnn_bars):
@@ -229,7 +234,7 @@ class PredictionView(QWidget, ExportableView):
 
     # -- export ---------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
-        names = self.capsules.class_names if self.capsules is not None else MNIST_CLASSES
+        names = class_names_of(self.capsules, self.cnn)
         tables: dict[str, Table] = {}
         if self.capsules is not None or self.cnn is not None:
             rows = []

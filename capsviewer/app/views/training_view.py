@@ -31,7 +31,7 @@ from PySide6.QtWidgets import (
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
-from capsviewer.data import DATASETS, default_data_root
+from capsviewer.data import DATASET_TITLES, DATASETS, default_data_root
 from capsviewer.training import (
     BatchProgress,
     EpochResult,
@@ -41,7 +41,6 @@ from capsviewer.training import (
 
 MODELS = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
 ROUTED = {"capsnet": 3, "matrix-capsnet": 2}  # architectures with routing: default iterations
-DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
 SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
 TRAIN_COLOUR, TEST_COLOUR = (31, 119, 180), (255, 127, 14)  # readable on light and dark
@@ -245,6 +244,12 @@ class TrainingView(QWidget, ExportableView):
         super().changeEvent(event)
 
     # -- form ------------------------------------------------------------------------------------
+    def set_dataset(self, name: str) -> None:
+        """Preselect dataset ``name`` in the form (the window's dataset), unless training."""
+        index = self._dataset.findData(name)
+        if index >= 0 and self._dataset.isEnabled():
+            self._dataset.setCurrentIndex(index)
+
     def set_data_root(self, path: str | Path | None) -> None:
         """Where datasets are read (None: $CAPSVIEWER_DATA or the user data directory)."""
         self._data_root = None if path is None else str(path)
