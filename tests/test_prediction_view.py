@@ -147,3 +147,17 @@ def test_tooltips_and_export(view, inspections):
     assert rows[7 * 36 + 2 * 6 + 4][3] == pytest.approx(float(capsules.primary_lengths[7, 2, 4]))
     assert set(view.export_scenes()) >= {"capsule_lengths", "cnn_probabilities"}
     assert not view.export_widget().grab().isNull()
+
+
+def test_fashion_class_names_fit_the_bar_axis_and_stay_whole_in_the_headline(view, inspections):
+    from dataclasses import replace
+
+    from capsviewer.data import DATASETS
+
+    names = DATASETS["fashion-mnist"].classes
+    capsules, cnn = (replace(x, class_names=names) for x in inspections[:2])
+    view.show_inspection(capsules, cnn, 9)
+    ticks = view.capsule_bars.getPlotItem().getAxis("bottom")._tickLevels[0]
+    assert [k for k, _ in ticks] == list(range(10))
+    assert max(len(text) for _, text in ticks) <= 5 and ticks[9][1] == "Boot"
+    assert f"label {names[9]}" in view.headline.text()

@@ -15,6 +15,7 @@ import pyqtgraph as pg  # after PySide6
 from capsviewer.analysis.inspection import MNIST_CLASSES
 from capsviewer.analysis.routing_diagnostics import RoutingAblation, UpdatesAccuracy
 from capsviewer.app.views.common import (
+    class_ticks,
     FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, static_plot,
 )
 from capsviewer.app.views.prediction_view import ImagePanel
@@ -136,7 +137,7 @@ class AblationView(QWidget, ExportableView):
         plot = widget.getPlotItem()
         plot.setTitle("‖v_j‖ for each k")
         static_plot(plot, "‖v_j‖", "class j", grid=(False, True))
-        plot.getAxis("bottom").setTicks([list(enumerate(self.names))])
+        plot.getAxis("bottom").setTicks(class_ticks(self.names))
         foreground = pg.getConfigOption("foreground")
         for value in (MARGIN_HIGH, MARGIN_LOW):
             plot.addItem(pg.InfiniteLine(pos=value, angle=0, movable=False,
@@ -169,7 +170,7 @@ class AblationView(QWidget, ExportableView):
             classes = np.arange(ablation.lengths.shape[1])
             bars.setOpts(x=classes + offset, height=ablation.lengths[n], width=width * 0.92)
             self.legend.addItem(bars, f"k = {ablation.updates[n]}")
-        plot.getAxis("bottom").setTicks([list(enumerate(self.names))])
+        plot.getAxis("bottom").setTicks(class_ticks(self.names))
         plot.setYRange(0, max(1.0, float(ablation.lengths.max())), padding=0.03)
 
     def bar_heights(self) -> np.ndarray:

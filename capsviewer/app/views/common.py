@@ -56,6 +56,16 @@ FORMULAS = {
 MARGIN_HIGH, MARGIN_LOW = 0.9, 0.1  # m⁺ and m⁻ of the margin loss
 
 
+# Class names short enough for ten ticks on a bar axis; the full names stay in texts and tables.
+SHORT_CLASS_NAMES = {"T-shirt/top": "Tee", "Trouser": "Pants", "Pullover": "Pull",
+                     "Sandal": "Sand.", "Sneaker": "Snkr", "Ankle boot": "Boot"}
+
+
+def class_ticks(names) -> list[list[tuple[int, str]]]:
+    """pyqtgraph ticks for a class axis: one per class, short names."""
+    return [[(k, SHORT_CLASS_NAMES.get(str(name), str(name))) for k, name in enumerate(names)]]
+
+
 def lut(name: str = "viridis") -> np.ndarray:
     """A 256-entry RGBA lookup table of a colour map bundled with pyqtgraph (offline)."""
     return pg.colormap.get(name).getLookupTable(0.0, 1.0, 256, alpha=True)

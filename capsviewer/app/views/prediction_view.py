@@ -13,6 +13,7 @@ import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import MNIST_CLASSES, CapsuleInspection, CNNInspection
 from capsviewer.app.views.common import (
+    class_ticks,
     FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, image_item, set_image,
 )
 from capsviewer.app.views.grid_mosaic import MosaicPanel
@@ -69,7 +70,7 @@ class ClassBars(pg.PlotWidget):
         self.scene().sigMouseClicked.connect(self._clicked)
 
     def set_class_names(self, names: tuple[str, ...]) -> None:
-        self.getPlotItem().getAxis("bottom").setTicks([list(enumerate(names))])
+        self.getPlotItem().getAxis("bottom").setTicks(class_ticks(names))
 
     def set_values(self, values: np.ndarray, highlight: int | None = None,
                    label: int | None = None) -> None:

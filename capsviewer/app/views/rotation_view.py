@@ -19,6 +19,7 @@ from superqt import QLabeledSlider
 
 from capsviewer.analysis.rotation import RotationSweep
 from capsviewer.app.views.common import (
+    class_ticks,
     FORMULAS,
     MARGIN_HIGH,
     MARGIN_LOW,
@@ -258,8 +259,7 @@ class RotationView(QWidget, ExportableView):
         _set_curve(self.cnn_prediction_points, angles, sweep.cnn_predictions)
         _set_curve(self.capsule_prediction_points, angles, sweep.capsule_predictions)
         self.reference_line.setValue(ref)
-        self.prediction_plot.getAxis("left").setTicks(
-            [[(k, self._class_names[k]) for k in range(len(self._class_names))]])
+        self.prediction_plot.getAxis("left").setTicks(class_ticks(self._class_names))
         plane = sweep.plane
         _set_curve(self.plane_points, angles, None if plane is None else plane.plane_angles)
         _set_curve(self.plane_line, angles,
@@ -271,7 +271,7 @@ class RotationView(QWidget, ExportableView):
     # -- internals --------------------------------------------------------------------------
     def _set_ticks(self, class_names) -> None:
         self._class_names = [str(name) for name in class_names]
-        ticks = [[(k, name) for k, name in enumerate(self._class_names)]]
+        ticks = class_ticks(self._class_names)
         for plot in (self.cnn_plot, self.capsule_plot):
             plot.getAxis("bottom").setTicks(ticks)
 
