@@ -51,6 +51,14 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--batch-size", type=_positive, default=128,
                        help="images per step (shared among the processes under torchrun)")
     train.add_argument("--lr", type=float, default=1e-3, help="initial Adam learning rate")
+    train.add_argument("--lr-decay", type=float, default=0.96, metavar="RATE",
+                       help="the learning rate is multiplied by RATE every --decay-steps steps "
+                       "(smoothly, per step)")
+    train.add_argument("--decay-steps", type=_positive, default=2000, metavar="N",
+                       help="steps per --lr-decay factor (469 is one MNIST epoch at batch 128)")
+    train.add_argument("--init-from", metavar="PATH",
+                       help="start from this checkpoint's weights (same architecture and config), "
+                       "with a fresh optimizer and schedule: fine-tuning")
     train.add_argument("--subset", type=_positive, help="train on this many random images")
     train.add_argument("--test-subset", type=_positive, help="test on this many random images")
     train.add_argument("--iterations", type=_positive, help="routing iterations (CapsNet; default 3)")
@@ -154,6 +162,9 @@ def _train_process(args, processes) -> int:
         epochs=args.epochs,
         batch_size=args.batch_size,
         learning_rate=args.lr,
+        lr_decay=args.lr_decay,
+        decay_steps=args.decay_steps,
+        init_from=args.init_from,
         subset=args.subset,
         test_subset=args.test_subset,
         seed=args.seed,

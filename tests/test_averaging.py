@@ -84,3 +84,24 @@ def test_kept_epochs_average_into_a_checkpoint_eval_reproduces(data_root, tmp_pa
     assert "two checkpoints or more" in capsys.readouterr().err
     assert main(["info", str(averaged)]) == 0
     assert "averaged         2 checkpoints, epochs 1, 2" in capsys.readouterr().out
+
+
+def test_fine_tuning_starts_from_the_checkpoint_weights(data_root, tmp_path, capsys):
+    """--init-from loads the weights: with a zero learning rate they come out unchanged."""
+    first, tuned = tmp_path / "first.safetensors", tmp_path / "tuned.safetensors"
+    common = ["--model", "cnn", "--epochs", "1", "--data-root", str(data_root), "--no-progress",
+              "--subset", "128", "--test-subset", "64", "--batch-size", "64", "--device", "cpu",
+              "--precision", "fp32"]
+    assert main(["train", *common, "--output", str(first)]) == 0
+    assert main(["train", *common, "--output", str(tuned), "--init-from", str(first),
+                 "--lr", "0", "--seed", "5", "--lr-decay", "0.9", "--decay-steps", "2"]) == 0
+    before, after = load_checkpoint(first), load_checkpoint(tuned)
+    for key, value in before.model.state_dict().items():
+        assert torch.equal(value, after.model.state_dict()[key]), key
+    assert after.metadata["initialised_from"]["file"] == "first.safetensors"
+    assert after.metadata["initialised_from"]["epoch"] == 1
+    assert after.metadata["train_config"]["lr_decay"] == 0.9
+    capsys.readouterr()
+    assert main(["train", *common, "--model", "capsnet", "--output", str(tmp_path / "x.safetensors"),
+                 "--init-from", str(first)]) == 2
+    assert "holds a cnn, not a capsnet" in capsys.readouterr().err

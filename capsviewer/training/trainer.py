@@ -36,7 +36,7 @@ from capsviewer.data import ImageSet, load_dataset, to_float
 from capsviewer.data.batches import draw_shifts, shard, shift_images
 from capsviewer.models import build_model
 from capsviewer.training import distributed
-from capsviewer.training.checkpoints import save_checkpoint
+from capsviewer.training.checkpoints import load_checkpoint, save_checkpoint
 from capsviewer.training.devices import autocast, describe_device, resolve_precision, select_device
 from capsviewer.training.evaluation import EvaluationCancelled, evaluate
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
@@ -71,6 +71,7 @@ class TrainConfig:
     output: str | None = None  # checkpoint written after every epoch (None: keep in memory)
     resume: bool = False  # continue from ``output`` and its training state, if present
     keep_epochs: bool = False  # also copy each epoch's checkpoint to epoch_checkpoint(output, n)
+    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning)
     # "auto": bf16 convolutions (mixed precision) where the hardware does bf16 natively, else
     # fp32; "fp32" is the plain path (no TF32 either). See devices.resolve_precision.
     precision: str = "auto"
@@ -147,11 +148,27 @@ class Trainer:
         self._running.set()
         torch.manual_seed(config.seed)
         self.model = build_model(config.model, config.model_config).to(self.device)
+        self.initialised_from = self._initialise(config.init_from) if config.init_from else None
         channels_last = config.channels_last
         if channels_last is None:
             channels_last = self.precision == "bf16"
         if channels_last:
             self.model.to(memory_format=torch.channels_last)
+
+    def _initialise(self, path: str) -> dict:
+        """Load the weights of checkpoint ``path`` (same architecture and config)."""
+        source = load_checkpoint(path)
+        if source.model.architecture != self.config.model:
+            raise TrainingError(f"{path} holds a {source.model.architecture}, not a "
+                                f"{self.config.model}")
+        if source.model.config != self.model.config:
+            raise TrainingError(f"{path} has another {self.config.model} config than this run")
+        self.model.load_state_dict(source.model.state_dict())
+        meta = source.metadata
+        return {"file": os.path.basename(path), "epoch": meta.get("epoch"),
+                "averaged_epochs": [a.get("epoch") for a in meta.get("averaged", [])] or None,
+                "test_accuracy": meta.get("metrics", {}).get("test_accuracy"),
+                "training_seconds": meta.get("training_seconds")}
 
     # -- control, from any thread ---------------------------------------------------------
     def cancel(self) -> None:
@@ -357,6 +374,7 @@ class Trainer:
                     "test_images": cfg.test_subset or "all",
                     "train_sha256": checksum,
                 },
+                **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
                 "device": describe_device(self.device),
                 "precision": self.precision,
                 "processes": self.processes.world_size,
