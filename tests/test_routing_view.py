@@ -110,8 +110,8 @@ def test_play_animates_to_the_last_iteration_and_stops(view, qtbot, inspections)
     view.iteration_changed.connect(seen.append)
     qtbot.mouseClick(view.play_button, Qt.MouseButton.LeftButton)
     assert view.playing and view.play_button.text() == "Pause"
-    qtbot.waitUntil(lambda: view.iteration == 5, timeout=3000)
-    qtbot.waitUntil(lambda: not view.playing, timeout=1000)
+    qtbot.waitUntil(lambda: view.iteration == 5, timeout=15000)
+    qtbot.waitUntil(lambda: not view.playing, timeout=5000)
     assert seen == [2, 3, 4, 5] and view.play_button.text() == "Play"
     # playing again from the last iteration starts over at 1
     view.toggle_play()
