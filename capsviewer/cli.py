@@ -143,9 +143,12 @@ def _train(args) -> int:
 
     processes = distributed.join_from_environment(select_device(args.device))
     try:
-        return _train_process(args, processes)
-    finally:
+        code = _train_process(args, processes)
+    except BaseException:
         distributed.leave()
+        raise
+    distributed.leave(together=True)
+    return code
 
 
 def _train_process(args, processes) -> int:

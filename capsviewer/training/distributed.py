@@ -59,8 +59,13 @@ def current() -> Processes:
     return Processes(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", 0)))
 
 
-def leave() -> None:
+def leave(together: bool = False) -> None:
+    """Destroy the process group; ``together`` first waits for every process (the normal end),
+    so none tears its connections down while another still holds them. Not after an error:
+    the others may never reach the barrier."""
     if dist.is_available() and dist.is_initialized():
+        if together:
+            dist.barrier()
         dist.destroy_process_group()
 
 
