@@ -283,11 +283,16 @@ def test_routing_lab_builds_without_torch_compile_machinery():
 
     code = (
         "import sys\n"
+        "from PySide6.QtCore import QCoreApplication, QEvent\n"
         "from PySide6.QtWidgets import QApplication\n"
         "from capsviewer.app.views.routing_lab_view import RoutingLabView\n"
         "app = QApplication([])\n"
         "lab = RoutingLabView(); lab.show(); app.processEvents()\n"
         "print(lab.state is not None, sorted(m for m in sys.modules if m.startswith('torch._dynamo')))\n"
+        # Delete the widget while Qt is still whole (as the app does): left to interpreter
+        # teardown, the script segfaulted in 7 of 20 runs.
+        "lab.close(); lab.deleteLater()\n"
+        "QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
