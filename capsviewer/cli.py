@@ -277,11 +277,25 @@ def _info(args) -> int:
     if meta.get("averaged"):
         epochs = ", ".join(str(a.get("epoch")) for a in meta["averaged"])
         print(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
+    if meta.get("initialised_from"):
+        print("  initialised from " + _provenance(meta["initialised_from"]))
     for key, value in meta.get("metrics", {}).items():
         print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
     if "dataset" in meta:
         print("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
     return 0
+
+
+def _provenance(source: dict) -> str:
+    """``initialised_from`` in words: the file a fine-tuning run started from, and its run."""
+    parts = []
+    if source.get("averaged_epochs"):
+        parts.append("mean of epochs " + ", ".join(map(str, source["averaged_epochs"])))
+    elif source.get("epoch") is not None:
+        parts.append(f"epoch {source['epoch']}")
+    if source.get("training_seconds") is not None:
+        parts.append(f"{source['training_seconds']} s of training before this run")
+    return source.get("file", "?") + (f" ({'; '.join(parts)})" if parts else "")
 
 
 def _positive(text: str) -> int:

@@ -76,6 +76,7 @@ def _run(args) -> int:
     )
     from capsviewer.data import load_dataset
     from capsviewer.training import describe_device, load_checkpoint, select_device
+    from capsviewer.training.checkpoints import epochs_trained
     from capsviewer.training.model_files import find_models, model_dirs
 
     if args.readme is not None:
@@ -110,7 +111,7 @@ def _run(args) -> int:
             checkpoint=str(path),
             stated_test_accuracy=meta.get("metrics", {}).get("test_accuracy"),
             stated_on_full_test_set=meta.get("dataset", {}).get("test_images") == "all",
-            epoch=meta.get("epoch"),
+            epoch=epochs_trained(meta),
             parameters=sum(p.numel() for p in checkpoint.model.parameters()),
             training_shift_px=meta.get("train_config", {}).get("max_shift"),
         )

@@ -7,6 +7,7 @@ from capsviewer.cli import main
 from capsviewer.models import build_model
 from capsviewer.training import CheckpointError, load_checkpoint, read_metadata, save_checkpoint
 from capsviewer.training.averaging import average_checkpoints, round_trip
+from capsviewer.training.checkpoints import epochs_trained
 from capsviewer.training.model_files import find_models
 from capsviewer.training.trainer import epoch_checkpoint
 
@@ -100,7 +101,13 @@ def test_fine_tuning_starts_from_the_checkpoint_weights(data_root, tmp_path, cap
         assert torch.equal(value, after.model.state_dict()[key]), key
     assert after.metadata["initialised_from"]["file"] == "first.safetensors"
     assert after.metadata["initialised_from"]["epoch"] == 1
+    assert epochs_trained(after.metadata) == 2 and epochs_trained(before.metadata) == 1
     assert after.metadata["train_config"]["lr_decay"] == 0.9
+    seconds = before.metadata["training_seconds"]
+    capsys.readouterr()
+    assert main(["info", str(tuned)]) == 0
+    assert (f"initialised from first.safetensors (epoch 1; {seconds} s of training before this "
+            "run)") in capsys.readouterr().out
     capsys.readouterr()
     assert main(["train", *common, "--model", "capsnet", "--output", str(tmp_path / "x.safetensors"),
                  "--init-from", str(first)]) == 2

@@ -91,7 +91,7 @@ class ModelInfo:
     checkpoint: str | None = None
     stated_test_accuracy: float | None = None  # as stored in the checkpoint
     stated_on_full_test_set: bool = False
-    epoch: int | None = None
+    epoch: int | None = None  # epochs trained, fine-tuning included
     parameters: int | None = None
     training_shift_px: int | None = None  # the random-shift augmentation it was trained with
 
@@ -579,7 +579,7 @@ def to_markdown(report: RobustnessReport, figure: str | None = None) -> str:
         f"on {report.created[:10] or 'an unknown date'} ({report.created or '?'}), device "
         f"{report.device}, in {report.seconds:.0f} s: {report.images:,} {report.dataset} test "
         f"images, seed {report.seed}.")
-    lines += ["", "| model | architecture | checkpoint | epoch | parameters | trained with shifts "
+    lines += ["", "| model | architecture | checkpoint | epochs | parameters | trained with shifts "
               "| stated test accuracy |", "|---|---|---|---:|---:|---:|---:|"]
     lines += [_model_row(m) for m in report.models]
     lines += [

@@ -90,6 +90,15 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
         return _capsviewer_metadata(path, f.metadata())
 
 
+def epochs_trained(metadata: dict[str, Any]) -> int | None:
+    """Epochs behind a checkpoint: its own run's, plus those of the checkpoint that run was
+    initialised from (fine-tuning, ``initialised_from``); None when the metadata has none."""
+    epoch = metadata.get("epoch")
+    if epoch is None:
+        return None
+    return epoch + ((metadata.get("initialised_from") or {}).get("epoch") or 0)
+
+
 def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu"):
     """All tensors and the metadata of a capsviewer safetensors file."""
     path = _check_file(path)
