@@ -6,13 +6,13 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import capsviewer
 from capsviewer.ablation_cli import add_ablation_parser, run_ablation
 from capsviewer.average_cli import add_average_parser, run_average
 from capsviewer.data import DATASETS, ENV_VAR, DatasetUnavailable
+from capsviewer.eval_cli import add_eval_parser, run_eval
 from capsviewer.models import MODELS
 from capsviewer.report_cli import add_report_parser, run_report
 
@@ -76,17 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "GPU or CPU does bf16 natively, else fp32")
     train.add_argument("--compile", action="store_true", help="torch.compile the model (GPUs)")
 
-    ev = sub.add_parser("eval", help="accuracy of a checkpoint on a test set", formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ev.add_argument("checkpoint", type=Path)
-    ev.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's dataset")
-    ev.add_argument("--subset", type=_positive, help="evaluate on this many random test images")
-    ev.add_argument("--iterations", type=_positive, help="override the routing iterations (CapsNet)")
-    ev.add_argument("--batch-size", type=_positive, default=500, help="images per forward pass")
-    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                    help="default: the precision the checkpoint was tested in, if this device has "
-                    "it natively, else fp32")
-    ev.add_argument("--device", **device)
-    ev.add_argument("--data-root", **data_root)
+    add_eval_parser(sub, device, data_root, _positive)
 
     export = sub.add_parser(
         "export", help="every view for one input as PNG, SVG and CSV, without a window",
@@ -114,7 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
-    commands = {"train": _train, "eval": _eval, "info": _info, "export": _export,
+    commands = {"train": _train, "eval": run_eval, "info": _info, "export": _export,
                 "report": run_report, "ablation": run_ablation, "average": run_average,
                 None: _app}
     try:
@@ -218,44 +208,6 @@ def _train_process(args, processes) -> int:
     if report:
         print(f"done in {event.seconds:.1f} s; best test accuracy "
               f"{event.best_test_accuracy:.2%}; saved {event.checkpoint}")
-    return 0
-
-
-def _eval(args) -> int:
-    import torch
-
-    from capsviewer.data import load_dataset
-    from capsviewer.training import evaluate, load_checkpoint, select_device
-    from capsviewer.training.devices import native_bf16, resolve_precision
-
-    device = select_device(args.device)
-    checkpoint = load_checkpoint(args.checkpoint, device)
-    meta = checkpoint.metadata
-    stored_precision = meta.get("precision", "fp32")
-    precision = args.precision
-    if precision is None:
-        precision = "bf16" if stored_precision == "bf16" and native_bf16(device) else "fp32"
-    precision = resolve_precision(precision, device)
-    if precision == "bf16":
-        checkpoint.model.to(memory_format=torch.channels_last)  # oneDNN's and cuDNN's bf16 layout
-    dataset = args.dataset or meta.get("dataset", {}).get("name", "mnist")
-    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
-    options = {"iterations": args.iterations} if args.iterations else {}
-    start = time.perf_counter()
-    result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
-                      **options)
-    seconds = time.perf_counter() - start
-    print(
-        f"{args.checkpoint}: {meta['architecture']} on {dataset} test set ({result.count} images, "
-        f"{device}, {precision}, {seconds:.1f} s)\n"
-        f"accuracy {result.accuracy:.2%} ({result.correct}/{result.count}), "
-        f"error {result.error_percent:.2f}%, loss {result.loss:.4f}"
-    )
-    stated = meta.get("metrics", {}).get("test_accuracy")
-    if stated is not None and meta.get("dataset", {}).get("test_images") == "all" and not args.subset:
-        same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
-        note = "" if precision == stored_precision else f", measured in {stored_precision}"
-        print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%}{note})")
     return 0
 
 

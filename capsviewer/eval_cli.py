@@ -1,0 +1,133 @@
+"""``capsviewer eval``: test-set accuracy of one checkpoint, checked against its metadata; given
+several, each on its own and then all of them as an ensemble (mean of their class scores)."""
+
+from __future__ import annotations
+
+import argparse
+import time
+from pathlib import Path
+
+from capsviewer.command_errors import run_reporting_errors
+from capsviewer.data import DATASETS
+
+LISTED_WRONG = 100  # misclassified indices printed for an ensemble
+
+
+class EvalRequestError(Exception):
+    """Checkpoints and options that cannot be evaluated together."""
+
+
+def add_eval_parser(sub, device: dict, data_root: dict, positive) -> argparse.ArgumentParser:
+    ev = sub.add_parser(
+        "eval", help="accuracy of a checkpoint on a test set (several: also their ensemble)",
+        description="Accuracy of each checkpoint on the test set, and whether it matches the "
+        "accuracy in its metadata. Given several checkpoints of one dataset, also the accuracy "
+        "of their ensemble (the mean of their class scores: capsule lengths, CNN "
+        "probabilities), how many images they disagree on, and which images it gets wrong.",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    ev.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    ev.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's dataset")
+    ev.add_argument("--subset", type=positive, help="evaluate on this many random test images")
+    ev.add_argument("--iterations", type=positive, help="override the routing iterations (CapsNet)")
+    ev.add_argument("--batch-size", type=positive, default=500, help="images per forward pass")
+    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"],
+                    help="default: the precision each checkpoint was tested in, if this device "
+                    "has it natively, else fp32")
+    ev.add_argument("--device", **device)
+    ev.add_argument("--data-root", **data_root)
+    return ev
+
+
+def run_eval(args) -> int:
+    return run_reporting_errors("eval", lambda: _evaluate_all(args), (EvalRequestError,))
+
+
+def _evaluate_all(args) -> int:
+    from capsviewer.data import load_dataset
+    from capsviewer.training import load_checkpoint, select_device
+
+    device = select_device(args.device)
+    checkpoints = [load_checkpoint(path, device) for path in args.checkpoints]
+    _check_iterations(args, checkpoints)
+    names = {c.metadata.get("dataset", {}).get("name", "mnist") for c in checkpoints}
+    if args.dataset is None and len(names) > 1:
+        raise EvalRequestError(f"the checkpoints were trained on different datasets "
+                               f"({', '.join(sorted(names))}); choose one with --dataset")
+    dataset = args.dataset or names.pop()
+    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
+    precisions = [_precision(args, c, device) for c in checkpoints]
+    for path, checkpoint, precision in zip(args.checkpoints, checkpoints, precisions):
+        _evaluate_one(args, path, checkpoint, precision, test, dataset, device)
+    if len(checkpoints) > 1:
+        _evaluate_ensemble(args, checkpoints, precisions, test, device)
+    return 0
+
+
+def _check_iterations(args, checkpoints) -> None:
+    import inspect
+
+    if not args.iterations:
+        return
+    if len(checkpoints) > 1:
+        raise EvalRequestError("--iterations applies to one capsule network, not to an ensemble")
+    model = checkpoints[0].model
+    if "iterations" not in inspect.signature(model.forward).parameters:
+        raise EvalRequestError(f"--iterations applies to capsule networks; "
+                               f"{args.checkpoints[0]} is a {checkpoints[0].metadata['architecture']}")
+
+
+def _precision(args, checkpoint, device) -> str:
+    import torch
+
+    from capsviewer.training.devices import native_bf16, resolve_precision
+
+    stored = checkpoint.metadata.get("precision", "fp32")
+    precision = args.precision
+    if precision is None:
+        precision = "bf16" if stored == "bf16" and native_bf16(device) else "fp32"
+    precision = resolve_precision(precision, device)
+    if precision == "bf16":
+        checkpoint.model.to(memory_format=torch.channels_last)  # oneDNN's and cuDNN's bf16 layout
+    return precision
+
+
+def _evaluate_one(args, path, checkpoint, precision, test, dataset, device) -> None:
+    from capsviewer.training import evaluate
+
+    meta = checkpoint.metadata
+    options = {"iterations": args.iterations} if args.iterations else {}
+    start = time.perf_counter()
+    result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
+                      **options)
+    seconds = time.perf_counter() - start
+    print(
+        f"{path}: {meta['architecture']} on {dataset} test set ({result.count} images, "
+        f"{device}, {precision}, {seconds:.1f} s)\n"
+        f"accuracy {result.accuracy:.2%} ({result.correct}/{result.count}), "
+        f"error {result.error_percent:.2f}%, loss {result.loss:.4f}"
+    )
+    stated = meta.get("metrics", {}).get("test_accuracy")
+    if stated is not None and meta.get("dataset", {}).get("test_images") == "all" and not args.subset:
+        stored_precision = meta.get("precision", "fp32")
+        same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
+        note = "" if precision == stored_precision else f", measured in {stored_precision}"
+        print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%}{note})")
+
+
+def _evaluate_ensemble(args, checkpoints, precisions, test, device) -> None:
+    from capsviewer.training.ensemble import evaluate_ensemble
+
+    try:
+        result = evaluate_ensemble([c.model for c in checkpoints], test, device, args.batch_size,
+                                   precisions=precisions)
+    except ValueError as error:
+        raise EvalRequestError(str(error)) from error
+    shown = ", ".join(map(str, result.wrong[:LISTED_WRONG]))
+    more = len(result.wrong) - LISTED_WRONG
+    print(
+        f"ensemble of {len(checkpoints)} (mean class score): accuracy {result.accuracy:.2%} "
+        f"({result.correct}/{result.count}), error {result.error_percent:.2f}%; the models "
+        f"disagree on {result.disagreements} images\n"
+        f"wrong{' (indices into the subset)' if args.subset else ''}: {shown or 'none'}"
+        + (f" … and {more} more" if more > 0 else "")
+    )
