@@ -18,7 +18,6 @@ from capsviewer.training.evaluation import EvaluationCancelled
 class EnsembleEvaluation:
     correct: int
     count: int
-    member_correct: tuple[int, ...]  # each model on its own, same pass
     disagreements: int  # images where the members' predictions are not all the same
     wrong: tuple[int, ...]  # indices (into the evaluated set) the ensemble gets wrong
 
@@ -53,7 +52,6 @@ def evaluate_ensemble(
     for model in models:
         model.eval()
     correct = disagreements = 0
-    member_correct = [0] * len(models)
     wrong: list[torch.Tensor] = []
     offset = 0
     try:
@@ -69,8 +67,6 @@ def evaluate_ensemble(
                 raise ValueError("the models do not score the same classes")
             stacked = torch.stack(scores)  # (models, B, classes)
             votes = stacked.argmax(dim=2)
-            for i, vote in enumerate(votes):
-                member_correct[i] += int((vote == y).sum())
             disagreements += int((votes != votes[0]).any(dim=0).sum())
             hits = stacked.mean(dim=0).argmax(dim=1) == y
             correct += int(hits.sum())
@@ -79,5 +75,5 @@ def evaluate_ensemble(
     finally:
         for model, mode in zip(models, modes):
             model.train(mode)
-    return EnsembleEvaluation(correct, len(data), tuple(member_correct), disagreements,
+    return EnsembleEvaluation(correct, len(data), disagreements,
                               tuple(torch.cat(wrong).tolist()) if wrong else ())
