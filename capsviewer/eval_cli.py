@@ -55,11 +55,11 @@ def _evaluate_all(args) -> int:
                                f"({', '.join(sorted(names))}); choose one with --dataset")
     dataset = args.dataset or names.pop()
     test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
-    precisions = [_precision(args, c, device) for c in checkpoints]
-    for path, checkpoint, precision in zip(args.checkpoints, checkpoints, precisions):
-        _evaluate_one(args, path, checkpoint, precision, test, dataset, device)
-    if len(checkpoints) > 1:
-        _evaluate_ensemble(args, checkpoints, precisions, test, device)
+    ensemble = len(checkpoints) > 1
+    scores = [_evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores=ensemble)
+              for path, checkpoint in zip(args.checkpoints, checkpoints)]
+    if ensemble:
+        _print_ensemble(args, scores, test)
     return 0
 
 
@@ -91,14 +91,16 @@ def _precision(args, checkpoint, device) -> str:
     return precision
 
 
-def _evaluate_one(args, path, checkpoint, precision, test, dataset, device) -> None:
+def _evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores: bool):
+    """Prints one checkpoint's accuracy; returns its class scores if ``keep_scores``."""
     from capsviewer.training import evaluate
 
     meta = checkpoint.metadata
+    precision = _precision(args, checkpoint, device)
     options = {"iterations": args.iterations} if args.iterations else {}
     start = time.perf_counter()
     result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
-                      **options)
+                      keep_scores=keep_scores, **options)
     seconds = time.perf_counter() - start
     print(
         f"{path}: {meta['architecture']} on {dataset} test set ({result.count} images, "
@@ -112,20 +114,20 @@ def _evaluate_one(args, path, checkpoint, precision, test, dataset, device) -> N
         same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
         note = "" if precision == stored_precision else f", measured in {stored_precision}"
         print(f"this {same} the accuracy stored in the checkpoint ({stated:.2%}{note})")
+    return result.scores
 
 
-def _evaluate_ensemble(args, checkpoints, precisions, test, device) -> None:
+def _print_ensemble(args, scores, test) -> None:
     from capsviewer.training.ensemble import evaluate_ensemble
 
     try:
-        result = evaluate_ensemble([c.model for c in checkpoints], test, device, args.batch_size,
-                                   precisions=precisions)
+        result = evaluate_ensemble(scores, test.labels)
     except ValueError as error:
         raise EvalRequestError(str(error)) from error
     shown = ", ".join(map(str, result.wrong[:LISTED_WRONG]))
     more = len(result.wrong) - LISTED_WRONG
     print(
-        f"ensemble of {len(checkpoints)} (mean class score): accuracy {result.accuracy:.2%} "
+        f"ensemble of {len(scores)} (mean class score): accuracy {result.accuracy:.2%} "
         f"({result.correct}/{result.count}), error {result.error_percent:.2f}%; the models "
         f"disagree on {result.disagreements} images\n"
         f"wrong{' (indices into the subset)' if args.subset else ''}: {shown or 'none'}"

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import nn
@@ -23,6 +23,7 @@ class Evaluation:
     accuracy: float
     correct: int
     count: int
+    scores: torch.Tensor | None = field(default=None, repr=False, compare=False)  # (N, classes)
 
     @property
     def error_percent(self) -> float:
@@ -39,12 +40,16 @@ def evaluate(
     *,
     precision: str = "fp32",
     processes: Processes = SINGLE,
+    keep_scores: bool = False,
     **forward_options,
 ) -> Evaluation:
     """Loss (decoder masked by the true label, as in training) and accuracy over ``data``.
     ``should_stop`` is polled between batches; when it returns True, EvaluationCancelled.
     ``precision`` "bf16" runs the forward pass under autocast. Under data parallelism every
-    process evaluates its share and the sums are combined (call it on every process)."""
+    process evaluates its share and the sums are combined (call it on every process).
+    ``keep_scores`` also returns every image's class scores (fp32, CPU; single process only)."""
+    if keep_scores and processes.enabled:
+        raise ValueError("keep_scores needs a single process")
     device = torch.device(device)
     was_training = model.training
     model.eval()
@@ -55,6 +60,7 @@ def evaluate(
     images, labels = images.to(device), labels.to(device)  # one copy, not one per batch
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
+    kept: list[torch.Tensor] = []
     try:
         for x, y in iterate_batches(images, labels, batch_size):
             if should_stop is not None and should_stop():
@@ -64,11 +70,14 @@ def evaluate(
                 output = model(x, y, **forward_options)
             total_loss += model.loss(output, x, y).total.double() * len(y)
             correct += (output.scores.argmax(dim=1) == y).sum()
+            if keep_scores:
+                kept.append(output.scores.float().cpu())
     finally:
         model.train(was_training)
     total_loss, correct = sum_over_processes(torch.stack([total_loss, correct]), processes).tolist()
     count = len(data)
-    return Evaluation(total_loss / count, correct / count, int(correct), count)
+    scores = torch.cat(kept) if keep_scores else None
+    return Evaluation(total_loss / count, correct / count, int(correct), count, scores)
 
 
 @torch.no_grad()
