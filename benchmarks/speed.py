@@ -156,19 +156,21 @@ def datasets(root: str | None) -> tuple[ImageSet, ImageSet, str]:
 
 
 # -- training -----------------------------------------------------------------------------------
-def trainer_throughput(train, test, device, batch_size: int, steps: int, precision: str) -> dict:
+def trainer_throughput(train, test, device, batch_size: int, steps: int, precision: str,
+                       *, compile: bool = False, model_config: dict | None = None) -> dict:
     """capsviewer's trainer, ``steps`` batches per epoch, three epochs: the faster of epochs 2
-    and 3 counts (the first pays for kernel selection and warm-up)."""
+    and 3 counts (the first pays for kernel selection and warm-up, and compiling)."""
     config = TrainConfig(epochs=3, batch_size=batch_size, subset=steps * batch_size,
                          test_subset=batch_size, eval_batch_size=batch_size, device=str(device),
-                         precision=precision, seed=0)
+                         precision=precision, seed=0, compile=compile,
+                         model_config=model_config or {})
     memory = PeakMemory(device)
     memory.reset()
     trainer = Trainer(config, train, test)
     epochs = [e for e in trainer.events() if isinstance(e, EpochResult)]
     return {"images_per_second": max(e.images_per_second for e in epochs[1:]),
             "images": steps * batch_size, "precision": trainer.precision,
-            "peak_memory_bytes": memory.read()}
+            "first_epoch_seconds": epochs[0].seconds, "peak_memory_bytes": memory.read()}
 
 
 def reference_throughput(train, device, batch_size: int, steps: int) -> dict:
@@ -210,10 +212,10 @@ def reference_throughput(train, device, batch_size: int, steps: int) -> dict:
 
 # -- evaluation ---------------------------------------------------------------------------------
 def evaluation_throughput(test: ImageSet, device, count: int, batch_size: int,
-                          precision: str | None) -> dict:
+                          precision: str | None, model_config: dict | None = None) -> dict:
     """evaluate() over ``count`` test images; ``precision`` None: the reference formulation."""
     torch.manual_seed(0)
-    model = build_model("capsnet").to(device).eval()
+    model = build_model("capsnet", model_config).to(device).eval()
     data = test.subset(count)
     if precision is None:
         def run():

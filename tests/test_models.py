@@ -15,6 +15,32 @@ def test_capsnet_parameter_counts_match_the_paper():
     assert model.config.primary_grid == (32, 6, 6) and model.config.num_primary == 1152
 
 
+def test_routing_bias_is_an_option_off_by_default(tmp_path):
+    """The authors' code's bias b_j on s_j: off by default (the shipped state dicts are
+    unchanged), else one learned (10, 16) parameter initialised to the configured value that
+    enters s_j, reaches the gradient and survives a checkpoint."""
+    from capsviewer.training import load_checkpoint, save_checkpoint
+
+    assert CapsNet().digit_bias is None and "digit_bias" not in CapsNet().state_dict()
+    torch.manual_seed(0)
+    plain = CapsNet(make_config("capsnet", {"conv_channels": 16, "primary_maps": 4}))
+    torch.manual_seed(0)
+    biased = build_model("capsnet",
+                         {"conv_channels": 16, "primary_maps": 4, "routing_bias": 0.1})
+    assert count(biased) == count(plain) + 160
+    torch.testing.assert_close(biased.digit_bias.detach(), torch.full((10, 16), 0.1))
+    x, y = torch.rand(3, 1, 28, 28), torch.tensor([0, 4, 9])
+    out = biased(x, trace=True)
+    last = out.routing.trace[-1]
+    expected = torch.einsum("bij,bijd->bjd", last.couplings, out.votes) + 0.1
+    torch.testing.assert_close(last.preactivations, expected)
+    assert (out.digit_capsules - plain(x).digit_capsules).abs().max() > 1e-4
+    biased.loss(biased(x, y), x, y).total.backward()
+    assert biased.digit_bias.grad.abs().max() > 0
+    loaded = load_checkpoint(save_checkpoint(tmp_path / "b.safetensors", biased, {})).model
+    torch.testing.assert_close(loaded.eval()(x).scores, biased.eval()(x).scores)
+
+
 def test_cnn_is_small_enough_to_ship():
     assert count(BaselineCNN()) < 1_000_000
 

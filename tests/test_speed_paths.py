@@ -15,13 +15,15 @@ from capsviewer.training.devices import resolve_precision
 TINY = {"conv_channels": 16, "primary_maps": 4, "decoder_hidden": [32, 64]}
 
 
-def plain_routing(votes, iterations, logits, detach_votes):
-    """Procedure 1 as written in the paper, differentiated by autograd."""
+def plain_routing(votes, iterations, logits, detach_votes, bias=None):
+    """Procedure 1 as written in the paper (plus the authors' code's bias on s_j, when given),
+    differentiated by autograd."""
     routed = votes.detach() if detach_votes else votes
     for r in range(iterations):
         last = r == iterations - 1
         couplings = torch.softmax(logits, dim=2)
-        v = squash(torch.einsum("bij,bijd->bjd", couplings, votes if last else routed))
+        s = torch.einsum("bij,bijd->bjd", couplings, votes if last else routed)
+        v = squash(s if bias is None else s + bias)
         if not last:
             logits = logits + (routed * v[:, None]).sum(-1)
     return v, couplings
@@ -29,25 +31,49 @@ def plain_routing(votes, iterations, logits, detach_votes):
 
 @pytest.mark.parametrize("iterations", [1, 2, 3, 5])
 @pytest.mark.parametrize("detach_votes", [False, True])
-def test_routing_backward_matches_autograd(iterations, detach_votes):
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_routing_backward_matches_autograd(iterations, detach_votes, with_bias):
     g = torch.Generator().manual_seed(iterations)
     u = squash(torch.randn(3, 20, 4, generator=g, dtype=torch.float64))
     w = torch.randn(20, 5, 6, 4, generator=g, dtype=torch.float64, requires_grad=True)
     prior = torch.randn(3, 20, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(5, 6, generator=g, dtype=torch.float64, requires_grad=True)
     weights_v = torch.randn(3, 5, 6, generator=g, dtype=torch.float64)
     weights_c = torch.randn(3, 20, 5, generator=g, dtype=torch.float64)
+    bias = bias if with_bias else None
+    inputs = (w, prior, bias) if with_bias else (w, prior)
 
     def loss(v, c):
         return (v * weights_v).sum() + (c * weights_c).sum()
 
     fast = dynamic_routing(predict_votes(u, w), iterations, logit_prior=prior,
-                           detach_votes=detach_votes)
-    grads = torch.autograd.grad(loss(fast.outputs, fast.couplings), (w, prior))
-    plain = plain_routing(predict_votes(u, w), iterations, prior, detach_votes)
-    expected = torch.autograd.grad(loss(*plain), (w, prior))
+                           detach_votes=detach_votes, bias=bias)
+    grads = torch.autograd.grad(loss(fast.outputs, fast.couplings), inputs)
+    plain = plain_routing(predict_votes(u, w), iterations, prior, detach_votes, bias)
+    expected = torch.autograd.grad(loss(*plain), inputs)
     torch.testing.assert_close(fast.outputs, plain[0])
     for got, want in zip(grads, expected):
         torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+
+
+@pytest.mark.parametrize("detach_votes", [False, True])
+def test_bias_alone_gets_its_gradient_through_every_iteration(detach_votes):
+    """Votes and prior fixed, only the bias learning: its gradient still flows back through
+    the couplings of every iteration (also with detached votes, which are constants there)."""
+    g = torch.Generator().manual_seed(7)
+    votes = torch.randn(2, 12, 4, 3, generator=g, dtype=torch.float64)
+    bias = torch.randn(4, 3, generator=g, dtype=torch.float64, requires_grad=True)
+    (got,) = torch.autograd.grad(
+        dynamic_routing(votes, 3, bias=bias, detach_votes=detach_votes).outputs.pow(3).sum(), bias)
+    (want,) = torch.autograd.grad(
+        plain_routing(votes, 3, votes.new_zeros(2, 12, 4), detach_votes, bias)[0].pow(3).sum(),
+        bias)
+    # through the last iteration alone (its couplings held constant) the gradient differs
+    couplings = dynamic_routing(votes, 3, bias=bias.detach()).couplings
+    s = torch.einsum("bij,bijd->bjd", couplings, votes) + bias
+    (last_only,) = torch.autograd.grad(squash(s).pow(3).sum(), bias)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-11)
+    assert (got - last_only).abs().max() > 1e-6
 
 
 def test_routing_passes_gradcheck():
@@ -65,9 +91,11 @@ def test_squash_backward_matches_autograd():
     torch.testing.assert_close(_squash_backward(s, grad_v), expected, rtol=1e-10, atol=1e-12)
 
 
-def test_reference_formulation_equals_the_model():
+@pytest.mark.parametrize("routing_bias", [None, 0.1])
+def test_reference_formulation_equals_the_model(routing_bias):
     torch.manual_seed(0)
-    model = CapsNet(CapsNetConfig(**{**TINY, "decoder_hidden": (32, 64)})).double()
+    model = CapsNet(CapsNetConfig(**{**TINY, "decoder_hidden": (32, 64)},
+                                  routing_bias=routing_bias)).double()
     x, y = torch.rand(3, 1, 28, 28, dtype=torch.float64), torch.tensor([1, 5, 7])
     fast, reference = model(x, y), reference_forward(model, x, y)
     for name in ("scores", "digit_capsules", "reconstruction"):

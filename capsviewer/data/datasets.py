@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 
 ENV_VAR = "CAPSVIEWER_DATA"
@@ -93,6 +92,8 @@ class ImageSet:
 
 
 def default_data_root() -> Path:
+    import platformdirs  # here, not at import: the core must import where it is absent
+
     return platformdirs.user_data_path("capsviewer") / "datasets"
 
 
@@ -156,6 +157,8 @@ def _debian_fashion_mnist(spec: DatasetSpec) -> Path | None:
     sources = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in spec.files]
     if not all(p.exists() for p in sources):
         return None
+    import platformdirs
+
     cache = platformdirs.user_cache_path("capsviewer") / "debian-datasets"
     raw = cache / spec.folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)

@@ -11,9 +11,10 @@ from capsviewer.maths.squash import squash
 
 
 def dynamic_routing_recomputed(
-    u: torch.Tensor, weights: torch.Tensor, iterations: int = 3
+    u: torch.Tensor, weights: torch.Tensor, iterations: int = 3, bias: torch.Tensor | None = None
 ) -> torch.Tensor:
-    """Route children u (B, I, D_in) through weights (I, J, D_out, D_in); returns v (B, J, D_out)."""
+    """Route children u (B, I, D_in) through weights (I, J, D_out, D_in); returns v (B, J, D_out).
+    ``bias`` (J, D_out), if given, is added to s_j in every iteration."""
     batch, children, _ = u.shape
     parents = weights.shape[1]
     tiled_u = u[:, :, None, :, None].expand(-1, -1, parents, -1, -1)  # (B, I, J, D_in, 1)
@@ -22,7 +23,8 @@ def dynamic_routing_recomputed(
     for r in range(iterations):
         couplings = torch.softmax(logits, dim=2)
         votes = (tiled_w @ tiled_u).squeeze(-1)  # recomputed every iteration
-        v = squash((couplings * votes).sum(dim=1))
+        s = (couplings * votes).sum(dim=1)
+        v = squash(s if bias is None else s + bias)
         if r < iterations - 1:
             logits = logits + (votes * v[:, None]).sum(-1, keepdim=True)
     return v

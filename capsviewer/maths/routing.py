@@ -4,7 +4,7 @@ Shapes: B batch, I child capsules (inputs), J parent capsules (outputs), D pose 
     votes      û_{j|i} = W_ij u_i             (B, I, J, D)
     logits     b_ij                           (B, I, J)
     couplings  c_ij = softmax_j(b_ij)         (B, I, J)   sum over parents j is 1
-    s_j        Σ_i c_ij û_{j|i}               (B, J, D)
+    s_j        Σ_i c_ij û_{j|i} (+ b_j)       (B, J, D)   b_j: optional bias, as the authors' code
     v_j        squash(s_j)                    (B, J, D)
     agreement  a_ij = û_{j|i}·v_j             (B, I, J)   added to b_ij for the next iteration
 
@@ -57,6 +57,7 @@ def dynamic_routing(
     vote_perturbation: torch.Tensor | float = 0.0,
     generator: torch.Generator | None = None,
     detach_votes: bool = False,
+    bias: torch.Tensor | None = None,
     trace: bool = False,
 ) -> RoutingResult:
     """Route ``votes`` (B, I, J, D) to J parent capsules by agreement.
@@ -71,6 +72,8 @@ def dynamic_routing(
         is our default. Detaching (as several re-implementations do) saves backward time and
         memory in proportion to r and keeps the unstable fixed point of the routing map out of
         the gradient; accuracy is comparable in published replications.
+    bias: a bias b_j (J, D) added to s_j in every iteration, as the authors' TensorFlow code
+        does (not in the paper's text); None: no bias.
     trace: also return every iteration's logits, couplings, s, v and agreement (detached).
     """
     if iterations < 1:
@@ -91,14 +94,20 @@ def dynamic_routing(
         prior = torch.as_tensor(logit_prior, dtype=flat.dtype, device=flat.device)
         logits = logits + prior.expand(batch, children, parents).transpose(1, 2)
     steps: list[RoutingIteration] | None = [] if trace else None
-    if torch.is_grad_enabled() and (flat.requires_grad or logits.requires_grad):
-        v, couplings = _Routing.apply(flat, logits, iterations, detach_votes, steps)
+    if bias is not None and bias.shape != (parents, votes.shape[-1]):
+        raise ValueError(f"bias must be (J, D) = {(parents, votes.shape[-1])}, "
+                         f"got {tuple(bias.shape)}")
+    learning = (flat.requires_grad or logits.requires_grad
+                or (bias is not None and bias.requires_grad))
+    if torch.is_grad_enabled() and learning:
+        v, couplings = _Routing.apply(flat, logits, bias, iterations, detach_votes, steps)
     else:
-        v, couplings, _ = _route(flat, logits, iterations, steps)
+        v, couplings, _ = _route(flat, logits, bias, iterations, steps)
     return RoutingResult(v, couplings.transpose(1, 2), tuple(steps) if trace else None)
 
 
-def _route(flat: torch.Tensor, logits: torch.Tensor, iterations: int, steps: list | None):
+def _route(flat: torch.Tensor, logits: torch.Tensor, bias: torch.Tensor | None, iterations: int,
+           steps: list | None):
     """Procedure 1 on votes as rows (B, I, J·D) from logits (B, J, I): returns v (B, J, D), the
     last couplings (B, J, I) and every iteration's (c, s, v) for the backward pass."""
     saved = []
@@ -106,6 +115,8 @@ def _route(flat: torch.Tensor, logits: torch.Tensor, iterations: int, steps: lis
         last = r == iterations - 1
         couplings = torch.softmax(logits, dim=1)
         s = weighted_votes(couplings, flat)
+        if bias is not None:
+            s = s + bias
         v = squash(s)
         if steps is not None or not last:
             agreement = vote_agreement(flat, v)
@@ -135,8 +146,8 @@ class _Routing(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, flat, logits, iterations, detach_votes, steps):
-        v, couplings, saved = _route(flat, logits, iterations, steps)
+    def forward(ctx, flat, logits, bias, iterations, detach_votes, steps):
+        v, couplings, saved = _route(flat, logits, bias, iterations, steps)
         ctx.iterations, ctx.detach_votes = iterations, detach_votes
         ctx.save_for_backward(flat, *(t for step in saved for t in step))
         return v, couplings
@@ -145,18 +156,19 @@ class _Routing(torch.autograd.Function):
     def backward(ctx, grad_v, grad_couplings):
         flat, *saved = ctx.saved_tensors
         steps = [saved[k:k + 3] for k in range(0, len(saved), 3)]
-        need_flat, need_logits = ctx.needs_input_grad[:2]
+        need_flat, need_logits, need_bias = ctx.needs_input_grad[:3]
         grad_v = grad_v if grad_v is not None else torch.zeros_like(steps[-1][2])
         left, right = [], []  # ∂L/∂û_{j|i} = Σ_k left_k[b, j, i] · right_k[b, j, :]
         grad_logits = None  # ∂L/∂b after the iteration in hand
+        grad_bias = None  # Σ over iterations and images of ∂L/∂s_j
         for r in reversed(range(ctx.iterations)):
             last = r == ctx.iterations - 1
             couplings, s, v = steps[r]
             # Detached votes: û is a constant before the last iteration, but the couplings
-            # still carry the gradient of a logit prior back through every iteration.
+            # still carry the gradient of a logit prior or bias back through every iteration.
             through_votes = last or not ctx.detach_votes
             if not last:
-                if not (through_votes or need_logits):
+                if not (through_votes or need_logits or need_bias):
                     break
                 grad_agreement = grad_logits  # b_{r+1} = b_r + a_r
                 grad_v = weighted_votes(grad_agreement, flat)  # a_ij = û_{j|i}·v_j
@@ -164,17 +176,19 @@ class _Routing(torch.autograd.Function):
                     left.append(grad_agreement)
                     right.append(v)
             grad_s = _squash_backward(s, grad_v)
+            if need_bias:
+                grad_bias = grad_s.sum(0) if grad_bias is None else grad_bias + grad_s.sum(0)
             if through_votes:
                 left.append(couplings)
                 right.append(grad_s)
-            if need_logits or (r > 0 and not ctx.detach_votes):
+            if need_logits or (r > 0 and (need_bias or not ctx.detach_votes)):
                 grad_c = vote_agreement(flat, grad_s)  # s_j = Σ_i c_ij û_{j|i}
                 if last and grad_couplings is not None:
                     grad_c = grad_c + grad_couplings
                 grad_b = couplings * (grad_c - (couplings * grad_c).sum(dim=1, keepdim=True))
                 grad_logits = grad_b if last else grad_b + grad_logits
         grad_flat = _outer_sum(left, right) if need_flat else None
-        return grad_flat, grad_logits if need_logits else None, None, None, None
+        return (grad_flat, grad_logits if need_logits else None, grad_bias, None, None, None)
 
 
 def _squash_backward(s: torch.Tensor, grad_v: torch.Tensor) -> torch.Tensor:

@@ -32,6 +32,9 @@ class CapsNetConfig:
     vote_init_std: float = 0.01  # W_ij ~ N(0, std²)
     decoder_hidden: tuple[int, ...] = (512, 1024)
     reconstruction_weight: float = 0.0005
+    # A learned bias b_j on s_j in every routing iteration, initialised to this value, as the
+    # authors' TensorFlow code has (0.1 there); None: none, as in the paper's text.
+    routing_bias: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -89,6 +92,9 @@ class CapsNet(nn.Module):
         self.digit_weights = nn.Parameter(
             c.vote_init_std * torch.randn(c.num_primary, c.num_classes, c.digit_dim, c.primary_dim)
         )
+        self.digit_bias = None
+        if c.routing_bias is not None:
+            self.digit_bias = nn.Parameter(torch.full((c.num_classes, c.digit_dim), c.routing_bias))
         sizes = (c.num_classes * c.digit_dim, *c.decoder_hidden)
         layers: list[nn.Module] = []
         for fan_in, fan_out in zip(sizes, sizes[1:]):
@@ -112,6 +118,7 @@ class CapsNet(nn.Module):
     def route(self, votes: torch.Tensor, iterations: int | None = None, **options) -> RoutingResult:
         iterations = self.config.routing_iterations if iterations is None else iterations
         options.setdefault("detach_votes", self.config.detach_votes)
+        options.setdefault("bias", self.digit_bias)
         return dynamic_routing(votes, iterations, **options)
 
     def decode(self, digit_capsules: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

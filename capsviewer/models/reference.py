@@ -26,7 +26,8 @@ def reference_forward(
     h = F.conv2d(F.relu(model.conv(images)), model.primary.weight, model.primary.bias, stride=2)
     primary = h.reshape(-1, maps, c.primary_dim, rows, cols).permute(0, 1, 3, 4, 2)
     u = squash(primary.reshape(-1, maps * rows * cols, c.primary_dim))
-    digit = dynamic_routing_recomputed(u, model.digit_weights, c.routing_iterations)
+    digit = dynamic_routing_recomputed(u, model.digit_weights, c.routing_iterations,
+                                       model.digit_bias)
     scores = digit.norm(dim=-1)
     mask_by = labels if labels is not None else scores.argmax(dim=1)
     masked = digit * F.one_hot(mask_by, c.num_classes).to(digit.dtype)[..., None]

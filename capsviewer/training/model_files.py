@@ -5,8 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
 from capsviewer.training.checkpoints import CheckpointError, read_metadata
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -15,6 +13,8 @@ MODELS_ENV_VAR = "CAPSVIEWER_MODELS"
 
 def user_checkpoint_dir() -> Path:
     """Where the app saves checkpoints it trains (per-user data directory)."""
+    import platformdirs  # here, not at import: training must import where it is absent
+
     return Path(platformdirs.user_data_dir("capsviewer", appauthor=False)) / "checkpoints"
 
 
