@@ -24,14 +24,21 @@ def test_train_eval_info(data_root, tmp_path, capsys):
     assert "architecture" in capsys.readouterr().out
 
 
-def test_errors_are_messages_not_tracebacks(tmp_path, capsys):
+def test_errors_are_messages_not_tracebacks(tmp_path, capsys, monkeypatch):
+    import urllib.error
+    import urllib.request
+
+    def offline(url, timeout):
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["info", str(bad)]) == 2
     assert "truncated or not a safetensors file" in capsys.readouterr().err
     assert main(["train", "--data-root", str(tmp_path / "none"), "--epochs", "1", *TINY,
                  "--output", str(tmp_path / "x.safetensors")]) == 2
-    assert "MNIST is not available" in capsys.readouterr().err
+    assert "The MNIST training set is not available" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "0"])
 
