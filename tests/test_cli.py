@@ -15,9 +15,11 @@ def test_train_eval_info(data_root, tmp_path, capsys):
     printed = capsys.readouterr().out
     assert "epoch 1/1" in printed and "test loss" in printed
     stored = load_checkpoint(out).metadata["metrics"]["test_accuracy"]
-    assert main(["eval", str(out), "--data-root", str(data_root), "--subset", "64"]) == 0
-    printed = capsys.readouterr().out
+    assert main(["eval", str(out), "--data-root", str(data_root), "--subset", "64",
+                 "--batch-size", "32"]) == 0
+    printed, bar = capsys.readouterr()
     assert f"accuracy {stored:.2%}" in printed  # same 64 images as training's test subset
+    assert "cnn.safetensors" in bar and "32/64" in bar and "64/64" in bar  # tqdm, per batch
     assert main(["info", str(out), "--json"]) == 0
     assert json.loads(capsys.readouterr().out)["architecture"] == "cnn"
     assert main(["info", str(out)]) == 0
