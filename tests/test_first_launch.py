@@ -154,6 +154,33 @@ def test_the_window_opens_on_the_sample_without_a_dialog(qtbot, no_dataset, tmp_
         window.shutdown()
 
 
+def test_a_dataset_without_its_test_set_is_a_note_not_a_dialog(qtbot, no_dataset, tmp_path,
+                                                               monkeypatch):
+    """Fashion-MNIST ships no sample: switching to it without its files empties the browser
+    and says so in the status bar; no dialog, no download."""
+    from PySide6.QtCore import QSettings
+    from PySide6.QtWidgets import QApplication
+
+    from capsviewer.app.main_window import MainWindow
+    from capsviewer.data import datasets
+
+    monkeypatch.setattr(datasets, "DEBIAN_FASHION_MNIST", tmp_path / "no-debian-package")
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow({}, settings=settings, show_errors=True, predict_test_set=False)
+    qtbot.addWidget(window)
+    try:
+        qtbot.waitUntil(lambda: window.image is not None and window.is_idle(), timeout=20000)
+        window.set_dataset("fashion-mnist")
+        qtbot.waitUntil(lambda: window.is_idle() and window.data_label.text() == "no test set",
+                        timeout=20000)
+        assert "The Fashion-MNIST test set is not available" in window.status_text.text()
+        assert window.input_view._position.text() == "No test set loaded"
+        assert window.download_action.isEnabled() and not window.errors and not no_dataset
+        assert QApplication.activeModalWidget() is None
+    finally:
+        window.shutdown()
+
+
 def test_file_download_replaces_the_sample_with_the_full_test_set(qtbot, tmp_path,
                                                                   mnist_mirror, monkeypatch):
     """File ▸ Download the full test set fetches the two test files in the background, with

@@ -307,8 +307,10 @@ class MainWindow(QMainWindow):
     @Slot(object)
     def _test_set_changed(self, images) -> None:
         self.download_action.setEnabled(images is None or images.is_sample)
-        if images is None:
+        if images is None:  # no test set of this dataset: the browser empties
             self.data_label.setText("no test set")
+            self.input_view.set_test_set(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64),
+                                         self.session.class_names)
             return
         title = DATASET_TITLES.get(images.name, images.name)
         if images.is_sample:

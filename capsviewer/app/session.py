@@ -162,10 +162,12 @@ class ModelSession(QObject):
     def _test_set_failed(self, error: BaseException) -> None:
         if isinstance(error, DownloadCancelled):
             return
-        if isinstance(error, DatasetUnavailable):  # a note, not a dialog; the images shown stay
-            sample = self.test_set is not None and self.test_set.is_sample
-            self.status.emit(f"{error} " + ("The sample stays in use." if sample else
-                                            "You can still draw a digit or open an image file."))
+        if isinstance(error, DatasetUnavailable):  # a note, not a dialog
+            if self.test_set is not None:  # a failed download: the sample stays
+                self.status.emit(f"{error} The sample stays in use.")
+                return
+            self.test_set_changed.emit(None)
+            self.status.emit(f"{error} You can still draw a digit or open an image file.")
             return
         self.test_set = None
         self.test_set_changed.emit(None)
