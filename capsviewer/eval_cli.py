@@ -103,7 +103,7 @@ def _evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores: bo
     options = {"iterations": args.iterations} if args.iterations else {}
     start = time.perf_counter()
     with tqdm(total=len(test), desc=path.name, unit="img", disable=args.no_progress,
-              leave=False, dynamic_ncols=True) as bar:
+              leave=False, dynamic_ncols=True, mininterval=0) as bar:  # every batch
         result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
                           keep_scores=keep_scores,
                           progress=lambda step: bar.update(step.images - bar.n), **options)

@@ -104,6 +104,22 @@ def model_files(tmp_path_factory):
 
 
 @pytest.fixture
+def offline(monkeypatch) -> list:
+    """No network: every download fails at once. Returns the URLs that were tried."""
+    import urllib.error
+    import urllib.request
+
+    attempts = []
+
+    def refuse(url, timeout):
+        attempts.append(url)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return attempts
+
+
+@pytest.fixture
 def mnist_mirror(monkeypatch, data_root):
     """MNIST's test-set files served as torchvision's mirrors would (gzipped, with MD5 sums),
     from the local copy: downloads run without a network. Returns the files (name → bytes,

@@ -26,14 +26,7 @@ def test_train_eval_info(data_root, tmp_path, capsys):
     assert "architecture" in capsys.readouterr().out
 
 
-def test_errors_are_messages_not_tracebacks(tmp_path, capsys, monkeypatch):
-    import urllib.error
-    import urllib.request
-
-    def offline(url, timeout):
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
+def test_errors_are_messages_not_tracebacks(tmp_path, capsys, offline):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["info", str(bad)]) == 2

@@ -6,8 +6,6 @@ import os
 import shutil
 import subprocess
 import sys
-import urllib.error
-import urllib.request
 import zipfile
 from pathlib import Path
 
@@ -27,22 +25,16 @@ SHIPPED = ("capsviewer/resources/models/capsnet-mnist.safetensors",
 
 
 @pytest.fixture
-def no_dataset(tmp_path, monkeypatch):
-    """No MNIST anywhere capsviewer looks, an empty home, and no network (a download fails)."""
+def no_dataset(tmp_path, monkeypatch, offline):
+    """No MNIST anywhere capsviewer looks, an empty home, and no network (a download fails).
+    Returns the URLs a download tried."""
     home = tmp_path / "home"
     home.mkdir()
     for name in ("CAPSVIEWER_DATA", "CAPSVIEWER_MODELS"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("HOME", str(home))
     monkeypatch.setenv("XDG_DATA_HOME", str(home / "data"))
-    attempts = []
-
-    def offline(url, timeout):
-        attempts.append(url)
-        raise urllib.error.URLError("no network")
-
-    monkeypatch.setattr(urllib.request, "urlopen", offline)
-    return attempts
+    return offline
 
 
 @pytest.fixture(scope="module")
