@@ -69,7 +69,7 @@ REPORT = "gpu-run.json"
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 TARGET = 0.995  # step 3
-SHIPPED = {"file": "models/capsnet-mnist.safetensors", "test_accuracy": 0.9962, "correct": 9962}
+SHIPPED = {"file": "capsviewer/resources/models/capsnet-mnist.safetensors", "test_accuracy": 0.9962, "correct": 9962}
 
 # The rule for step 4, written before any of its runs; the script applies it as it stands.
 RULE = {
@@ -102,7 +102,7 @@ RULE = {
            "CapsNet's 99.62 % (at least 9,963 of 10,000; error under 0.38 %); no single "
            "epochs, no other windows, no other seeds",
     "ship": "the script writes the candidate (fp16) beside its report and never touches "
-            "models/; a later session checks it with `capsviewer eval` and ships it",
+            "the shipped models; a later session checks it with `capsviewer eval` and ships it",
     "bar_accuracy": 0.9962,  # strictly above
     "seed": 11,
     "batch_size": 128,

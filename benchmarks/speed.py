@@ -248,7 +248,7 @@ def evaluation_throughput(test: ImageSet, device, count: int, batch_size: int,
 
 # -- interactive --------------------------------------------------------------------------------
 def trained_or_untrained(architecture: str, device: torch.device):
-    """The checkpoint the app would open ($CAPSVIEWER_MODELS, models/, …), else an untrained
+    """The checkpoint the app would open ($CAPSVIEWER_MODELS, the shipped models, …), else an untrained
     model. Timings do not depend on the weights except the fast sweep's, which redoes
     near-ties in fp32, and an untrained model's answers are all near-ties."""
     from capsviewer.training import load_checkpoint

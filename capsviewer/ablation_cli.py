@@ -24,8 +24,8 @@ def add_ablation_parser(sub) -> argparse.ArgumentParser:
     )
     ablation.add_argument("--model", metavar="PATH", type=Path,
                           help="CapsNet checkpoint. Default: the shipped CapsNet, else the newest "
-                          "found where the app looks ($CAPSVIEWER_MODELS, models/, the user's "
-                          "checkpoints, ./checkpoints)")
+                          "found where the app looks ($CAPSVIEWER_MODELS, the shipped models, the "
+                          "user's checkpoints, ./checkpoints)")
     ablation.add_argument("--updates", metavar="K", type=_non_negative, nargs="+",
                           default=list(UPDATES),
                           help="agreement updates to compare (default: "

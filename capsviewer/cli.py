@@ -144,7 +144,13 @@ def _train(args) -> int:
 def _train_process(args, processes) -> int:
     from tqdm import tqdm
 
-    from capsviewer.training import BatchProgress, EpochResult, TrainConfig, Trainer
+    from capsviewer.training import (
+        BatchProgress,
+        EpochResult,
+        EvaluationProgress,
+        TrainConfig,
+        Trainer,
+    )
 
     output = args.output or DEFAULT_OUTPUT.format(model=args.model, dataset=args.dataset)
     config = TrainConfig(
@@ -175,7 +181,7 @@ def _train_process(args, processes) -> int:
         if processes.enabled:
             where += f", {processes.world_size} processes"
         print(f"training {args.model} on {args.dataset} ({where}), checkpoints → {output}")
-    bar = None
+    bar, epoch = None, ""
     try:
         for event in trainer.events():
             if not report:
@@ -189,8 +195,15 @@ def _train_process(args, processes) -> int:
                 bar.update(event.batch - bar.n)  # events may cover several batches (GPU)
                 if event.batch == event.batches:
                     bar.close()
+                    bar, epoch = None, f"epoch {event.epoch}/{event.epochs}"
+            elif isinstance(event, EvaluationProgress) and not args.no_progress:
+                if bar is None:
+                    bar = tqdm(total=event.total, desc=f"{epoch} test", unit="img",
+                               dynamic_ncols=True)
+                bar.update(event.images - bar.n)
+                if event.images == event.total:
+                    bar.close()
                     bar = None
-                    print("testing…", end="\r", flush=True)
             elif isinstance(event, EpochResult):
                 print(
                     f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "

@@ -35,6 +35,7 @@ def add_eval_parser(sub, device: dict, data_root: dict, positive) -> argparse.Ar
                     "has it natively, else fp32")
     ev.add_argument("--device", **device)
     ev.add_argument("--data-root", **data_root)
+    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
     return ev
 
 
@@ -93,14 +94,19 @@ def _precision(args, checkpoint, device) -> str:
 
 def _evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores: bool):
     """Prints one checkpoint's accuracy; returns its class scores if ``keep_scores``."""
+    from tqdm import tqdm
+
     from capsviewer.training import evaluate
 
     meta = checkpoint.metadata
     precision = _precision(args, checkpoint, device)
     options = {"iterations": args.iterations} if args.iterations else {}
     start = time.perf_counter()
-    result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
-                      keep_scores=keep_scores, **options)
+    with tqdm(total=len(test), desc=path.name, unit="img", disable=args.no_progress,
+              leave=False, dynamic_ncols=True, mininterval=0) as bar:  # every batch
+        result = evaluate(checkpoint.model, test, device, args.batch_size, precision=precision,
+                          keep_scores=keep_scores,
+                          progress=lambda step: bar.update(step.images - bar.n), **options)
     seconds = time.perf_counter() - start
     print(
         f"{path}: {meta['architecture']} on {dataset} test set ({result.count} images, "

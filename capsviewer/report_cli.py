@@ -29,8 +29,8 @@ def add_report_parser(sub) -> argparse.ArgumentParser:
     )
     report.add_argument("--model", metavar="PATH", type=Path, action="append",
                         help="checkpoint to evaluate (repeat for several). Default: the newest "
-                        "CapsNet and CNN found where the app looks ($CAPSVIEWER_MODELS, models/, "
-                        "the user's checkpoints, ./checkpoints)")
+                        "CapsNet and CNN found where the app looks ($CAPSVIEWER_MODELS, the "
+                        "shipped models, the user's checkpoints, ./checkpoints)")
     report.add_argument("--dataset", choices=sorted(DATASETS), default="mnist",
                         help="test set (default: mnist); models trained on another are refused")
     report.add_argument("--data-root", metavar="PATH",

@@ -101,3 +101,49 @@ def model_files(tmp_path_factory):
         paths[name] = save_checkpoint(folder / f"{name}-mnist.safetensors", model,
                                       {"dataset": {"name": "mnist"}, "epoch": 0})
     return paths
+
+
+@pytest.fixture
+def offline(monkeypatch) -> list:
+    """No network: every download fails at once. Returns the URLs that were tried."""
+    import urllib.error
+    import urllib.request
+
+    attempts = []
+
+    def refuse(url, timeout):
+        attempts.append(url)
+        raise urllib.error.URLError("no network")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+    return attempts
+
+
+@pytest.fixture
+def mnist_mirror(monkeypatch, data_root):
+    """MNIST's test-set files served as torchvision's mirrors would (gzipped, with MD5 sums),
+    from the local copy: downloads run without a network. Returns the files (name → bytes,
+    editable) and the list of URLs requested."""
+    import gzip
+    import hashlib
+    import io
+    import urllib.request
+
+    from capsviewer.data import DATASETS
+
+    raw = data_root / "MNIST" / "raw"
+    served = {f"{name}.gz": gzip.compress((raw / name).read_bytes(), mtime=0)
+              for name in DATASETS["mnist"].split_files(train=False)}
+    md5 = {name: hashlib.md5(data).hexdigest() for name, data in served.items()}
+    monkeypatch.setattr(type(DATASETS["mnist"]), "sources",
+                        lambda spec, file: ([f"https://mirror.test/{file}.gz"], md5[f"{file}.gz"]))
+    requested = []
+
+    class Response(io.BytesIO):
+        def __init__(self, url):
+            requested.append(url)
+            super().__init__(served[url.rsplit("/", 1)[1]])
+            self.headers = {"Content-Length": str(len(self.getvalue()))}
+
+    monkeypatch.setattr(urllib.request, "urlopen", lambda url, timeout: Response(url))
+    return served, requested

@@ -30,20 +30,36 @@ def test_data_root_precedence(monkeypatch, tmp_path):
     assert resolve_data_root().name == "datasets"
 
 
-def test_missing_dataset_offline_says_where_files_go(monkeypatch, tmp_path):
+def test_missing_dataset_offline_says_where_files_go(offline, tmp_path):
     with pytest.raises(DatasetUnavailable) as info:
         load_dataset("mnist", root=tmp_path, download=False)
     assert str(tmp_path / "MNIST" / "raw") in str(info.value)
     assert "train-images-idx3-ubyte" in str(info.value) and ENV_VAR in str(info.value)
+    assert not offline
+    with pytest.raises(DatasetUnavailable, match="MNIST test set is not available: the download "
+                       "failed .*ossci-datasets.*no network") as info:
+        load_dataset("mnist", train=False, root=tmp_path)
+    assert "train-" not in str(info.value)  # the test set needs only its own two files
 
-    def offline(self):
-        raise RuntimeError("Error downloading train-images-idx3-ubyte.gz")
 
-    from torchvision.datasets import MNIST
+def test_the_test_set_is_downloaded_alone_checked_and_unpacked(mnist_mirror, tmp_path, data_root):
+    """A missing test set is fetched from torchvision's mirrors, file by file with progress,
+    MD5-checked and unpacked; the training set is never asked for."""
+    served, requested = mnist_mirror
+    progress = []
+    test = load_dataset("mnist", train=False, root=tmp_path, progress=lambda *p: progress.append(p))
+    assert [url.rsplit("/", 1)[1] for url in requested] == list(served)
+    assert torch.equal(test.images, load_dataset("mnist", False, data_root, False).images)
+    labels = "t10k-labels-idx1-ubyte.gz"
+    assert progress[-1] == (len(served[labels]), len(served[labels]), labels)
+    assert not list((tmp_path / "MNIST" / "raw").glob("train-*"))
 
-    monkeypatch.setattr(MNIST, "download", offline)
-    with pytest.raises(DatasetUnavailable, match="download failed"):
-        load_dataset("mnist", root=tmp_path)
+    served["t10k-images-idx3-ubyte.gz"] = b"corrupted in transit"
+    for name in ("t10k-images-idx3-ubyte", "t10k-images-idx3-ubyte.gz"):
+        (tmp_path / "MNIST" / "raw" / name).unlink()
+    with pytest.raises(DatasetUnavailable, match="MD5 sum"):
+        load_dataset("mnist", train=False, root=tmp_path)
+    assert not list((tmp_path / "MNIST" / "raw").glob("t10k-images*"))  # no partial file left
 
 
 def test_random_shift_moves_each_image_by_at_most_two_pixels():

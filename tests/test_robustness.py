@@ -287,7 +287,7 @@ def test_report_command_end_to_end(model_files, data_root, tmp_path, capsys):
 
 
 def test_report_command_explains_what_is_missing(model_files, data_root, tmp_path, capsys,
-                                                 monkeypatch):
+                                                 monkeypatch, offline):
     missing = tmp_path / "nope.safetensors"
     assert run_report(report_args("--model", str(missing), "--data-root", str(data_root))) == 2
     assert f"no checkpoint file at {missing}" in capsys.readouterr().err
@@ -295,7 +295,9 @@ def test_report_command_explains_what_is_missing(model_files, data_root, tmp_pat
     args = report_args("--model", str(model_files["cnn"]), "--data-root", str(tmp_path / "none"),
                        "--out", str(tmp_path / "docs"))
     assert run_report(args) == 2
-    assert "MNIST is not available" in capsys.readouterr().err
+    error = capsys.readouterr().err
+    assert "The MNIST test set is not available" in error and "train-" not in error
+    assert offline and all("t10k" in url for url in offline)  # it tried the test set alone
     assert not (tmp_path / "docs").exists()
 
     import capsviewer.training.model_files as model_files_module

@@ -1,5 +1,5 @@
-"""The models under models/ reproduce the accuracy their metadata states, on all 10,000 test
-images, and stay small."""
+"""The shipped models (capsviewer/resources/models) reproduce the accuracy their metadata
+states, on all 10,000 test images, and stay small."""
 
 import pytest
 
@@ -10,7 +10,7 @@ SHIPPED = sorted(SHIPPED_MODELS.glob("*.safetensors"))
 
 
 def test_a_model_is_shipped():
-    assert SHIPPED, "models/ holds no checkpoint"
+    assert SHIPPED, "no checkpoint ships"
 
 
 @pytest.mark.slow

@@ -6,6 +6,7 @@ import torch
 from capsviewer.training import (
     BatchProgress,
     EpochResult,
+    EvaluationProgress,
     TrainConfig,
     Trainer,
     TrainingFinished,
@@ -24,10 +25,14 @@ def tiny_config(**overrides):
 
 
 def test_events_report_every_batch_and_epoch(mnist_train, mnist_test, tmp_path):
-    config = tiny_config(epochs=2, output=str(tmp_path / "m.safetensors"))
+    config = tiny_config(epochs=2, eval_batch_size=25, output=str(tmp_path / "m.safetensors"))
     events = list(Trainer(config, mnist_train, mnist_test).events())
     batches = [e for e in events if isinstance(e, BatchProgress)]
     epochs = [e for e in events if isinstance(e, EpochResult)]
+    kinds = [type(e).__name__[0] for e in events]  # B, E(valuationProgress), E(pochResult), T
+    assert "".join(kinds) == "BBBEEEE" * 2 + "T"
+    tested = [(e.images, e.total) for e in events if isinstance(e, EvaluationProgress)]
+    assert tested == [(25, 64), (50, 64), (64, 64)] * 2  # the test pass after each epoch
     assert [(b.epoch, b.batch) for b in batches] == [(e, b) for e in (1, 2) for b in (1, 2, 3)]
     assert all(b.batches == 3 and b.images_per_second > 0 and b.eta_seconds >= 0 for b in batches)
     assert batches[-1].eta_seconds == 0

@@ -60,8 +60,12 @@ def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
     view.set_config(cnn_config(tmp_path))
     curve_lengths = []
     runner.progress.connect(lambda _: curve_lengths.append(len(view.loss_curve.getData()[0])))
+    progress_texts = []
+    runner.progress.connect(lambda _: progress_texts.append(view._progress_text))
     progress, epochs = record(runner.progress), record(runner.epoch_done)
     finished = record(runner.finished)
+    testing = []  # the progress bar's text as each test-pass event arrives (after the view's slot)
+    runner.testing.connect(lambda event: testing.append((event, view._progress.format())))
     with qtbot.waitSignal(view.model_ready, timeout=20_000) as ready:
         qtbot.mouseClick(view.start_button, LEFT)
         assert runner.is_running() and not view.start_button.isEnabled()
@@ -70,7 +74,9 @@ def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
     assert len(progress) >= 4 and all(isinstance(p, BatchProgress) for p in progress)
     assert progress[-1].epoch == 2 and progress[-1].batch == progress[-1].batches == 8
     assert curve_lengths == list(range(1, len(progress) + 1))  # the curve grows with each event
-    assert PROGRESS_FORMAT.fullmatch(view._progress_text)
+    assert PROGRESS_FORMAT.fullmatch(progress_texts[-1])
+    last, text = testing[-1]
+    assert last.images == last.total == 200 and text == "epoch 2/2 · testing 200/200 test images"
     assert [e.epoch for e in epochs] == [1, 2]
     assert all(e.checkpoint == str(tmp_path / "cnn.safetensors") for e in epochs)
     meta = saved_metadata(tmp_path / "cnn.safetensors")
@@ -214,7 +220,8 @@ def test_missing_dataset_fails_with_a_message(qtbot, trainer_ui, tmp_path):
     with qtbot.waitSignal(runner.failed, timeout=10_000) as failure:
         view.start_button.click()
     message = failure.args[0]
-    assert "MNIST is not available" in message and str(empty / "MNIST" / "raw") in message
+    assert "The MNIST training set is not available" in message
+    assert str(empty / "MNIST" / "raw") in message
     assert finished == [] and not runner.is_running() and runner.wait(1000)
     assert view.start_button.isEnabled() and "failed" in view._log.item(0).text()
 

@@ -15,18 +15,28 @@ from capsviewer.app.views.common import ExportableView
 
 def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
     """Render a scene item (PlotItem, layout…) as SVG with Qt's own generator: vector axes,
-    curves and text. (pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes.)"""
+    curves and text. (pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes.)
+    Items are put in pyqtgraph's export mode, as its exporters do: scatter plots then draw
+    each point as a vector shape, not as one embedded bitmap per point."""
     source = item.sceneBoundingRect()
+    items = [i for i in item.scene().items() if hasattr(i, "setExportMode")]
     generator = QSvgGenerator()
     generator.setFileName(str(path))
     generator.setSize(QSize(int(source.width()), int(source.height())))
     generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
+    views = item.scene().views()
+    if views:  # the screen's dots per inch, or text and axes land apart from the data
+        generator.setResolution(views[0].logicalDpiX())
     generator.setTitle(Path(path).stem)
     painter = QPainter(generator)
     try:
+        for each in items:
+            each.setExportMode(True, {"antialias": True, "painter": painter})
         item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
     finally:
         painter.end()
+        for each in items:
+            each.setExportMode(False)
     return Path(path)
 
 

@@ -18,7 +18,9 @@ def export_views(args) -> int:
 
     from capsviewer.app import theme
     from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.data import DATASET_TITLES, load_test_set
     from capsviewer.training import read_metadata
+    from capsviewer.training.model_files import dataset_of
 
     from pyqtgraph.util.garbage_collector import GarbageCollector
 
@@ -31,6 +33,22 @@ def export_views(args) -> int:
     if not models:
         print("capsviewer: error: no model found; pass --model PATH", file=sys.stderr)
         return 2
+    if args.image is None:
+        if args.index < 0:
+            print(f"capsviewer: error: --index {args.index}: test images count from 0",
+                  file=sys.stderr)
+            return 2
+        dataset = dataset_of(models)
+        # The sample that ships holds the first test images; beyond it the test set is needed.
+        test = load_test_set(dataset, args.data_root, download=True, images_needed=args.index + 1)
+        if args.index >= len(test):
+            print(f"capsviewer: error: --index {args.index}: the {DATASET_TITLES[dataset]} test "
+                  f"set has {len(test):,} images (0 to {len(test) - 1})", file=sys.stderr)
+            return 2
+        if test.is_sample:
+            print(f"note: the full {DATASET_TITLES[dataset]} test set is not in the data folder; "
+                  f"test image {args.index} comes from the {len(test):,}-image sample that ships "
+                  "with capsviewer (the same image)", file=sys.stderr)
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(models, data_root=args.data_root, device=args.device, settings=settings,
                         download=False, show_errors=False, predict_test_set=False)

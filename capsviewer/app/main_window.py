@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QMainWindow,
     QMessageBox,
+    QSizePolicy,
     QTabWidget,
 )
 
@@ -57,10 +58,11 @@ from capsviewer.app.views.rotation_view import RotationView
 from capsviewer.app.views.routing_lab_view import RoutingLabView
 from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
-from capsviewer.data import DATASET_TITLES, DATASETS
+from capsviewer.data import DATASET_TITLES, DATASETS, resolve_data_root
+from capsviewer.resources import resource_path
 from capsviewer.training import DeviceUnavailable
 from capsviewer.training.evaluation import EvaluationCancelled
-from capsviewer.training.model_files import find_models
+from capsviewer.training.model_files import dataset_of, find_models
 
 
 class MainWindow(QMainWindow):
@@ -83,7 +85,7 @@ class MainWindow(QMainWindow):
         self.batch = ComputeLane("batch", self)
         self.loading = ComputeLane("loading", self)  # checkpoints and data sets
         self.session = ModelSession(self.loading, device, data_root, self)
-        self.session.dataset = _dataset_of(models or {})
+        self.session.dataset = dataset_of(models or {})
         self.runner = TrainingRunner(self, download=download)
         self.image: InputImage | None = None
         self.inspection = None
@@ -98,7 +100,7 @@ class MainWindow(QMainWindow):
         self._restore_layout()
 
         self._dataset_changed(self.session.dataset)
-        self.session.load_test_set(self.session.dataset, download)
+        self.session.load_test_set(self.session.dataset)  # the sample when MNIST is not here
         for path in (models or {}).values():
             self.session.load_checkpoint(path)
         if not models:
@@ -159,9 +161,15 @@ class MainWindow(QMainWindow):
         self._action(file, "Open &image…", self.input_view.choose_file, "Ctrl+I",
                      "Classify a digit from an image file")
         samples = file.addMenu("Sample i&mages")
-        for path in sorted(theme.resource("samples").glob("*.png")):
+        for path in sorted(resource_path("samples").glob("*.png")):
             self._action(samples, path.stem.replace("-", " "),
                          lambda _=False, p=path: self.input_view.open_file(p))
+        self.download_action = self._action(
+            file, "&Download the full test set", self.session.download_test_set,
+            tip="Download this dataset's test set (never its training set) into the data folder")
+        self._action(file, "Choose data &folder…", self.choose_data_root_dialog,
+                     tip="A folder holding MNIST in torchvision's layout (MNIST/raw)")
+        file.addSeparator()
         self._action(file, "&Save CapsNet as…", lambda: self.save_model_dialog("capsnet"))
         self._action(file, "Save CN&N as…", lambda: self.save_model_dialog("cnn"))
         file.addSeparator()
@@ -221,13 +229,16 @@ class MainWindow(QMainWindow):
         self._action(help_menu, "&About capsviewer", self.show_about)
 
     def _build_status_bar(self) -> None:
-        self.status_text = QLabel()
+        self.status_text = QLabel()  # long messages are clipped, never widen the window
+        self.status_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
         self.model_label = QLabel("no model")
         self.device_label = QLabel(self.session.device_text())
         self.busy_label = QLabel()
+        self.data_label = QLabel()  # which test set: the full one or the shipped sample
         bar = self.statusBar()
         bar.addWidget(self.status_text, 1)
         bar.addPermanentWidget(self.busy_label)
+        bar.addPermanentWidget(self.data_label)
         bar.addPermanentWidget(self.model_label)
         bar.addPermanentWidget(self.device_label)
 
@@ -238,6 +249,7 @@ class MainWindow(QMainWindow):
         s.test_set_changed.connect(self._test_set_changed)
         s.error.connect(self.report_error)
         s.status.connect(self.status_text.setText)
+        s.download_progress.connect(self._download_progress)
         for lane in self.lanes():
             lane.failed.connect(lambda key, message: self.report_error(f"{key} failed", message))
             lane.busy_changed.connect(self._busy_changed)
@@ -294,10 +306,39 @@ class MainWindow(QMainWindow):
 
     @Slot(object)
     def _test_set_changed(self, images) -> None:
-        if images is None:
+        self.download_action.setEnabled(images is None or images.is_sample)
+        if images is None:  # no test set of this dataset: the browser empties
+            self.data_label.setText("no test set")
+            self.input_view.set_test_set(np.zeros((0, 28, 28), np.uint8), np.zeros(0, np.int64),
+                                         self.session.class_names)
             return
+        title = DATASET_TITLES.get(images.name, images.name)
+        if images.is_sample:
+            self.data_label.setText(f"{len(images):,}-image sample of the {title} test set: "
+                                    "File ▸ Download the full test set")
+            self.data_label.setToolTip(
+                f"The full {title} test set is not in {resolve_data_root(self.session.data_root)}"
+                f"; these are its first {len(images):,} images, shipped with capsviewer. File ▸ "
+                "Download the full test set fetches it (not the training set), or File ▸ "
+                "Choose data folder… points capsviewer at a copy.")
+        else:
+            self.data_label.setText(f"{title}: {len(images):,} test images")
+            self.data_label.setToolTip("")
         self.input_view.set_test_set(images.images, images.labels, images.classes)
         self._predict_test_set()
+
+    @Slot(object)
+    def _download_progress(self, progress) -> None:
+        done, total, name = progress
+        of = f" of {total / 1e6:.1f}" if total else ""
+        self.status_text.setText(f"Downloading {name}: {done / 1e6:.1f}{of} MB…")
+
+    def choose_data_root_dialog(self) -> None:
+        folder = QFileDialog.getExistingDirectory(self, "Data folder (holding MNIST/raw)",
+                                                  str(resolve_data_root(self.session.data_root)))
+        if folder:
+            self.session.set_data_root(folder)
+            self.training_view.set_data_root(folder)
 
     def _predict_test_set(self) -> None:
         entry = self.session.models.get("capsnet") or self.session.models.get("cnn")
@@ -601,16 +642,3 @@ def _test_set_predictions(entry, images, should_stop):
 
 def default_models() -> dict[str, Path]:
     return find_models("mnist")
-
-
-def _dataset_of(models: dict[str, Path]) -> str:
-    """The dataset of the first readable checkpoint among ``models`` (MNIST without one)."""
-    from capsviewer.training import CheckpointError, read_metadata
-
-    for path in models.values():
-        try:
-            name = read_metadata(path).get("dataset", {}).get("name", "mnist")
-        except (CheckpointError, OSError):
-            continue
-        return name if name in DATASETS else "mnist"
-    return "mnist"

@@ -11,7 +11,16 @@ import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
-from capsviewer.data import DATASETS, DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.data import (
+    DATASET_TITLES,
+    DATASETS,
+    DatasetUnavailable,
+    DownloadCancelled,
+    ImageSet,
+    load_dataset,
+    load_test_set,
+    resolve_data_root,
+)
 from capsviewer.training import describe_device, load_checkpoint, select_device
 
 
@@ -47,6 +56,7 @@ class ModelSession(QObject):
     models_changed = Signal()
     dataset_changed = Signal(str)
     test_set_changed = Signal(object)  # ImageSet | None
+    download_progress = Signal(object)  # (bytes done, bytes in all, file name), worker thread
     error = Signal(str, str)  # title, message
     status = Signal(str)
 
@@ -59,7 +69,6 @@ class ModelSession(QObject):
         self.models: dict[str, LoadedModel] = {}
         self.test_set: ImageSet | None = None
         self.dataset = "mnist"
-        self.download = True
 
     @property
     def class_names(self) -> tuple[str, ...]:
@@ -122,13 +131,26 @@ class ModelSession(QObject):
         self.test_set = None
         self.dataset_changed.emit(dataset)
         self.models_changed.emit()
-        self.load_test_set(dataset, self.download)
+        self.load_test_set(dataset)
 
-    def load_test_set(self, dataset: str | None = None, download: bool | None = None) -> None:
+    def load_test_set(self, dataset: str | None = None) -> None:
+        """The full test set when it is in the data root, else the sample that ships with
+        capsviewer; never a download (see :meth:`download_test_set`)."""
         self.dataset = dataset or self.dataset
-        self.download = self.download if download is None else download
-        self.lane.submit("test-set", load_dataset, self.dataset, False, self.data_root,
-                         self.download, on_done=self._test_set_loaded,
+        self.lane.submit("test-set", load_test_set, self.dataset, self.data_root,
+                         on_done=self._test_set_loaded, on_error=self._test_set_failed)
+
+    def set_data_root(self, root: str) -> None:
+        self.data_root = root
+        self.load_test_set()
+
+    def download_test_set(self) -> None:
+        """Download the current dataset's test set (never its training set), then use it."""
+        self.status.emit(f"Downloading the {DATASET_TITLES[self.dataset]} test set into "
+                         f"{resolve_data_root(self.data_root)}…")
+        self.lane.submit("download", load_dataset, self.dataset, False, self.data_root, True,
+                         lambda *progress: self.download_progress.emit(progress),
+                         self.lane.should_stop, on_done=self._test_set_loaded,
                          on_error=self._test_set_failed)
 
     def _test_set_loaded(self, images: ImageSet) -> None:
@@ -138,11 +160,18 @@ class ModelSession(QObject):
         self.test_set_changed.emit(images)
 
     def _test_set_failed(self, error: BaseException) -> None:
+        if isinstance(error, DownloadCancelled):
+            return
+        if isinstance(error, DatasetUnavailable):  # a note, not a dialog
+            if self.test_set is not None:  # a failed download: the sample stays
+                self.status.emit(f"{error} The sample stays in use.")
+                return
+            self.test_set_changed.emit(None)
+            self.status.emit(f"{error} You can still draw a digit or open an image file.")
+            return
         self.test_set = None
         self.test_set_changed.emit(None)
-        text = str(error) if isinstance(error, DatasetUnavailable) else f"{type(error).__name__}: {error}"
-        self.error.emit("Test set unavailable",
-                        f"{text}\n\nYou can still draw a digit or open an image file.")
+        self.error.emit("Test set unavailable", f"{type(error).__name__}: {error}")
 
 
 def _load(path: Path, device: torch.device) -> LoadedModel:

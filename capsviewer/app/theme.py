@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QColor, QGuiApplication, QIcon, QPalette
 from PySide6.QtWidgets import QApplication, QWidget
 
-RESOURCES = Path(__file__).resolve().parents[2] / "resources"
+from capsviewer.resources import resource_path
+
 THEMES = ("system", "light", "dark")
 
 
-def resource(name: str) -> Path:
-    return RESOURCES / name
-
-
 def app_icon() -> QIcon:
-    return QIcon(str(resource("icons/capsviewer.svg")))
+    return QIcon(str(resource_path("icons", "capsviewer.svg")))
 
 
 def _dark_palette() -> QPalette:
@@ -52,7 +47,7 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
     dark = is_dark(theme)
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if dark else app.style().standardPalette())
-    style = resource("styles/capsviewer.qss")
+    style = resource_path("styles", "capsviewer.qss")
     app.setStyleSheet(style.read_text(encoding="utf-8") if style.is_file() else "")
     old_foreground = pg.mkColor(pg.getConfigOption("foreground"))
     background, foreground = plot_colours(dark)

@@ -22,6 +22,7 @@ from capsviewer.training import (
     BatchProgress,
     DeviceUnavailable,
     EpochResult,
+    EvaluationProgress,
     TrainConfig,
     Trainer,
     TrainingError,
@@ -88,6 +89,7 @@ class TrainingRunner(QObject):
     """
 
     progress = Signal(object)  # BatchProgress
+    testing = Signal(object)  # EvaluationProgress: the test pass after each epoch
     epoch_done = Signal(object)  # EpochResult
     finished = Signal(object)  # TrainingFinished
     failed = Signal(str)
@@ -211,6 +213,9 @@ class TrainingRunner(QObject):
         if isinstance(event, BatchProgress):
             if self._state != "cancelling":
                 self.progress.emit(event)
+        elif isinstance(event, EvaluationProgress):
+            if self._state != "cancelling":
+                self.testing.emit(event)
         elif isinstance(event, EpochResult):
             self._history.append(event)
             self.epoch_done.emit(event)

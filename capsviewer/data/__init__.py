@@ -11,16 +11,22 @@ from capsviewer.data.datasets import (
     load_dataset,
     resolve_data_root,
 )
+from capsviewer.data.download import DownloadCancelled
+from capsviewer.data.sample import SAMPLE_SIZE, load_sample, load_test_set
 
 __all__ = [
     "DATASET_TITLES",
     "DATASETS",
     "ENV_VAR",
     "DatasetUnavailable",
+    "DownloadCancelled",
     "ImageSet",
+    "SAMPLE_SIZE",
     "default_data_root",
     "iterate_batches",
     "load_dataset",
+    "load_sample",
+    "load_test_set",
     "random_shift",
     "resolve_data_root",
     "to_float",

@@ -1,10 +1,11 @@
 """MNIST and Fashion-MNIST in torchvision's layout, held in memory as uint8 tensors.
 
 Files already on disk are read directly (IDX format, no torchvision import: it costs the app
-over a second of start-up); torchvision downloads the ones that are missing.
+over a second of start-up); a missing split (the training or the test set, each two files) is
+downloaded from torchvision's mirrors, checked against its MD5 sums, and unpacked.
 
 The data root is, in order: the ``root`` argument (``--data-root``), the environment variable
-``CAPSVIEWER_DATA``, or the user's data directory, where torchvision downloads the files.
+``CAPSVIEWER_DATA``, or the user's data directory.
 """
 
 from __future__ import annotations
@@ -14,11 +15,14 @@ import hashlib
 import os
 import shutil
 import struct
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from capsviewer.data.download import DownloadError, Progress, download as download_file
 
 ENV_VAR = "CAPSVIEWER_DATA"
 # Debian's dataset-fashion-mnist package puts the four canonical .gz files here.
@@ -43,6 +47,11 @@ class DatasetSpec:
 
     def split_files(self, train: bool) -> tuple[str, str]:
         return self.files[:2] if train else self.files[2:]
+
+    def sources(self, file: str) -> tuple[list[str], str]:
+        """The URLs of ``file``.gz (torchvision's mirrors) and its MD5 sum."""
+        dataset = self.torchvision_class
+        return [f"{mirror}{file}.gz" for mirror in dataset.mirrors], dict(dataset.resources)[f"{file}.gz"]
 
 
 DATASETS = {
@@ -71,6 +80,7 @@ class ImageSet:
     images: torch.Tensor
     labels: torch.Tensor
     classes: tuple[str, ...]
+    is_sample: bool = False  # the test-set sample that ships with capsviewer, not the full split
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -82,7 +92,8 @@ class ImageSet:
         if size < 1:
             raise ValueError(f"subset size must be positive, got {size}")
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
-        return ImageSet(self.name, self.train, self.images[order], self.labels[order], self.classes)
+        return ImageSet(self.name, self.train, self.images[order], self.labels[order], self.classes,
+                        self.is_sample)
 
     def checksum(self) -> str:
         """sha256 of images and labels, to record which data a model saw."""
@@ -110,29 +121,52 @@ def load_dataset(
     train: bool = True,
     root: str | os.PathLike | None = None,
     download: bool = True,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> ImageSet:
-    """Load a split, downloading it into ``root`` if it is missing and ``download`` is set."""
+    """Load a split; its files missing from ``root`` are downloaded if ``download`` is set
+    (only that split's: browsing the test set never fetches the training set)."""
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     spec = DATASETS[name]
     root = resolve_data_root(root)
-    if name == "fashion-mnist" and not _has_files(spec, root):
+    if name == "fashion-mnist" and not _has_files(spec, root, train):
         root = _debian_fashion_mnist(spec) or root
-    if _has_files(spec, root):
-        raw = root / spec.folder / "raw"
-        images, labels = (_read_idx(raw / f) for f in spec.split_files(train))
-        return ImageSet(name, train, images.unsqueeze(1).contiguous(), labels.long(), spec.classes)
-    try:
-        ds = spec.torchvision_class(str(root), train=train, download=False)
-    except RuntimeError:
+    raw = root / spec.folder / "raw"
+    for file in spec.split_files(train):
+        if not (raw / file).exists():
+            _fetch(name, root, train, file, download, progress, should_stop)
+    images, labels = (_read_idx(raw / f) for f in spec.split_files(train))
+    return ImageSet(name, train, images.unsqueeze(1).contiguous(), labels.long(), spec.classes)
+
+
+def _fetch(name: str, root: Path, train: bool, file: str, download: bool,
+           progress: Progress | None, should_stop: Callable[[], bool] | None) -> None:
+    """Put ``file`` in place: unpack its .gz, downloading that first if it is missing."""
+    spec = DATASETS[name]
+    raw = root / spec.folder / "raw"
+    archive = raw / f"{file}.gz"
+    if not archive.exists():
         if not download:
-            raise DatasetUnavailable(_missing_message(spec, root, "downloading is switched off")) from None
+            raise DatasetUnavailable(missing_message(name, root, train, "it is not on this machine"))
+        urls, md5 = spec.sources(file)
         try:
-            ds = spec.torchvision_class(str(root), train=train, download=True)
-        except Exception as error:  # torchvision raises RuntimeError/URLError/OSError offline
-            raise DatasetUnavailable(_missing_message(spec, root, f"download failed: {error}")) from error
-    images = ds.data.unsqueeze(1).contiguous()
-    return ImageSet(name, train, images, ds.targets.long(), spec.classes)
+            download_file(urls, archive, md5, progress, should_stop)
+        except DownloadError as error:
+            raise DatasetUnavailable(missing_message(name, root, train,
+                                                     f"the download failed ({error})")) from error
+    _gunzip(archive, raw / file)
+
+
+def _gunzip(archive: Path, target: Path) -> None:
+    partial = target.with_suffix(".tmp")
+    try:
+        with gzip.open(archive, "rb") as src, open(partial, "wb") as dst:
+            shutil.copyfileobj(src, dst)
+    except (OSError, EOFError) as error:
+        partial.unlink(missing_ok=True)
+        raise DatasetUnavailable(f"{archive} is damaged ({error}); delete it to download again") from error
+    partial.replace(target)
 
 
 def _read_idx(path: Path) -> torch.Tensor:
@@ -147,9 +181,9 @@ def _read_idx(path: Path) -> torch.Tensor:
     return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
 
 
-def _has_files(spec: DatasetSpec, root: Path) -> bool:
+def _has_files(spec: DatasetSpec, root: Path, train: bool) -> bool:
     raw = root / spec.folder / "raw"
-    return all((raw / f).exists() for f in spec.files)
+    return all((raw / f).exists() for f in spec.split_files(train))
 
 
 def _debian_fashion_mnist(spec: DatasetSpec) -> Path | None:
@@ -163,19 +197,17 @@ def _debian_fashion_mnist(spec: DatasetSpec) -> Path | None:
     raw = cache / spec.folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for source in sources:
-        target = raw / source.stem
-        if not target.exists():
-            partial = target.with_suffix(".tmp")
-            with gzip.open(source, "rb") as src, open(partial, "wb") as dst:
-                shutil.copyfileobj(src, dst)
-            partial.replace(target)
+        if not (raw / source.stem).exists():
+            _gunzip(source, raw / source.stem)
     return cache
 
 
-def _missing_message(spec: DatasetSpec, root: Path, reason: str) -> str:
-    raw = root / spec.folder / "raw"
+def missing_message(name: str, root: Path, train: bool, reason: str) -> str:
+    """Why a split is unavailable and where its files go, in one paragraph."""
+    spec, title = DATASETS[name], DATASET_TITLES[name]
+    files = " and ".join(spec.split_files(train))
     return (
-        f"{spec.folder} is not available: {reason}.\n"
-        f"Put the files {', '.join(spec.files)} (or their .gz) in {raw},\n"
-        f"or point capsviewer at another data root with --data-root or ${ENV_VAR}."
+        f"The {title} {'training' if train else 'test'} set is not available: {reason}. "
+        f"Put {files} (or their .gz) in {root / spec.folder / 'raw'}, or point capsviewer at "
+        f"another data folder with --data-root or ${ENV_VAR}."
     )

@@ -8,7 +8,7 @@ from capsviewer.training.checkpoints import (
     save_checkpoint,
 )
 from capsviewer.training.devices import DeviceUnavailable, describe_device, select_device
-from capsviewer.training.evaluation import Evaluation, evaluate
+from capsviewer.training.evaluation import Evaluation, EvaluationProgress, evaluate
 from capsviewer.training.trainer import (
     BatchProgress,
     EpochResult,
@@ -25,6 +25,7 @@ __all__ = [
     "DeviceUnavailable",
     "EpochResult",
     "Evaluation",
+    "EvaluationProgress",
     "TrainConfig",
     "Trainer",
     "TrainingError",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Generator
 from dataclasses import dataclass, field
 
 import torch
@@ -30,8 +30,36 @@ class Evaluation:
         return 100.0 * (1.0 - self.accuracy)
 
 
-@torch.no_grad()
+@dataclass(frozen=True)
+class EvaluationProgress:
+    images: int  # evaluated so far (by this process, under data parallelism)
+    total: int
+
+
 def evaluate(
+    model: nn.Module,
+    data: ImageSet,
+    device: torch.device | str = "cpu",
+    batch_size: int = 500,
+    should_stop: Callable[[], bool] | None = None,
+    *,
+    progress: Callable[[EvaluationProgress], None] | None = None,
+    **options,
+) -> Evaluation:
+    """Loss (decoder masked by the true label, as in training) and accuracy over ``data``;
+    ``progress`` is called after every batch. Options as for :func:`evaluation_steps`."""
+    steps = evaluation_steps(model, data, device, batch_size, should_stop, **options)
+    while True:
+        try:
+            step = next(steps)
+        except StopIteration as done:
+            return done.value
+        if progress is not None:
+            progress(step)
+
+
+@torch.no_grad()
+def evaluation_steps(
     model: nn.Module,
     data: ImageSet,
     device: torch.device | str = "cpu",
@@ -42,8 +70,9 @@ def evaluate(
     processes: Processes = SINGLE,
     keep_scores: bool = False,
     **forward_options,
-) -> Evaluation:
-    """Loss (decoder masked by the true label, as in training) and accuracy over ``data``.
+) -> Generator[EvaluationProgress, None, Evaluation]:
+    """:func:`evaluate` as a generator: yields :class:`EvaluationProgress` after every batch and
+    returns the :class:`Evaluation` (``result = yield from evaluation_steps(...)``).
     ``should_stop`` is polled between batches; when it returns True, EvaluationCancelled.
     ``precision`` "bf16" runs the forward pass under autocast. Under data parallelism every
     process evaluates its share and the sums are combined (call it on every process).
@@ -61,6 +90,7 @@ def evaluate(
     total_loss = torch.zeros((), dtype=torch.float64, device=device)
     correct = torch.zeros((), dtype=torch.float64, device=device)
     kept: list[torch.Tensor] = []
+    done = 0
     try:
         for x, y in iterate_batches(images, labels, batch_size):
             if should_stop is not None and should_stop():
@@ -72,6 +102,8 @@ def evaluate(
             correct += (output.scores.argmax(dim=1) == y).sum()
             if keep_scores:
                 kept.append(output.scores.float().cpu())
+            done += len(y)
+            yield EvaluationProgress(done, len(labels))
     finally:
         model.train(was_training)
     total_loss, correct = sum_over_processes(torch.stack([total_loss, correct]), processes).tolist()

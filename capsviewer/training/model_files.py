@@ -5,9 +5,11 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from capsviewer.data import DATASETS
+from capsviewer.resources import resource_path
 from capsviewer.training.checkpoints import CheckpointError, read_metadata
 
-SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
+SHIPPED_MODELS = resource_path("models")
 MODELS_ENV_VAR = "CAPSVIEWER_MODELS"
 
 
@@ -19,7 +21,7 @@ def user_checkpoint_dir() -> Path:
 
 
 def model_dirs() -> list[Path]:
-    """Search order: $CAPSVIEWER_MODELS, the shipped models/, the user's checkpoints, ./checkpoints."""
+    """Search order: $CAPSVIEWER_MODELS, the shipped models, the user's checkpoints, ./checkpoints."""
     dirs = [Path(p) for p in os.environ.get(MODELS_ENV_VAR, "").split(os.pathsep) if p]
     return dirs + [SHIPPED_MODELS, user_checkpoint_dir(), Path.cwd() / "checkpoints"]
 
@@ -43,3 +45,14 @@ def find_models(dataset: str = "mnist", dirs: list[Path] | None = None) -> dict[
                 continue
             found.setdefault(meta["architecture"], path)
     return found
+
+
+def dataset_of(models: dict[str, Path]) -> str:
+    """The dataset of the first readable checkpoint among ``models`` (MNIST without one)."""
+    for path in models.values():
+        try:
+            name = read_metadata(path).get("dataset", {}).get("name", "mnist")
+        except (CheckpointError, OSError):
+            continue
+        return name if name in DATASETS else "mnist"
+    return "mnist"

@@ -2,9 +2,9 @@
 
 ``Trainer.events()`` yields :class:`BatchProgress` as batches finish (every batch on the CPU;
 on a GPU at most every ``progress_interval`` seconds, so the batch loop never waits for the
-device), an :class:`EpochResult` per epoch and a final :class:`TrainingFinished`; a GUI worker
-forwards them as signals, the CLI draws a progress bar. ``cancel()`` and ``pause()`` are
-thread-safe and act between batches.
+device), :class:`EvaluationProgress` during each epoch's test pass, an :class:`EpochResult`
+per epoch and a final :class:`TrainingFinished`; a GUI worker forwards them as signals, the
+CLI draws progress bars. ``cancel()`` and ``pause()`` are thread-safe and act between batches.
 
 Speed: the whole data set sits on the training device and each epoch's order and shifts are
 drawn once, so a batch is a gather on the device; metrics accumulate there and are read only
@@ -38,7 +38,11 @@ from capsviewer.models import build_model
 from capsviewer.training import distributed
 from capsviewer.training.checkpoints import load_checkpoint, save_checkpoint
 from capsviewer.training.devices import autocast, describe_device, resolve_precision, select_device
-from capsviewer.training.evaluation import EvaluationCancelled, evaluate
+from capsviewer.training.evaluation import (
+    EvaluationCancelled,
+    EvaluationProgress,
+    evaluation_steps,
+)
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
 
 
@@ -122,7 +126,7 @@ class TrainingFinished:
         return max((e.test_accuracy for e in self.history), default=None)
 
 
-Event = BatchProgress | EpochResult | TrainingFinished
+Event = BatchProgress | EvaluationProgress | EpochResult | TrainingFinished
 
 
 class TrainingError(RuntimeError):
@@ -298,9 +302,10 @@ class Trainer:
                 torch.tensor(totals, dtype=torch.float64, device=self.device), processes
             ).tolist()
             try:
-                result = evaluate(self.model, test, self.device, cfg.eval_batch_size,
-                                  should_stop=self._cancel.is_set, precision=self.precision,
-                                  processes=processes)
+                result = yield from evaluation_steps(
+                    self.model, test, self.device, cfg.eval_batch_size,
+                    should_stop=self._cancel.is_set, precision=self.precision,
+                    processes=processes)
             except EvaluationCancelled:
                 yield self._finished(False, history, checkpoint, started)
                 return

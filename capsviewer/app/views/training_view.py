@@ -35,6 +35,7 @@ from capsviewer.data import DATASET_TITLES, DATASETS, default_data_root
 from capsviewer.training import (
     BatchProgress,
     EpochResult,
+    EvaluationProgress,
     TrainConfig,
     TrainingFinished,
 )
@@ -108,7 +109,7 @@ class TrainingView(QWidget, ExportableView):
         self._batches: list[tuple[int, int, int, float, float]] = []
         self._smoothed: list[tuple[float, float]] = []
         self._batches_per_epoch = 1
-        self._progress_text = ""
+        self._progress_text = self._epoch_text = ""
         self._build_form()
         self._build_plots()
         self._update_model_fields()
@@ -337,6 +338,7 @@ class TrainingView(QWidget, ExportableView):
         self.resume_requested.connect(runner.resume)
         self.cancel_requested.connect(runner.cancel)
         runner.progress.connect(self.on_progress)
+        runner.testing.connect(self.on_testing)
         runner.epoch_done.connect(self.on_epoch)
         runner.finished.connect(self.on_finished)
         runner.failed.connect(self.on_failed)
@@ -381,10 +383,18 @@ class TrainingView(QWidget, ExportableView):
         self._batches_per_epoch = event.batches
         self._progress.setRange(0, event.epochs * event.batches)
         self._progress.setValue(step)
+        self._epoch_text = f"epoch {event.epoch}/{event.epochs}"
         self._progress_text = (
-            f"epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches} · "
+            f"{self._epoch_text} · batch {event.batch}/{event.batches} · "
             f"{event.images_per_second:,.0f} img/s · ETA {format_duration(event.eta_seconds)}"
         )
+        self._progress.setFormat(self._progress_text)
+
+    @Slot(object)
+    def on_testing(self, event: EvaluationProgress) -> None:
+        """The test pass after an epoch: the images tested so far (the ETA counts batches)."""
+        self._progress_text = (f"{self._epoch_text} · testing {event.images:,}/{event.total:,} "
+                               "test images")
         self._progress.setFormat(self._progress_text)
 
     @Slot(object)
@@ -429,7 +439,7 @@ class TrainingView(QWidget, ExportableView):
 
     def _clear(self) -> None:
         self._history, self._batches, self._smoothed = [], [], []
-        self._progress_text = ""
+        self._progress_text = self._epoch_text = ""
         for item in (self.loss_raw, self.loss_curve, self.loss_train_epochs, self.loss_test_epochs,
                      self.accuracy_raw, self.accuracy_curve, self.accuracy_test_epochs):
             item.setData([], [])
