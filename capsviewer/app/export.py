@@ -1,33 +1,109 @@
-"""File ▸ Export: each view as PNG (and SVG where pyqtgraph can) plus its numbers as CSV."""
+"""File ▸ Export: each view as PNG, its plots as SVG (where pyqtgraph can) and its numbers as CSV.
+
+Only what must touch widgets runs on the UI thread, in short steps: a horizontal strip of
+the view grabbed, a plot's drawing recorded into a QPicture (pyqtgraph's export mode: scatter
+dots as vector circles, not one bitmap each), a view's tables read. Encoding the PNG, playing
+the pictures into SVG and writing the CSV happen on the export lane (:func:`export_job`), which
+reports progress and stops when asked. :func:`export_views` does the same in one go.
+"""
 
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pyqtgraph as pg
-from PySide6.QtCore import QRectF, QSize
-from PySide6.QtGui import QPainter
+from PySide6.QtCore import QPoint, QRect, QRectF, QSize
+from PySide6.QtGui import QImage, QPainter, QPicture
 from PySide6.QtSvg import QSvgGenerator
 
+from capsviewer.app.compute import on_ui_thread
 from capsviewer.app.views.common import ExportableView
 
+STRIP_HEIGHT = 160  # pixels of a view grabbed in one UI-thread step (a few milliseconds)
 
-def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
-    """Render a scene item (PlotItem, layout…) as SVG with Qt's own generator: vector axes,
-    curves and text. (pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes.)"""
+
+@dataclass
+class _File:
+    """One file to write: UI-thread steps that read the screen, then a writer for any thread."""
+
+    path: Path
+    steps: list[Callable[[], object]]
+    write: Callable[[Path, list], None]
+
+
+def _set_export_mode(item: pg.GraphicsItem, on: bool) -> None:
+    """pyqtgraph's export mode on ``item`` and its children (scatter dots drawn as paths)."""
+    if hasattr(item, "setExportMode"):
+        item.setExportMode(on, {"antialias": True} if on else None)
+    for child in item.childItems():
+        _set_export_mode(child, on)
+
+
+def record_scene(item: pg.GraphicsItem) -> tuple[QPicture, QRectF]:
+    """UI thread: the drawing of a scene item (PlotItem, layout…), recorded in export mode."""
     source = item.sceneBoundingRect()
+    picture = QPicture()
+    painter = QPainter(picture)
+    _set_export_mode(item, True)
+    try:
+        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
+    finally:
+        _set_export_mode(item, False)
+        painter.end()
+    return picture, source
+
+
+def _write_svg(path: Path, parts: list) -> None:
+    """Any thread: Qt's own SVG generator replays the recorded drawing (vector axes, curves,
+    text). pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes."""
+    picture, source = parts[0]
     generator = QSvgGenerator()
     generator.setFileName(str(path))
     generator.setSize(QSize(int(source.width()), int(source.height())))
     generator.setViewBox(QRectF(0, 0, source.width(), source.height()))
-    generator.setTitle(Path(path).stem)
+    generator.setTitle(path.stem)
     painter = QPainter(generator)
     try:
-        item.scene().render(painter, QRectF(0, 0, source.width(), source.height()), source)
+        picture.play(painter)
     finally:
         painter.end()
+
+
+def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
+    """Write a scene item as SVG now (UI thread)."""
+    _write_svg(Path(path), [record_scene(item)])
     return Path(path)
+
+
+def _grab_strip(widget, top: int, height: int) -> QImage:
+    return widget.grab(QRect(0, top, widget.width(), height)).toImage()
+
+
+def _write_png(path: Path, strips: list[QImage]) -> None:
+    width = max(strip.width() for strip in strips)
+    height = sum(strip.height() for strip in strips)
+    image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
+    image.setDevicePixelRatio(strips[0].devicePixelRatio())
+    image.fill(0)
+    painter = QPainter(image)
+    top = 0
+    for strip in strips:
+        painter.drawImage(QPoint(0, round(top / strip.devicePixelRatio())), strip)
+        top += strip.height()
+    painter.end()
+    if not image.save(str(path), "PNG"):
+        raise OSError(f"could not write {path}")
+
+
+def _write_csv(path: Path, parts: list) -> None:
+    header, rows = parts[0]
+    with open(path, "w", newline="", encoding="utf-8") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(header)
+        writer.writerows(rows)
 
 
 def _file_stem(view_name: str, part: str) -> str:
@@ -38,24 +114,68 @@ def _file_stem(view_name: str, part: str) -> str:
     return f"{view_name}-{part}"
 
 
-def export_view(view: ExportableView, folder: str | Path, prefix: str | None = None) -> list[Path]:
-    """Write ``{name}.png``, ``{name}-{scene}.svg`` and ``{name}-{table}.csv``; returns the paths."""
+def _files(view: ExportableView, folder: Path) -> list[_File]:
+    """UI thread: what exporting ``view`` writes, as steps (reads nothing heavy yet)."""
+    name = view.export_name
+    widget = view.export_widget()
+    height = max(widget.height(), 1)
+    strips = [lambda top=top: _grab_strip(widget, top, min(STRIP_HEIGHT, height - top))
+              for top in range(0, height, STRIP_HEIGHT)]
+    files = [_File(folder / f"{name}.png", strips, _write_png)]
+    for scene_name, item in view.export_scenes().items():
+        files.append(_File(folder / f"{_file_stem(name, scene_name)}.svg",
+                           [lambda item=item: record_scene(item)], _write_svg))
+    for table_name in view.export_tables():
+        files.append(_File(folder / f"{_file_stem(name, table_name)}.csv",
+                           [lambda t=table_name: view.export_tables()[t]], _write_csv))
+    return files
+
+
+def _with_panels(views) -> list[ExportableView]:
+    """Each view and the panels exported with it (the routing view's)."""
+    return [part for view in views for part in [view, *getattr(view, "export_panels", list)()]]
+
+
+def export_views(views, folder: str | Path) -> list[Path]:
+    """Write ``views`` to ``folder`` now, on this (the UI) thread; returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    name = prefix or view.export_name
     written = []
-    png = folder / f"{name}.png"
-    if not view.export_widget().grab().save(str(png), "PNG"):
-        raise OSError(f"could not write {png}")
-    written.append(png)
-    for scene_name, item in view.export_scenes().items():
-        svg = folder / f"{_file_stem(name, scene_name)}.svg"
-        written.append(write_svg(item, svg))
-    for table_name, (header, rows) in view.export_tables().items():
-        path = folder / f"{_file_stem(name, table_name)}.csv"
-        with open(path, "w", newline="", encoding="utf-8") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(header)
-            writer.writerows(rows)
-        written.append(path)
+    for view in _with_panels(views):
+        for file in _files(view, folder):
+            file.write(file.path, [step() for step in file.steps])
+            written.append(file.path)
+    return written
+
+
+def export_view(view: ExportableView, folder: str | Path) -> list[Path]:
+    """One view (without its panels) now: ``{name}.png``, ``{name}-{scene}.svg``, CSVs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for file in _files(view, folder):
+        file.write(file.path, [step() for step in file.steps])
+        written.append(file.path)
+    return written
+
+
+def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -> list[Path]:
+    """On the export lane: the same files, the UI thread lent one short step at a time.
+    ``progress(done, total)`` counts steps; JobCancelled once ``should_stop()``."""
+    folder.mkdir(parents=True, exist_ok=True)
+    plans = on_ui_thread(lambda: [(view, _files(view, folder)) for view in _with_panels(views)],
+                         should_stop=should_stop)
+    total = sum(len(file.steps) + 1 for _, files in plans for file in files)
+    done, written = 0, []
+    for _, files in plans:
+        for file in files:
+            parts = []
+            for step in file.steps:
+                parts.append(on_ui_thread(step, should_stop=should_stop))
+                done += 1
+                progress(done, total)
+            file.write(file.path, parts)
+            written.append(file.path)
+            done += 1
+            progress(done, total)
     return written
