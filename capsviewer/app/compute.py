@@ -183,15 +183,22 @@ def on_ui_thread(fn: Callable[..., Any], *args, should_stop: Callable[[], bool])
     """From a job: run ``fn(*args)`` on the UI thread between two of its events and return
     its value. Each call is one short step (a strip of a widget grabbed, a table read), so the
     window keeps drawing in between. Raises JobCancelled once ``should_stop()`` says so."""
+    abandoned = threading.Event()
+
     def guarded():
+        if abandoned.is_set():  # the job stopped waiting: do nothing
+            return False, JobCancelled()
         try:
             return True, fn(*args)
         except Exception as error:  # handed back to the job, raised there
             return False, error
 
+    if should_stop():
+        raise JobCancelled
     future = ensure_main_thread(guarded)()
     while True:
         if should_stop():
+            abandoned.set()
             raise JobCancelled
         try:
             ok, value = future.result(timeout=0.05)
