@@ -82,8 +82,8 @@ class ModelSession(QObject):
             return
         if entry.dataset != self.state.dataset:
             self.switch_dataset(entry.dataset)
-        self.state.set_models({**self.state.models, entry.architecture: entry})
         self.status.emit(f"Loaded {entry.summary()}")
+        self.state.set_models({**self.state.models, entry.architecture: entry})
 
     def _failed(self, path: Path, error: BaseException) -> None:
         self.error.emit("Could not load model", f"{path}:\n{error}")
