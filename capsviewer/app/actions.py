@@ -24,23 +24,23 @@ class Action:
 
 def window_actions(w) -> list[Action]:
     """The menus of MainWindow ``w`` (some entries are listed from what is installed)."""
-    from capsviewer.app import theme
+    from capsviewer.app import dialogs, theme
     from capsviewer.data import DATASET_TITLES, DATASETS
 
     actions = [
-        Action("&File", "&Open model…", lambda w: w.open_model_dialog(), Key.Open,
+        Action("&File", "&Open model…", dialogs.open_model, Key.Open,
                "Load a CapsNet or CNN checkpoint (.safetensors)"),
         Action("&File", "Open &image…", lambda w: w.input_view.choose_file(), "Ctrl+I",
                "Classify a digit from an image file"),
         *[Action("&File/Sample i&mages", path.stem.replace("-", " "),
                  lambda w, p=path: w.input_view.open_file(p))
           for path in sorted(theme.resource("samples").glob("*.png"))],
-        Action("&File", "&Save CapsNet as…", lambda w: w.save_model_dialog("capsnet")),
-        Action("&File", "Save CN&N as…", lambda w: w.save_model_dialog("cnn")),
+        Action("&File", "&Save CapsNet as…", lambda w: dialogs.save_model(w, "capsnet")),
+        Action("&File", "Save CN&N as…", lambda w: dialogs.save_model(w, "cnn")),
         Action("&File", "-", None),
-        Action("&File", "&Export current view…", lambda w: w.export_dialog(current=True), "Ctrl+E",
+        Action("&File", "&Export current view…", lambda w: dialogs.export(w, current=True), "Ctrl+E",
                "PNG (and SVG) of the view, its numbers as CSV, written in the background"),
-        Action("&File", "Export &all views…", lambda w: w.export_dialog(current=False),
+        Action("&File", "Export &all views…", lambda w: dialogs.export(w, current=False),
                "Ctrl+Shift+E"),
         Action("&File", "-", None),
         Action("&File", "&Quit", lambda w: w.close(), Key.Quit),
@@ -74,8 +74,8 @@ def window_actions(w) -> list[Action]:
         actions.append(Action("&Model/&Device", name, lambda w, n=name: w.set_device(n),
                               group="device", checked=lambda w, n=name: n == "auto"))
     actions += [
-        Action("&Help", "&Formulas", lambda w: w.show_formulas(), Key.HelpContents),
-        Action("&Help", "&About capsviewer", lambda w: w.show_about()),
+        Action("&Help", "&Formulas", dialogs.formulas, Key.HelpContents),
+        Action("&Help", "&About capsviewer", dialogs.about),
     ]
     return actions
 

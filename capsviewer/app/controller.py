@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import platformdirs
 import torch
-from PySide6.QtCore import QObject, Signal, Slot
+from PySide6.QtCore import QObject, Signal
 
 from capsviewer.analysis import routing_lab
 from capsviewer.analysis.inspection import (
@@ -42,7 +42,7 @@ from capsviewer.analysis.routing_diagnostics import (
 )
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.export import export_job
-from capsviewer.app.state import NOTHING, POSE_DIMENSIONS, AppState, Result, TestSetPredictions
+from capsviewer.app.state import AppState, Result, TestSetPredictions
 from capsviewer.training.evaluation import EvaluationCancelled
 
 GRID_COLUMNS = 11  # Fig. 4: offsets −R … +R in 10 steps

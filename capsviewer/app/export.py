@@ -22,16 +22,18 @@ from PySide6.QtSvg import QSvgGenerator
 from capsviewer.app.compute import on_ui_thread
 from capsviewer.app.views.common import ExportableView
 
-STRIP_HEIGHT = 160  # pixels of a view grabbed in one UI-thread step (a few milliseconds)
+STRIP_HEIGHT = 96  # pixels of a view grabbed in one UI-thread step (a few milliseconds)
+CSV_CHUNK = 64  # rows written in one call (csv holds the GIL for a whole call)
 
 
 @dataclass
 class _File:
-    """One file to write: UI-thread steps that read the screen, then a writer for any thread."""
+    """Files to write: UI-thread steps that read the screen, then a writer for any thread
+    (``write(path, parts)`` returns the paths it wrote)."""
 
     path: Path
     steps: list[Callable[[], object]]
-    write: Callable[[Path, list], None]
+    write: Callable[[Path, list], list[Path]]
 
 
 def _set_export_mode(item: pg.GraphicsItem, on: bool) -> None:
@@ -56,7 +58,7 @@ def record_scene(item: pg.GraphicsItem) -> tuple[QPicture, QRectF]:
     return picture, source
 
 
-def _write_svg(path: Path, parts: list) -> None:
+def _write_svg(path: Path, parts: list) -> list[Path]:
     """Any thread: Qt's own SVG generator replays the recorded drawing (vector axes, curves,
     text). pyqtgraph's SVGExporter cannot parse the paths Qt 6.12 writes."""
     picture, source = parts[0]
@@ -70,6 +72,7 @@ def _write_svg(path: Path, parts: list) -> None:
         picture.play(painter)
     finally:
         painter.end()
+    return [path]
 
 
 def write_svg(item: pg.GraphicsItem, path: str | Path) -> Path:
@@ -82,7 +85,7 @@ def _grab_strip(widget, top: int, height: int) -> QImage:
     return widget.grab(QRect(0, top, widget.width(), height)).toImage()
 
 
-def _write_png(path: Path, strips: list[QImage]) -> None:
+def _write_png(path: Path, strips: list[QImage]) -> list[Path]:
     width = max(strip.width() for strip in strips)
     height = sum(strip.height() for strip in strips)
     image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
@@ -96,14 +99,21 @@ def _write_png(path: Path, strips: list[QImage]) -> None:
     painter.end()
     if not image.save(str(path), "PNG"):
         raise OSError(f"could not write {path}")
+    return [path]
 
 
-def _write_csv(path: Path, parts: list) -> None:
-    header, rows = parts[0]
-    with open(path, "w", newline="", encoding="utf-8") as handle:
-        writer = csv.writer(handle)
-        writer.writerow(header)
-        writer.writerows(rows)
+def _write_tables(stem: Path, parts: list) -> list[Path]:
+    """Each table of a view as ``{stem}-{table}.csv``."""
+    written = []
+    for table_name, (header, rows) in parts[0].items():
+        path = stem.parent / f"{_file_stem(stem.name, table_name)}.csv"
+        with open(path, "w", newline="", encoding="utf-8") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(header)
+            for start in range(0, len(rows), CSV_CHUNK):  # lets the UI thread take the GIL
+                writer.writerows(rows[start:start + CSV_CHUNK])
+        written.append(path)
+    return written
 
 
 def _file_stem(view_name: str, part: str) -> str:
@@ -125,9 +135,7 @@ def _files(view: ExportableView, folder: Path) -> list[_File]:
     for scene_name, item in view.export_scenes().items():
         files.append(_File(folder / f"{_file_stem(name, scene_name)}.svg",
                            [lambda item=item: record_scene(item)], _write_svg))
-    for table_name in view.export_tables():
-        files.append(_File(folder / f"{_file_stem(name, table_name)}.csv",
-                           [lambda t=table_name: view.export_tables()[t]], _write_csv))
+    files.append(_File(folder / name, [view.export_tables], _write_tables))
     return files
 
 
@@ -136,27 +144,19 @@ def _with_panels(views) -> list[ExportableView]:
     return [part for view in views for part in [view, *getattr(view, "export_panels", list)()]]
 
 
-def export_views(views, folder: str | Path) -> list[Path]:
-    """Write ``views`` to ``folder`` now, on this (the UI) thread; returns the paths."""
+def export_views(views, folder: str | Path, panels: bool = True) -> list[Path]:
+    """Write ``views`` (with the panels exported with them) to ``folder`` now, on this (the
+    UI) thread; returns the paths."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for view in _with_panels(views):
-        for file in _files(view, folder):
-            file.write(file.path, [step() for step in file.steps])
-            written.append(file.path)
-    return written
+    return [path for view in (_with_panels(views) if panels else views)
+            for file in _files(view, folder)
+            for path in file.write(file.path, [step() for step in file.steps])]
 
 
 def export_view(view: ExportableView, folder: str | Path) -> list[Path]:
-    """One view (without its panels) now: ``{name}.png``, ``{name}-{scene}.svg``, CSVs."""
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    written = []
-    for file in _files(view, folder):
-        file.write(file.path, [step() for step in file.steps])
-        written.append(file.path)
-    return written
+    """One view, without its panels: ``{name}.png``, ``{name}-{scene}.svg``, CSVs."""
+    return export_views([view], folder, panels=False)
 
 
 def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -> list[Path]:
@@ -174,8 +174,7 @@ def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -
                 parts.append(on_ui_thread(step, should_stop=should_stop))
                 done += 1
                 progress(done, total)
-            file.write(file.path, parts)
-            written.append(file.path)
+            written += file.write(file.path, parts)
             done += 1
             progress(done, total)
     return written

@@ -11,8 +11,7 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QFileDialog, QLabel, QMainWindow, QMessageBox, QProgressBar,
-    QTabWidget, QToolButton,
+    QApplication, QDockWidget, QMainWindow, QMessageBox, QTabWidget,
 )
 
 from capsviewer.app import theme
@@ -21,6 +20,7 @@ from capsviewer.app.controller import Controller
 from capsviewer.app.export import export_views
 from capsviewer.app.session import ModelSession
 from capsviewer.app.state import AppState
+from capsviewer.app.status_bar import NO_MODEL, StatusBar
 from capsviewer.app.training_runner import TrainingRunner
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.input_view import InputView
@@ -33,9 +33,6 @@ from capsviewer.app.views.training_view import TrainingView
 from capsviewer.data import DATASET_TITLES, DATASETS
 from capsviewer.training import DeviceUnavailable
 from capsviewer.training.model_files import SHIPPED_MODELS, find_models
-
-NO_MODEL = "train one on the Training tab or open a checkpoint (File ▸ Open model…)"
-
 
 class MainWindow(QMainWindow):
     analysis_shown = Signal(object)  # the state's analysis, once computed for the input
@@ -56,7 +53,11 @@ class MainWindow(QMainWindow):
         self.runner = TrainingRunner(self, download=download)
         self._build_views(data_root)
         self.menu_actions = build_menus(self, window_actions(self))
-        self._build_status_bar()
+        self.setStatusBar(StatusBar(self.state, self.controller, self))
+        bar = self.statusBar()
+        self.status_text, self.model_label = bar.status_text, bar.model_label
+        self.device_label = bar.device_label
+        self.export_progress, self.export_cancel = bar.export_progress, bar.export_cancel
         self._connect()
         self._restore_layout()
         self._dataset_changed(self.state.dataset)
@@ -101,71 +102,22 @@ class MainWindow(QMainWindow):
             self.tabs.setTabToolTip(self.tabs.addTab(view, title), tip)
         self.setCentralWidget(self.tabs)
 
-    def _build_status_bar(self) -> None:
-        self.status_text = QLabel()
-        self.export_progress = QProgressBar()
-        self.export_progress.setMaximumWidth(200)
-        self.export_cancel = QToolButton()
-        self.export_cancel.setText("Cancel export")
-        self.export_cancel.clicked.connect(self.controller.cancel_export)
-        self.busy_label, self.data_label = QLabel(), QLabel()
-        self.model_label = QLabel("no model")
-        self.device_label = QLabel(self.session.device_text())
-        bar = self.statusBar()
-        bar.addWidget(self.status_text, 1)
-        for widget in (self.export_progress, self.export_cancel, self.busy_label,
-                       self.data_label, self.model_label, self.device_label):
-            bar.addPermanentWidget(widget)
-        self._export_changed(self.state.export)
-
     def _connect(self) -> None:
         events = self.state.events
-        events.models.connect(self._models_changed)
-        events.device.connect(lambda _: self.device_label.setText(self.session.device_text()))
         events.dataset.connect(self._dataset_changed)
-        events.test_set.connect(self._data_changed)
-        events.export.connect(self._export_changed)
         events.analysis.connect(lambda r: r.ready and self.analysis_shown.emit(r.value))
         self.session.error.connect(self.report_error)
         self.session.status.connect(self.status_text.setText)
         self.controller.failed.connect(self.report_error)
-        self.controller.busy_changed.connect(
-            lambda busy: self.busy_label.setText("computing…" if busy else ""))
         self.input_view.error.connect(lambda message: self.report_error("Cannot use image", message))
         self.training_view.use_model.connect(self.session.load_checkpoint)
 
     # -- what the state says ------------------------------------------------------------------
-    def _models_changed(self, models) -> None:
-        self.model_label.setText("  |  ".join(m.summary() for m in models.values()) or "no model")
-        self.model_label.setToolTip("\n".join(f"{m.summary()}: {m.path}" for m in models.values()))
-        if "capsnet" not in models:
-            self.status_text.setText(f"No CapsNet loaded: {NO_MODEL}")
-
     def _dataset_changed(self, name: str) -> None:
         self.menu_actions[f"&Model/Data&set/{DATASET_TITLES.get(name, name)}"].setChecked(True)
         title = DATASET_TITLES.get(name, name)
         self.setWindowTitle("capsviewer" if name == "mnist" else f"capsviewer · {title}")
         self.training_view.set_dataset(name)
-
-    def _data_changed(self, images) -> None:
-        sample = " (sample)" if self.state.test_set_sample else ""
-        self.data_label.setText("" if images is None else f"test set{sample}: {len(images):,}")
-
-    def _export_changed(self, result) -> None:
-        running = result.pending
-        for widget in (self.export_progress, self.export_cancel):
-            widget.setVisible(running)
-        if running:
-            done, total = result.progress or (0, 1)
-            self.export_progress.setRange(0, total)
-            self.export_progress.setValue(done)
-            self.export_progress.setFormat(f"exporting… %p%")
-        elif result.error:
-            self.status_text.setText(f"Export {result.error}" if result.error == "cancelled"
-                                     else f"Export failed: {result.error}")
-        elif result.value is not None:
-            folder = result.value[0].parent if result.value else ""
-            self.status_text.setText(f"Exported {len(result.value)} files to {folder}")
 
     # -- actions -----------------------------------------------------------------------------
     def on_routing_tab(self) -> RoutingView:
@@ -200,36 +152,6 @@ class MainWindow(QMainWindow):
         cuda = [f"cuda:{k}" for k in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
         return ["auto", "cpu", *cuda]
 
-    def open_model_dialog(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Open model", self._last_dir(),
-                                              "capsviewer checkpoints (*.safetensors)")
-        if path:
-            self.settings.setValue("last_dir", str(Path(path).parent))
-            self.session.load_checkpoint(path)
-
-    def save_model_dialog(self, architecture: str) -> None:
-        entry = self.state.models.get(architecture)
-        if entry is None:
-            self.report_error("Nothing to save", f"No {architecture} model is loaded.")
-            return
-        path, _ = QFileDialog.getSaveFileName(self, "Save model", self._last_dir(),
-                                              "capsviewer checkpoints (*.safetensors)")
-        if path:
-            from capsviewer.training import save_checkpoint
-
-            meta = {k: v for k, v in entry.metadata.items()
-                    if k not in ("format", "format_version", "architecture", "config")}
-            self.controller.lanes["loading"].submit(
-                "save", save_checkpoint, path, entry.model, meta,
-                on_done=lambda p: self.status_text.setText(f"Saved {p}"),
-                on_error=lambda e: self.report_error("Could not save", str(e)))
-
-    def export_dialog(self, current: bool) -> None:
-        """Ask for a folder, then export in the background (progress and Cancel below)."""
-        folder = QFileDialog.getExistingDirectory(self, "Export to folder", self._last_dir())
-        if folder:
-            self.controller.export(self.export_targets(current), folder)
-
     def export_targets(self, current: bool) -> list:
         tabs = [self.tabs.widget(i) for i in range(self.tabs.count())]
         return [self.tabs.currentWidget()] if current else [self.input_view, *tabs]
@@ -247,17 +169,6 @@ class MainWindow(QMainWindow):
     def set_theme(self, name: str) -> None:
         self.settings.setValue("theme", name)
         theme.apply_theme(QApplication.instance(), name)
-
-    def show_formulas(self) -> None:
-        text = "\n\n".join(f"{name}:\n{formula}" for name, formula in FORMULAS.items())
-        QMessageBox.information(self, "The maths behind the views", text)
-
-    def show_about(self) -> None:
-        import capsviewer
-
-        QMessageBox.about(self, "About capsviewer",
-                          f"capsviewer {capsviewer.__version__}\n\nExplore Capsule Networks: "
-                          "Sabour, Frosst & Hinton (2017), Dynamic Routing Between Capsules.")
 
     @Slot(str, str)
     def report_error(self, title: str, message: str) -> None:
@@ -283,9 +194,6 @@ class MainWindow(QMainWindow):
 
     def lanes(self):
         return tuple(self.controller.lanes.values())
-
-    def _last_dir(self) -> str:
-        return str(self.settings.value("last_dir", str(Path.home())))
 
     # -- layout persistence and shutdown ------------------------------------------------------
     def _restore_layout(self) -> None:

@@ -80,6 +80,7 @@ class RoutingLabView(QWidget, ExportableView):
         self._drawn: LabState | None = None
         self._iteration = self.state.iterations
         self._fit_next = True
+        self._stale: set[str] = set()  # theory panels not drawn for the result yet
         self._drag = qthrottled(self.set_vote, timeout=DRAG_INTERVAL_MS, parent=self)
 
         layout = QVBoxLayout(self)
@@ -238,7 +239,8 @@ class RoutingLabView(QWidget, ExportableView):
             index = self.tabs.addTab(panel, panel.title)
             self.tabs.setTabToolTip(index, panel.formula)
         self.attention_panel.temperature_changed.connect(self.set_temperature)
-        self.jacobian_panel.child_changed.connect(lambda _: self._show_iteration())
+        self.jacobian_panel.child_changed.connect(lambda _: self._redraw_panel("jacobians"))
+        self.tabs.currentChanged.connect(lambda _: self._draw_panel())
         self.equivariance_panel.theta_changed.connect(self.set_theta)
         norms, squash_eigs, sigmoid_eigs = jacobian_curves()
         self.jacobian_panel.show_curves(norms, squash_eigs, sigmoid_eigs)
@@ -381,20 +383,15 @@ class RoutingLabView(QWidget, ExportableView):
         self.jacobian_panel.child_spin.setRange(0, lab.children - 1)
 
     def _render(self, *_) -> None:
-        """Draw the computed scene (while a newer one is computed: the last one computed)."""
+        """Draw the computed scene (while a newer one is computed: the last one computed):
+        the canvases and the theory panel on screen; the others when they are shown."""
         value = self._app.lab_result.value
         if value is None:
             return
         lab, result = value
         self._drawn, self.result = lab, result
         self._iteration = min(max(self._iteration, 1), lab.iterations)
-        r = self._iteration
-        self.fixed_point_panel.show(DELTAS, result.squash_map, result.linear_map,
-                                    result.squash_fixed, result.linear_fixed, result.run_deltas, r)
-        self.objective_panel.show(result.linear_objective, result.squash_objective,
-                                  result.squash_potential, r)
-        self.lp_panel.show(result.gap, SCALES, result.scale_distance, result.scale_value_gap, r)
-        self.equivariance_panel.show(result.equivariance)
+        self._stale = set(self.panels)
         self._show_iteration()
         if self._fit_next:
             self._fit_next = False
@@ -403,7 +400,7 @@ class RoutingLabView(QWidget, ExportableView):
         self.state_changed.emit()
 
     def _show_iteration(self) -> None:
-        result, lab, r = self.result, self._drawn, self._iteration
+        result, r = self.result, self._iteration
         if result is None:
             return
         self._sync_scrubber()
@@ -419,17 +416,42 @@ class RoutingLabView(QWidget, ExportableView):
             em.means[r - 1], em.responsibilities[r - 1],
             [f"μ{j} a={a:.2f}" for j, a in enumerate(em.activations[r - 1])],
             spreads=np.sqrt(em.variances[r - 1]))
-        self.couplings_panel.show(dynamic.couplings, em.responsibilities, r)
-        self.fixed_point_panel.set_iteration(r)
-        self.objective_panel.set_iteration(r)
-        self.lp_panel.set_iteration(r)
-        child = min(self.jacobian_panel.child_spin.value(), lab.children - 1)
-        norms = result.parent_norms(r)
-        self.jacobian_panel.show_iteration(norms, squash_eigenvalues(norms).max(axis=1),
-                                           result.softmax_jacobian(r, child), child, r)
-        self.attention_panel.show(result.attention(r, lab.temperature),
-                                  result.dynamic.couplings[r - 1], lab.temperature,
-                                  TEMPERATURES, result.sharpness(r), r)
+        self._stale = set(self.panels)
+        self._draw_panel()
+
+    def _draw_panel(self, names=None) -> None:
+        """Draw the theory panels ``names`` (the one on screen by default) that are stale."""
+        result, lab, r = self.result, self._drawn, self._iteration
+        if result is None:
+            return
+        current = next(k for k, panel in self.panels.items() if panel is self.tabs.currentWidget())
+        for name in [current] if names is None else names:
+            if name not in self._stale:
+                continue
+            self._stale.discard(name)
+            if name == "couplings":
+                self.couplings_panel.show(result.dynamic.couplings, result.em.responsibilities, r)
+            elif name == "fixed_point":
+                self.fixed_point_panel.show(DELTAS, result.squash_map, result.linear_map,
+                                            result.squash_fixed, result.linear_fixed,
+                                            result.run_deltas, r)
+            elif name == "objective":
+                self.objective_panel.show(result.linear_objective, result.squash_objective,
+                                          result.squash_potential, r)
+            elif name == "lp":
+                self.lp_panel.show(result.gap, SCALES, result.scale_distance,
+                                   result.scale_value_gap, r)
+            elif name == "attention":
+                self.attention_panel.show(result.attention(r, lab.temperature),
+                                          result.dynamic.couplings[r - 1], lab.temperature,
+                                          TEMPERATURES, result.sharpness(r), r)
+            elif name == "jacobians":
+                child = min(self.jacobian_panel.child_spin.value(), lab.children - 1)
+                norms = result.parent_norms(r)
+                self.jacobian_panel.show_iteration(norms, squash_eigenvalues(norms).max(axis=1),
+                                                   result.softmax_jacobian(r, child), child, r)
+            elif name == "equivariance":
+                self.equivariance_panel.show(result.equivariance)
 
     def _sync_scrubber(self) -> None:
         count = self._drawn.iterations
@@ -438,8 +460,13 @@ class RoutingLabView(QWidget, ExportableView):
             self.scrubber.setValue(self._iteration)
         self.iteration_label.setText(f"r = {self._iteration} of {count}")
 
+    def _redraw_panel(self, name: str) -> None:
+        self._stale.add(name)
+        self._draw_panel()
+
     # -- export -----------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
+        self._draw_panel(list(self.panels))  # the panels not on screen too
         result, r = self.result, self._iteration
         state = self._drawn  # the scene the drawn numbers are for
         if result is None:
@@ -486,6 +513,7 @@ class RoutingLabView(QWidget, ExportableView):
         return tables
 
     def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        self._draw_panel(list(self.panels))
         scenes = {"dynamic_canvas": self.dynamic_canvas.getPlotItem(),
                   "em_canvas": self.em_canvas.getPlotItem()}
         for panel in self.panels.values():

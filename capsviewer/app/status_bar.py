@@ -1,0 +1,72 @@
+"""The status bar, bound to the app state: a message line, export progress with Cancel, whether
+jobs are running, the test set, each model's file and the device."""
+
+from __future__ import annotations
+
+from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
+
+from capsviewer.training import describe_device
+
+NO_MODEL = "train one on the Training tab or open a checkpoint (File ▸ Open model…)"
+
+
+class StatusBar(QStatusBar):
+    def __init__(self, state, controller, parent=None):
+        super().__init__(parent)
+        self.state = state
+        self.status_text = QLabel()
+        self.export_progress = QProgressBar()
+        self.export_progress.setMaximumWidth(200)
+        self.export_cancel = QToolButton()
+        self.export_cancel.setText("Cancel export")
+        self.export_cancel.clicked.connect(controller.cancel_export)
+        self.busy_label, self.data_label = QLabel(), QLabel()
+        self.model_label = QLabel("no model")
+        self.device_label = QLabel(describe_device(state.device))
+        self.addWidget(self.status_text, 1)
+        for widget in (self.export_progress, self.export_cancel, self.busy_label,
+                       self.data_label, self.model_label, self.device_label):
+            self.addPermanentWidget(widget)
+        for widget in (self.export_progress, self.export_cancel):
+            # Showing them must not resize the window's views (a relayout of every plot).
+            policy = widget.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)
+            widget.setSizePolicy(policy)
+        events = state.events
+        events.models.connect(self._models_changed)
+        events.device.connect(lambda device: self.device_label.setText(describe_device(device)))
+        events.test_set.connect(self._data_changed)
+        events.export.connect(self._export_changed)
+        self.busy_label.setMinimumWidth(self.busy_label.fontMetrics().horizontalAdvance("computing…"))
+        controller.busy_changed.connect(
+            lambda busy: self.busy_label.setText("computing…" if busy else ""))
+        self._export_changed(state.export)
+
+    def say(self, text: str) -> None:
+        self.status_text.setText(text)
+
+    def _models_changed(self, models) -> None:
+        """Which file each model is (the full paths in the tooltip)."""
+        self.model_label.setText("  |  ".join(m.summary() for m in models.values()) or "no model")
+        self.model_label.setToolTip("\n".join(f"{m.summary()}: {m.path}" for m in models.values()))
+        if "capsnet" not in models:
+            self.say(f"No CapsNet loaded: {NO_MODEL}")
+
+    def _data_changed(self, images) -> None:
+        sample = " (sample)" if self.state.test_set_sample else ""
+        self.data_label.setText("" if images is None else f"test set{sample}: {len(images):,}")
+
+    def _export_changed(self, result) -> None:
+        for widget in (self.export_progress, self.export_cancel):
+            widget.setVisible(result.pending)
+        if result.pending:
+            done, total = result.progress or (0, 1)
+            self.export_progress.setRange(0, total)
+            self.export_progress.setValue(done)
+            self.export_progress.setFormat("exporting… %p%")
+        elif result.error:
+            self.say("Export cancelled" if result.error == "cancelled"
+                     else f"Export failed: {result.error}")
+        elif result.value is not None:
+            folder = result.value[0].parent if result.value else ""
+            self.say(f"Exported {len(result.value)} files to {folder}")
