@@ -76,10 +76,11 @@ def main() -> int:
         timer.stop()
         return np.diff(ticks) * 1000
 
+    lab = window.lab_view
+    lab.load_preset("free")
+    wait(lab.is_current)
+
     def drag() -> None:
-        lab = window.lab_view
-        lab.load_preset("free")
-        wait(lab.is_current)
         start = lab.state.effective_votes()[2, 0]
         for k, t in enumerate(np.linspace(0, 6, args.drags), 1):
             x, y = start + 0.01 * k * np.array([np.cos(t), np.sin(t)])

@@ -5,7 +5,7 @@ same votes, side by side, with one iteration scrubber; the tabs below plot the t
 point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen.
 The scene (votes and settings) lives in the app state; a Controller computes it in the
 background (:func:`capsviewer.analysis.routing_lab.compute`) and the view draws the result.
-Drags are throttled to one scene per frame.
+Drags are throttled (qthrottled) to at most 30 scenes a second.
 """
 
 from __future__ import annotations
@@ -62,7 +62,7 @@ from capsviewer.app.views.routing_lab_panels import (
 )
 
 MAX_ITERATIONS = 15
-DRAG_INTERVAL_MS = 16  # at most one new scene a frame while a vote is dragged
+DRAG_INTERVAL_MS = 33  # at most 30 new scenes a second while a vote is dragged
 DEFAULT_BIAS, DEFAULT_PERTURBATION = 0.05, 0.05
 
 
@@ -386,7 +386,7 @@ class RoutingLabView(QWidget, ExportableView):
         """Draw the computed scene (while a newer one is computed: the last one computed):
         the canvases and the theory panel on screen; the others when they are shown."""
         value = self._app.lab_result.value
-        if value is None:
+        if value is None or value[1] is self.result:  # nothing new (a newer scene pending)
             return
         lab, result = value
         self._drawn, self.result = lab, result
