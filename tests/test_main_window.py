@@ -5,6 +5,7 @@ only draws."""
 import threading
 import time
 import xml.etree.ElementTree as ElementTree
+from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
@@ -389,11 +390,13 @@ def test_a_trained_model_replaces_nothing_until_it_is_chosen(qtbot, window, tmp_
     assert training.use_button.isEnabled()
     training.use_button.click()
     settle(qtbot, window, lambda: str(window.state.models["cnn"].path) == trained)
-    assert "cnn-mnist-2.safetensors" in window.model_label.text()
+    assert "CNN: cnn-mnist-2" in window.model_label.text() and trained in window.model_label.toolTip()
     assert window.state.models["capsnet"] is shipped["capsnet"]
     window.menu_actions["&Model/&Shipped models"].trigger()
     settle(qtbot, window, lambda: window.state.models["cnn"].path == shipped["cnn"].path)
-    assert "(shipped)" in window.model_label.text() or not window.state.models["cnn"].shipped
+    assert window.state.models["cnn"].shipped == (Path(SHIPPED_MODELS).resolve()
+                                                  == shipped["cnn"].path.resolve().parent)
+    assert "CNN: cnn-mnist" in window.model_label.text()
 
 
 def test_the_accuracy_against_k_stays_across_images_and_shows_progress(qtbot, window):

@@ -18,6 +18,7 @@ import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize
 from PySide6.QtGui import QImage, QPainter, QPicture
 from PySide6.QtSvg import QSvgGenerator
+from PySide6.QtWidgets import QStackedWidget
 
 from capsviewer.app.compute import on_ui_thread
 from capsviewer.app.views.common import ExportableView
@@ -85,7 +86,16 @@ def _grab_strip(widget, top: int, height: int) -> QImage:
     return widget.grab(QRect(0, top, widget.width(), height)).toImage()
 
 
-def _write_png(path: Path, strips: list[QImage]) -> list[Path]:
+def _hidden_page(widget) -> tuple[QStackedWidget, object] | None:
+    """(stack, page shown now) when ``widget`` is a page not shown of a stack that is."""
+    stack = widget.parentWidget()
+    if isinstance(stack, QStackedWidget) and stack.isVisible() and stack.currentWidget() is not widget:
+        return stack, stack.currentWidget()
+    return None
+
+
+def _write_png(path: Path, strips: list) -> list[Path]:
+    strips = [strip for strip in strips if isinstance(strip, QImage)]  # not the page switches
     width = max(strip.width() for strip in strips)
     height = sum(strip.height() for strip in strips)
     image = QImage(width, height, QImage.Format.Format_ARGB32_Premultiplied)
@@ -131,6 +141,14 @@ def _files(view: ExportableView, folder: Path) -> list[_File]:
     height = max(widget.height(), 1)
     strips = [lambda top=top: _grab_strip(widget, top, min(STRIP_HEIGHT, height - top))
               for top in range(0, height, STRIP_HEIGHT)]
+    page = _hidden_page(widget)
+    if page is not None:  # a panel behind another of a shown view: shown while it is grabbed
+        stack, shown = page
+        strips = [lambda: stack.setCurrentWidget(widget), *strips,
+                  lambda: stack.setCurrentWidget(shown)]
+    elif not widget.isVisible():
+        # A hidden tab is laid out again on every grab (and with it the window): at once.
+        strips = [lambda: _grab_strip(widget, 0, height)]
     files = [_File(folder / f"{name}.png", strips, _write_png)]
     for scene_name, item in view.export_scenes().items():
         files.append(_File(folder / f"{_file_stem(name, scene_name)}.svg",

@@ -42,6 +42,12 @@ class LoadedModel:
     def dataset(self) -> str:
         return self.metadata.get("dataset", {}).get("name", "mnist")
 
+    def short_name(self) -> str:
+        """"CapsNet: capsnet-mnist (shipped)": which file the model is."""
+        name = NAMES.get(self.architecture, self.architecture)
+        file = self.path.stem if self.path is not None else "not saved"
+        return f"{name}: {file}" + (" (shipped)" if self.shipped else "")
+
     def summary(self) -> str:
         parts = [NAMES.get(self.architecture, self.architecture)]
         accuracy = self.metadata.get("metrics", {}).get("test_accuracy")
