@@ -421,9 +421,10 @@ class RoutingLabView(QWidget, ExportableView):
 
     def _draw_panel(self, names=None) -> None:
         """Draw the theory panels ``names`` (the one on screen by default) that are stale."""
-        result, lab, r = self.result, self._drawn, self._iteration
+        result, lab = self.result, self._drawn
         if result is None:
             return
+        r = min(self._iteration, lab.iterations)  # a new preset's r may be ahead of its result
         current = next(k for k, panel in self.panels.items() if panel is self.tabs.currentWidget())
         for name in [current] if names is None else names:
             if name not in self._stale:
