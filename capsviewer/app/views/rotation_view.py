@@ -269,6 +269,8 @@ class RotationView(QWidget, ExportableView):
         for item in (self.cnn_curve, self.capsule_curve, self.cnn_prediction_points,
                      self.capsule_prediction_points, self.plane_points, self.plane_line):
             item.setData([], [])
+        self.reference_line.setVisible(False)  # nothing of the last input's sweep stays
+        self.plane_plot.enableAutoRange()
         self.score_plot.setTitle("reference class vs angle")
         self.summary.setText(message)
 
@@ -322,6 +324,7 @@ class RotationView(QWidget, ExportableView):
         _set_curve(self.cnn_prediction_points, angles, sweep.cnn_predictions)
         _set_curve(self.capsule_prediction_points, angles, sweep.capsule_predictions)
         self.reference_line.setValue(ref)
+        self.reference_line.setVisible(True)
         self.prediction_plot.getAxis("left").setTicks(class_ticks(self._class_names))
         plane = sweep.plane
         _set_curve(self.plane_points, angles, None if plane is None else plane.plane_angles)
