@@ -101,7 +101,8 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
 
     window.tabs.setCurrentWidget(window.pose_view)
     shown: list[float] = []
-    window.reconstruction_shown.connect(lambda _: shown.append(time.perf_counter()))
+    window.state.events.reconstruction.connect(
+        lambda result: result.ready and shown.append(time.perf_counter()))
     for k in range(repeats):
         before = len(shown)
         start = time.perf_counter()
@@ -116,7 +117,7 @@ def in_process(paths: dict[str, Path], data_root: str | None, repeats: int) -> d
     # convolutions where native, near-ties in fp32), the curves drawn and repainted.
     window.tabs.setCurrentWidget(window.rotation_view)
     for _ in range(max(3, repeats // 4)):
-        window.rotation_view._sweep = None
+        window.state.sweep_step = None  # clears the sweep: the click asks for a new one
         start = time.perf_counter()
         window.rotation_view.sweep_button.click()
         wait_until(app, lambda: window.rotation_view._sweep is not None and window.is_idle(), 60)

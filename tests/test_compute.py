@@ -1,11 +1,10 @@
 """The compute lane: work off the UI thread, latest request wins, errors reported."""
 
 import threading
-import time
 
 import pytest
 
-from capsviewer.app.compute import ComputeLane
+from capsviewer.app.compute import ComputeLane, JobCancelled, on_ui_thread
 
 
 @pytest.fixture
@@ -65,10 +64,8 @@ def test_cancel_drops_the_result_of_a_running_job(qtbot, lane):
     lane.cancel("k")
     lane.submit("k", lambda: "new", on_done=shown.append)
     gate.set()
-    qtbot.waitUntil(lambda: bool(shown), timeout=3000)
-    time.sleep(0.1)
-    qtbot.wait(50)
-    assert shown == ["new"]
+    qtbot.waitUntil(lambda: bool(shown) and lane.pending() == 0, timeout=3000)
+    assert shown == ["new"]  # the old job's result came back too, and was dropped
 
 
 def test_errors_reach_the_ui_and_the_lane_survives(qtbot, lane):
@@ -91,3 +88,49 @@ def test_shutdown_ends_the_thread(qtbot):
     qtbot.waitUntil(lane.isRunning, timeout=3000)
     assert lane.shutdown(3000)
     assert not lane.isRunning()
+
+
+def test_progress_reaches_the_ui_thread_in_order(qtbot, lane):
+    ui_thread = threading.get_ident()
+    seen, done = [], []
+
+    def job(count, progress):
+        for k in range(1, count + 1):
+            progress(k, count)
+        return count
+
+    lane.submit("long", job, 5, on_done=done.append,
+                on_progress=lambda k, n: seen.append((threading.get_ident(), k, n)))
+    qtbot.waitUntil(lambda: bool(done), timeout=3000)
+    assert seen == [(ui_thread, k, 5) for k in range(1, 6)]
+
+
+def test_a_job_borrows_the_ui_thread_for_a_step_and_stops_when_cancelled(qtbot, lane):
+    ui_thread = threading.get_ident()
+    gate = threading.Event()
+    steps, outcome = [], []
+
+    def job():
+        steps.append(on_ui_thread(threading.get_ident, should_stop=lane.should_stop))
+        gate.wait(5)
+        on_ui_thread(steps.append, "never", should_stop=lane.should_stop)
+
+    lane.submit("export", job, on_done=outcome.append, on_error=outcome.append)
+    qtbot.waitUntil(lambda: len(steps) == 1, timeout=3000)
+    assert steps == [ui_thread]
+    lane.cancel("export")
+    gate.set()
+    qtbot.waitUntil(lambda: lane.pending() == 0 and not lane._busy, timeout=3000)
+    assert steps == [ui_thread] and outcome == []  # cancelled quietly, the step never ran
+
+
+def test_an_error_on_the_ui_thread_step_fails_the_job(qtbot, lane):
+    errors = []
+
+    def job():
+        return on_ui_thread(lambda: 1 / 0, should_stop=lane.should_stop)
+
+    lane.submit("k", job, on_error=errors.append)
+    qtbot.waitUntil(lambda: bool(errors), timeout=3000)
+    assert isinstance(errors[0], ZeroDivisionError)
+    assert not isinstance(errors[0], JobCancelled)

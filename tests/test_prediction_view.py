@@ -63,7 +63,8 @@ def test_bars_equal_the_lengths_and_probabilities(view, inspections):
                      if hasattr(item, "value") and hasattr(item, "label"))
     assert margins == [0.1, 0.9]
     assert view.headline.text() == (
-        f"CapsNet: {capsules.prediction} (‖v‖ = {capsules.lengths[capsules.prediction]:.2f}) · "
+        f"CapsNet: {capsules.prediction} (‖v‖ = {capsules.lengths[capsules.prediction]:.2f}, "
+        f"R = {len(capsules.iterations)}) · "
         f"CNN: {cnn.prediction} (p = {cnn.probabilities[cnn.prediction]:.2f}) · label {label}"
     )
 

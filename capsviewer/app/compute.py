@@ -4,11 +4,13 @@ A :class:`ComputeLane` is one QThread with one pending slot per key: submitting 
 key that already waits replaces it, so a slider dragged across 50 values runs the decoder a few
 times, never 50. Jobs of one key run in order, so every result that arrives is newer than the
 one on screen; ``cancel(key)`` drops results of jobs submitted before it (e.g. a model swap).
-Callbacks run on the UI thread.
+Callbacks run on the UI thread. A long job can report progress and poll ``should_stop``; one
+that needs the UI thread for a moment (grabbing a widget) asks for it with :func:`on_ui_thread`.
 """
 
 from __future__ import annotations
 
+import concurrent.futures
 import threading
 import traceback
 import weakref
@@ -18,6 +20,7 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QThread, Qt, Signal, Slot
+from superqt.utils import ensure_main_thread
 
 _LANES: "weakref.WeakSet[ComputeLane]" = weakref.WeakSet()
 
@@ -35,6 +38,7 @@ class _Job:
     args: tuple
     on_done: Callable[[Any], None] | None
     on_error: Callable[[BaseException], None] | None
+    on_progress: Callable[..., None] | None = None
 
 
 @dataclass
@@ -46,8 +50,13 @@ class JobOutcome:
     details: str = ""
 
 
+class JobCancelled(Exception):
+    """Raised inside a job that saw ``should_stop()``; its result is dropped quietly."""
+
+
 class ComputeLane(QThread):
     outcome = Signal(object)  # JobOutcome, emitted from the worker thread
+    progressed = Signal(int, object)  # token, progress arguments, from the worker thread
     failed = Signal(str, str)  # key, message: a job without on_error raised
     busy_changed = Signal(bool)
 
@@ -63,16 +72,20 @@ class ComputeLane(QThread):
         self._busy = False
         self._running: _Job | None = None
         self.outcome.connect(self._deliver, Qt.ConnectionType.QueuedConnection)
+        self.progressed.connect(self._deliver_progress, Qt.ConnectionType.QueuedConnection)
         _LANES.add(self)
 
     # -- UI thread ------------------------------------------------------------------------------
     def submit(self, key: str, fn: Callable[..., Any], *args,
                on_done: Callable[[Any], None] | None = None,
-               on_error: Callable[[BaseException], None] | None = None) -> int:
-        """Queue ``fn(*args)`` under ``key``, replacing a job of that key not yet started."""
+               on_error: Callable[[BaseException], None] | None = None,
+               on_progress: Callable[..., None] | None = None) -> int:
+        """Queue ``fn(*args)`` under ``key``, replacing a job of that key not yet started.
+        With ``on_progress``, ``fn`` also gets ``progress=report``: ``report(*values)`` from
+        the worker calls ``on_progress(*values)`` on the UI thread while the job is current."""
         with self._condition:
             self._token += 1
-            job = _Job(key, self._token, fn, args, on_done, on_error)
+            job = _Job(key, self._token, fn, args, on_done, on_error, on_progress)
             replaced = self._pending.pop(key, None)
             if replaced is not None:
                 self._callbacks.pop(replaced.token, None)
@@ -115,10 +128,19 @@ class ComputeLane(QThread):
             self._condition.notify()
         return self.wait(timeout_ms) if self.isRunning() else True
 
+    @Slot(int, object)
+    def _deliver_progress(self, token: int, values: tuple) -> None:
+        job = self._callbacks.get(token)
+        if job is not None and job.on_progress is not None \
+                and token >= self._dropped_before.get(job.key, 0):
+            job.on_progress(*values)
+
     @Slot(object)
     def _deliver(self, outcome: JobOutcome) -> None:
         job = self._callbacks.pop(outcome.token, None)
         if job is None or outcome.token < self._dropped_before.get(outcome.key, 0):
+            return
+        if isinstance(outcome.error, JobCancelled):
             return
         if outcome.error is None:
             if job.on_done is not None:
@@ -141,8 +163,12 @@ class ComputeLane(QThread):
                 self._busy = True
                 self._running = job
             self.busy_changed.emit(True)
+            kwargs = {}
+            if job.on_progress is not None:
+                kwargs["progress"] = lambda *values, token=job.token: \
+                    self.progressed.emit(token, values)
             try:
-                outcome = JobOutcome(job.key, job.token, value=job.fn(*job.args))
+                outcome = JobOutcome(job.key, job.token, value=job.fn(*job.args, **kwargs))
             except Exception as error:  # reported to the UI, never kills the lane
                 outcome = JobOutcome(job.key, job.token, error=error,
                                      details=traceback.format_exc())
@@ -151,3 +177,33 @@ class ComputeLane(QThread):
                 self._running = None
             self.outcome.emit(outcome)
             self.busy_changed.emit(False)
+
+
+def on_ui_thread(fn: Callable[..., Any], *args, should_stop: Callable[[], bool]) -> Any:
+    """From a job: run ``fn(*args)`` on the UI thread between two of its events and return
+    its value. Each call is one short step (a strip of a widget grabbed, a table read), so the
+    window keeps drawing in between. Raises JobCancelled once ``should_stop()`` says so."""
+    abandoned = threading.Event()
+
+    def guarded():
+        if abandoned.is_set():  # the job stopped waiting: do nothing
+            return False, JobCancelled()
+        try:
+            return True, fn(*args)
+        except Exception as error:  # handed back to the job, raised there
+            return False, error
+
+    if should_stop():
+        raise JobCancelled
+    future = ensure_main_thread(guarded)()
+    while True:
+        if should_stop():
+            abandoned.set()
+            raise JobCancelled
+        try:
+            ok, value = future.result(timeout=0.05)
+        except concurrent.futures.TimeoutError:
+            continue
+        if not ok:
+            raise value
+        return value

@@ -1,16 +1,16 @@
-"""What the window works on: the loaded models, the device and the test set. Loading runs on
-a compute lane; results and errors come back as signals."""
+"""Loading what the window works on, into the app state: the models, the device and the test
+set. Loading runs on a compute lane; errors and status lines come back as signals."""
 
 from __future__ import annotations
 
 import copy
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
+from capsviewer.app.state import AppState, LoadedModel
 from capsviewer.data import (
     DATASET_TITLES,
     DATASETS,
@@ -22,76 +22,65 @@ from capsviewer.data import (
     resolve_data_root,
 )
 from capsviewer.training import describe_device, load_checkpoint, select_device
+from capsviewer.training.model_files import SHIPPED_MODELS
 
-
-@dataclass
-class LoadedModel:
-    model: torch.nn.Module
-    metadata: dict = field(default_factory=dict)
-    path: Path | None = None
-
-    @property
-    def architecture(self) -> str:
-        return self.model.architecture
-
-    @property
-    def dataset(self) -> str:
-        return self.metadata.get("dataset", {}).get("name", "mnist")
-
-    def summary(self) -> str:
-        name = {"capsnet": "CapsNet", "cnn": "CNN"}.get(self.architecture, self.architecture)
-        parts = [name]
-        accuracy = self.metadata.get("metrics", {}).get("test_accuracy")
-        if accuracy is not None:
-            parts.append(f"test {accuracy:.2%}")
-        if self.path is not None:
-            parts.append(self.path.name)
-        return " · ".join(parts)
+__all__ = ["LoadedModel", "ModelSession"]
 
 
 class ModelSession(QObject):
     """Models of one dataset at a time: loading a checkpoint trained on another dataset
-    switches to it (its test set, its class names) and unloads the other models."""
+    switches to it (its test set, its class names) and unloads the other models. What is
+    loaded lives in ``state``; this object only loads."""
 
-    models_changed = Signal()
-    dataset_changed = Signal(str)
-    test_set_changed = Signal(object)  # ImageSet | None
-    download_progress = Signal(object)  # (bytes done, bytes in all, file name), worker thread
     error = Signal(str, str)  # title, message
     status = Signal(str)
+    download_progress = Signal(object)  # (bytes done, bytes in all, file name), worker thread
 
-    def __init__(self, lane: ComputeLane, device: str = "auto", data_root: str | None = None,
-                 parent: QObject | None = None):
+    def __init__(self, state: AppState, lane: ComputeLane, device: str = "auto",
+                 data_root: str | None = None, parent: QObject | None = None):
         super().__init__(parent)
+        self.state = state
         self.lane = lane
-        self.device = select_device(device)
         self.data_root = data_root
-        self.models: dict[str, LoadedModel] = {}
-        self.test_set: ImageSet | None = None
-        self.dataset = "mnist"
+        state.device = select_device(device)
+
+    # Read-through views of the state, for callers that think in terms of a session.
+    @property
+    def models(self) -> dict[str, LoadedModel]:
+        return dict(self.state.models)
+
+    @property
+    def test_set(self) -> ImageSet | None:
+        return self.state.test_set
+
+    @property
+    def dataset(self) -> str:
+        return self.state.dataset
+
+    @property
+    def device(self) -> torch.device:
+        return self.state.device
+
+    @property
+    def capsnet(self):
+        return self.state.capsnet
+
+    @property
+    def cnn(self):
+        return self.state.cnn
 
     @property
     def class_names(self) -> tuple[str, ...]:
-        return DATASETS[self.dataset].classes
-
-    @property
-    def capsnet(self) -> torch.nn.Module | None:
-        entry = self.models.get("capsnet")
-        return entry.model if entry else None
-
-    @property
-    def cnn(self) -> torch.nn.Module | None:
-        entry = self.models.get("cnn")
-        return entry.model if entry else None
+        return self.state.class_names
 
     def device_text(self) -> str:
-        return describe_device(self.device)
+        return describe_device(self.state.device)
 
     # -- models ---------------------------------------------------------------------------------
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         self.status.emit(f"Loading {path.name}…")
-        self.lane.submit(f"load:{path}", _load, path, self.device,
+        self.lane.submit(f"load:{path}", _load, path, self.state.device,
                          on_done=self._loaded, on_error=lambda e: self._failed(path, e))
 
     @Slot(object)
@@ -100,44 +89,43 @@ class ModelSession(QObject):
             self.error.emit("Could not load model", f"{entry.path}: trained on an unknown "
                             f"dataset {entry.dataset!r}; capsviewer knows {', '.join(DATASETS)}")
             return
-        if entry.dataset != self.dataset:
+        if entry.dataset != self.state.dataset:
             self.switch_dataset(entry.dataset)
-        self.models[entry.architecture] = entry
         self.status.emit(f"Loaded {entry.summary()}")
-        self.models_changed.emit()
+        self.state.set_models({**self.state.models, entry.architecture: entry})
 
     def _failed(self, path: Path, error: BaseException) -> None:
         self.error.emit("Could not load model", f"{path}:\n{error}")
 
     def set_device(self, name: str) -> None:
         device = select_device(name)  # DeviceUnavailable reaches the caller
-        self.lane.submit("device", _moved_copies, dict(self.models), device,
+        self.lane.submit("device", _moved_copies, dict(self.state.models), device,
                          on_done=lambda models: self._moved(device, models),
                          on_error=lambda e: self.error.emit("Could not change device", str(e)))
 
     def _moved(self, device: torch.device, models: dict[str, LoadedModel]) -> None:
-        self.device = device
-        self.models = models
+        with self.state.events.paused():
+            self.state.device = device
+            self.state.set_models(models)
         self.status.emit(f"Models on {self.device_text()}")
-        self.models_changed.emit()
 
     # -- data -----------------------------------------------------------------------------------
     def switch_dataset(self, dataset: str) -> None:
         """Work on ``dataset``: its models are gone (load them next), its test set loads."""
-        if dataset == self.dataset:
+        if dataset == self.state.dataset:
             return
-        self.dataset = dataset
-        self.models = {}
-        self.test_set = None
-        self.dataset_changed.emit(dataset)
-        self.models_changed.emit()
+        with self.state.events.paused():
+            self.state.dataset = dataset
+            self.state.set_models({})
+            self.state.test_set = None
+            self.state.choose_image(None)
         self.load_test_set(dataset)
 
     def load_test_set(self, dataset: str | None = None) -> None:
         """The full test set when it is in the data root, else the sample that ships with
         capsviewer; never a download (see :meth:`download_test_set`)."""
-        self.dataset = dataset or self.dataset
-        self.lane.submit("test-set", load_test_set, self.dataset, self.data_root,
+        self.state.dataset = dataset or self.state.dataset
+        self.lane.submit("test-set", load_test_set, self.state.dataset, self.data_root,
                          on_done=self._test_set_loaded, on_error=self._test_set_failed)
 
     def set_data_root(self, root: str) -> None:
@@ -146,41 +134,40 @@ class ModelSession(QObject):
 
     def download_test_set(self) -> None:
         """Download the current dataset's test set (never its training set), then use it."""
-        self.status.emit(f"Downloading the {DATASET_TITLES[self.dataset]} test set into "
+        self.status.emit(f"Downloading the {DATASET_TITLES[self.state.dataset]} test set into "
                          f"{resolve_data_root(self.data_root)}…")
-        self.lane.submit("download", load_dataset, self.dataset, False, self.data_root, True,
+        self.lane.submit("download", load_dataset, self.state.dataset, False, self.data_root, True,
                          lambda *progress: self.download_progress.emit(progress),
                          self.lane.should_stop, on_done=self._test_set_loaded,
                          on_error=self._test_set_failed)
 
     def _test_set_loaded(self, images: ImageSet) -> None:
-        if images.name != self.dataset:  # a switch came while it loaded
+        if images.name != self.state.dataset:  # a switch came while it loaded
             return
-        self.test_set = images
-        self.test_set_changed.emit(images)
+        self.state.test_set = images
 
     def _test_set_failed(self, error: BaseException) -> None:
         if isinstance(error, DownloadCancelled):
             return
         if isinstance(error, DatasetUnavailable):  # a note, not a dialog
-            if self.test_set is not None:  # a failed download: the sample stays
+            if self.state.test_set is not None:  # a failed download: the sample stays
                 self.status.emit(f"{error} The sample stays in use.")
                 return
-            self.test_set_changed.emit(None)
+            self.state.test_set = None
             self.status.emit(f"{error} You can still draw a digit or open an image file.")
             return
-        self.test_set = None
-        self.test_set_changed.emit(None)
+        self.state.test_set = None
         self.error.emit("Test set unavailable", f"{type(error).__name__}: {error}")
 
 
 def _load(path: Path, device: torch.device) -> LoadedModel:
     checkpoint = load_checkpoint(path, device)
     checkpoint.model.eval()
-    return LoadedModel(checkpoint.model, checkpoint.metadata, path)
+    shipped = path.resolve().parent == Path(SHIPPED_MODELS).resolve()
+    return LoadedModel(checkpoint.model, checkpoint.metadata, path, shipped)
 
 
 def _moved_copies(models: dict[str, LoadedModel], device: torch.device) -> dict[str, LoadedModel]:
     """Copies on ``device``: jobs still running keep the originals on the old device."""
-    return {k: LoadedModel(copy.deepcopy(v.model).to(device), v.metadata, v.path)
+    return {k: LoadedModel(copy.deepcopy(v.model).to(device), v.metadata, v.path, v.shipped)
             for k, v in models.items()}

@@ -80,6 +80,51 @@ def thin_progress(events: Iterable, interval: float, paused: Callable[[], bool] 
             last_sent, losses, accuracies = now, [], []
 
 
+class RunControl:
+    """Pause and cancel of one run, in one place: set from the UI thread, read by the worker
+    between loading steps and passed on to the Trainer once it exists."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._cancelled = False
+        self._paused = False
+        self._trainer: Trainer | None = None
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    def attach(self, trainer: Trainer) -> bool:
+        """The worker's Trainer follows this control from now on; False when cancelled."""
+        with self._lock:
+            self._trainer = trainer
+            if self._paused:
+                trainer.pause()
+            return not self._cancelled
+
+    def detach(self) -> None:
+        with self._lock:
+            self._trainer = None
+
+    def set(self, paused: bool | None = None, cancelled: bool = False) -> None:
+        with self._lock:
+            if paused is not None:
+                self._paused = paused
+            self._cancelled |= cancelled
+            trainer = self._trainer
+            if trainer is not None:
+                if cancelled:
+                    trainer.cancel()
+                elif paused:
+                    trainer.pause()
+                elif paused is False:
+                    trainer.resume()
+
+
 class TrainingRunner(QObject):
     """Runs one training at a time and reports it with signals on the UI thread.
 
@@ -98,10 +143,8 @@ class TrainingRunner(QObject):
     def __init__(self, parent: QObject | None = None, download: bool = True):
         super().__init__(parent)
         self.download = download  # fetch a missing dataset (False: fail with where files go)
-        self._lock = threading.Lock()  # guards the fields the worker thread reads
-        self._trainer: Trainer | None = None
-        self._cancel_requested = False
-        self._paused = False
+        self.config: TrainConfig | None = None  # of the last run
+        self._control = RunControl()
         self._worker: _TrainingWorker | None = None
         self._done: threading.Event | None = None
         self._state = "idle"
@@ -123,13 +166,12 @@ class TrainingRunner(QObject):
         """Train with ``config``; data sets not given are loaded in the worker."""
         if self.is_running():
             raise RuntimeError("a training run is already in progress")
-        with self._lock:
-            self._trainer, self._cancel_requested, self._paused = None, False, False
+        self.config, self._control = config, RunControl()
         self._history, self._outcome = [], None
         self._started = time.perf_counter()
         self._done = threading.Event()
         worker = create_worker(
-            self._events, config, train_set, test_set, self.download,
+            self._events, config, train_set, test_set, self.download, self._control,
             _worker_class=_TrainingWorker, _start_thread=False,
             _connect={"yielded": self._on_event, "errored": self._on_error,
                       "finished": self._on_worker_finished, "warned": self._on_warning},
@@ -141,36 +183,22 @@ class TrainingRunner(QObject):
 
     @Slot()
     def pause(self) -> None:
-        if self._state != "running":
-            return
-        with self._lock:
-            self._paused = True
-            if self._trainer is not None:
-                self._trainer.pause()
-        self._set_state("paused")
+        if self._state == "running":
+            self._control.set(paused=True)
+            self._set_state("paused")
 
     @Slot()
     def resume(self) -> None:
-        if self._state != "paused":
-            return
-        with self._lock:
-            self._paused = False
-            if self._trainer is not None:
-                self._trainer.resume()
-        self._set_state("running")
+        if self._state == "paused":
+            self._control.set(paused=False)
+            self._set_state("running")
 
     @Slot()
     def cancel(self) -> None:
         """Stop after the current batch (or test batch); finished epochs are kept."""
-        if self._state in ("idle", "cancelling"):
-            return
-        with self._lock:
-            self._cancel_requested = True
-            if self._trainer is not None:
-                self._trainer.cancel()
-        if self._worker is not None:
-            self._worker.quit()
-        self._set_state("cancelling")
+        if self._state not in ("idle", "cancelling"):
+            self._control.set(cancelled=True)
+            self._set_state("cancelling")
 
     def wait(self, timeout_ms: int = 5000) -> bool:
         """Block until the worker thread has ended; True when it has (or none ran)."""
@@ -183,24 +211,23 @@ class TrainingRunner(QObject):
 
     # -- worker thread -------------------------------------------------------------------------
     def _events(self, config: TrainConfig, train_set: ImageSet | None,
-                test_set: ImageSet | None, download: bool):
+                test_set: ImageSet | None, download: bool, control: RunControl):
         """The generator the worker runs: never raises, a failure is yielded as _Failure."""
         try:
-            yield None  # a stop point: quit() before anything is loaded ends here
-            if train_set is None:
+            if train_set is None and not control.cancelled:
                 train_set = load_dataset(config.dataset, True, config.data_root, download)
-            yield None
-            if test_set is None:
+            if test_set is None and not control.cancelled:
                 test_set = load_dataset(config.dataset, False, config.data_root, download)
-            yield None
+            if control.cancelled:
+                return
             trainer = Trainer(config, train_set, test_set)
-            with self._lock:
-                self._trainer = trainer
-                if self._cancel_requested:
-                    return
-                if self._paused:
-                    trainer.pause()
-            yield from thin_progress(trainer.events(), PROGRESS_INTERVAL, lambda: self._paused)
+            if not control.attach(trainer):
+                return
+            try:
+                yield from thin_progress(trainer.events(), PROGRESS_INTERVAL,
+                                         lambda: control.paused)
+            finally:
+                control.detach()
         except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:
             yield _Failure(failure_message(error))
         except Exception as error:  # reported to the user; the UI keeps running
@@ -240,8 +267,6 @@ class TrainingRunner(QObject):
                 time.perf_counter() - self._started,
             )
         self._worker = None
-        with self._lock:
-            self._trainer = None
         self._set_state("idle")
         if isinstance(outcome, _Failure):
             self.failed.emit(outcome.message)

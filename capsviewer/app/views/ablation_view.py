@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QGridLayout, QHBoxLayout, QLabel, QPushButton, QSpinBox, QVBoxLayout, QWidget,
+    QGridLayout, QHBoxLayout, QLabel, QProgressBar, QPushButton, QSpinBox, QVBoxLayout, QWidget,
 )
 
 import pyqtgraph as pg  # after PySide6
@@ -31,6 +31,7 @@ class AblationView(QWidget, ExportableView):
 
     export_name = "routing-ablation"
     accuracy_requested = Signal(int)  # number of test images
+    cancel_requested = Signal()  # stop the measurement
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
@@ -56,7 +57,11 @@ class AblationView(QWidget, ExportableView):
         self.measure_button = QPushButton("Measure test accuracy")
         self.measure_button.setToolTip("Classify the test images once per k, in the background "
                                        "(about 1 s per 100 images on a CPU core)")
-        self.measure_button.clicked.connect(lambda: self.accuracy_requested.emit(self.count.value()))
+        self.measure_button.clicked.connect(self._measure_clicked)
+        self.progress = QProgressBar()
+        self.progress.setVisible(False)
+        self.progress.setMaximumWidth(220)
+        self._measuring = False
         self.accuracy_text = QLabel()
         self.accuracy_text.setWordWrap(True)
         self.accuracy_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -65,6 +70,7 @@ class AblationView(QWidget, ExportableView):
         measure.addWidget(QLabel("on"))
         measure.addWidget(self.count)
         measure.addWidget(QLabel("test images"))
+        measure.addWidget(self.progress)
         measure.addWidget(self.accuracy_text, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -88,7 +94,7 @@ class AblationView(QWidget, ExportableView):
         self.ablation = ablation
         if names is not None:
             self.names = names
-        self.measure_button.setEnabled(ablation is not None)
+        self.measure_button.setEnabled(self._measuring or ablation is not None)
         if ablation is None:
             for panel in self.images:
                 panel.show_message("no CapsNet")
@@ -124,9 +130,25 @@ class AblationView(QWidget, ExportableView):
                 f"'changed': predictions that differ from {accuracy.label(accuracy.reference)}.")
         self._show_scores()
 
-    def set_measuring(self, measuring: bool) -> None:
-        self.measure_button.setEnabled(not measuring and self.ablation is not None)
-        self.measure_button.setText("Measuring…" if measuring else "Measure test accuracy")
+    def set_measuring(self, measuring: bool, progress: tuple[int, int] | None = None) -> None:
+        """While measuring, the button cancels and the bar shows the images done."""
+        self._measuring = measuring
+        self.measure_button.setEnabled(measuring or self.ablation is not None)
+        self.measure_button.setText("Cancel" if measuring else "Measure test accuracy")
+        self.count.setEnabled(not measuring)
+        self.progress.setVisible(measuring)
+        if measuring:
+            done, total = progress or (0, 0)
+            self.progress.setRange(0, max(total, 1))
+            self.progress.setValue(done)
+            self.progress.setFormat(f"{done:,} of {total:,} images" if total else "starting…")
+            self.accuracy_text.setText("")
+
+    def _measure_clicked(self) -> None:
+        if self._measuring:
+            self.cancel_requested.emit()
+        else:
+            self.accuracy_requested.emit(self.count.value())
 
     def column_count(self) -> int:
         return len(self.headers) if self.ablation is not None else 0

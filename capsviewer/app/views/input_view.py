@@ -59,6 +59,7 @@ class InputView(QWidget, ExportableView):
 
     export_name = "input"
     image_chosen = Signal(object)  # InputImage
+    image_cleared = Signal()  # the drawing that was the input was cleared
     error = Signal(str)  # a file could not be used (also shown in a warning box)
 
     def __init__(self, parent: QWidget | None = None, show_errors: bool = True):
@@ -187,6 +188,35 @@ class InputView(QWidget, ExportableView):
         row.addLayout(column, 1)
         return page
 
+    # -- bound to the app state ------------------------------------------------------------------
+    def bind(self, state) -> None:
+        """Write the chosen input into ``state``; show its test set and test-set predictions."""
+        self._state = state
+        self.image_chosen.connect(state.choose_image)
+        self.image_cleared.connect(lambda: state.choose_image(None))
+        state.events.test_set.connect(self._render_test_set)
+        state.events.predictions.connect(self._render_predictions)
+        state.events.image.connect(self._render_image)
+        self._render_test_set()
+
+    def _render_test_set(self, *_) -> None:
+        images = self._state.test_set
+        if images is None:
+            self.set_test_set(np.zeros((0, 28, 28), np.uint8), np.zeros(0), [])
+        else:
+            self.set_test_set(images.images, images.labels, images.classes)
+
+    def _render_predictions(self, result) -> None:
+        if result.ready and len(result.value.predicted) == len(self._labels):
+            self.set_predictions(result.value.predicted, result.value.describe())
+        else:
+            self.set_predictions(None, "computing…" if result.pending else None)
+
+    def _render_image(self, image) -> None:
+        if image is None and self._current is not None:
+            self._current = None
+            self._caption.setText("No image chosen yet")
+
     # -- test set -------------------------------------------------------------------------------
     def set_test_set(self, images, labels, class_names) -> None:
         """Images uint8 (N, 1, 28, 28) or (N, 28, 28), numpy or torch; labels (N,)."""
@@ -213,13 +243,15 @@ class InputView(QWidget, ExportableView):
         if len(self._images):
             self.show_index(0)
 
-    def set_predictions(self, predicted: np.ndarray | None) -> None:
-        """The model's predicted class of every test image (None when there is no model)."""
+    def set_predictions(self, predicted: np.ndarray | None, source: str | None = None) -> None:
+        """The model's predicted class of every test image (None when there is no model);
+        ``source`` says which model and R predicted them ("CapsNet, R = 3"), or "computing…"."""
         if predicted is not None:
             predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
             if len(predicted) != len(self._labels):
                 raise ValueError(f"{len(predicted)} predictions for {len(self._labels)} test images")
         self._predicted = predicted
+        self._misclassified.setText("Misclassified only" + (f" ({source})" if source else ""))
         self._misclassified.setEnabled(predicted is not None)
         if predicted is None:
             self._misclassified.setToolTip(NO_PREDICTIONS_TIP)
@@ -310,9 +342,14 @@ class InputView(QWidget, ExportableView):
     # -- drawing --------------------------------------------------------------------------------
     @Slot()
     def clear_drawing(self) -> None:
+        """An empty canvas; when the drawing was the input, there is no input any more."""
         self._canvas.clear()
         set_image(self._drawing_item, np.zeros((28, 28)), LEVELS)
-        self._last_of.pop(self._drawing, None)
+        drawn = self._last_of.pop(self._drawing, None)
+        if drawn is not None and drawn is self._current:
+            self._current = None
+            self._caption.setText("No image chosen yet")
+            self.image_cleared.emit()
 
     def _stroke_finished(self, drawing: np.ndarray) -> None:
         if is_blank(drawing, invert=False):

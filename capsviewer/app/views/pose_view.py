@@ -154,7 +154,7 @@ class PoseView(QWidget, ExportableView):
         self.grid_plot.addItem(self.grid_item)
         self.grid_plot.getAxis("left").setTicks(
             [[(d, str(d)) for d in range(POSE_DIMENSIONS)]])
-        grid_box = QGroupBox("Fig. 4 grid")
+        grid_box = self.grid_box = QGroupBox("Fig. 4 grid")
         grid_layout = QVBoxLayout(grid_box)
         grid_layout.addWidget(self.grid_button)
         grid_layout.addWidget(self.grid_widget, 1)
@@ -169,8 +169,77 @@ class PoseView(QWidget, ExportableView):
         layout.addWidget(splitter)
         self._set_enabled(False)
 
+    # -- bound to the app state ------------------------------------------------------------------
+    def bind(self, state) -> None:
+        """Draw ``state``'s capsule, offsets, reconstruction and grid; write the user's."""
+        self._state = state
+        self.pose_changed.connect(self._write_offsets)
+        self.capsule_selected.connect(state.select_capsule)
+        self.grid_requested.connect(lambda _: setattr(state, "grid_wanted", True))
+        self.range_spin.valueChanged.connect(lambda bound: setattr(state, "pose_range", bound))
+        events = state.events
+        for event in (events.analysis, events.capsule, events.image):
+            event.connect(self._render_capsule)
+        events.pose_offsets.connect(self._render_offsets)
+        events.pose_range.connect(lambda bound: self.range_spin.setValue(bound))
+        events.reconstruction.connect(self._render_reconstruction)
+        events.grid.connect(self._render_grid)
+        self._render_capsule()
+        self._render_grid()
+
+    def _write_offsets(self, _request=None) -> None:
+        self._state.pose_offsets = tuple(float(v) for v in self.offsets())
+
+    def _render_capsule(self, *_) -> None:
+        state = self._state
+        inspection = state.inspection
+        if inspection is None:
+            self._digit = self._pose = None
+            self._set_enabled(False)
+            self.caption.setText("Computing…" if state.analysis.pending else
+                                 "No input" if state.image is None else "No CapsNet loaded")
+            self.reconstruction_item.clear()
+            if state.image is None:
+                self.input_item.clear()
+            else:
+                self.set_input_image(state.image.pixels)
+            return
+        j = state.selected_capsule
+        with signals_blocked(self):  # drawing the state, not a choice of the user
+            self.set_capsule(j, inspection.poses[j], inspection.class_names,
+                             len(inspection.iterations))
+        self.set_input_image(inspection.image)
+        self._render_offsets()
+        self._render_reconstruction()
+
+    def _render_offsets(self, *_) -> None:
+        self._set_offsets(np.asarray(self._state.pose_offsets))
+
+    def _render_reconstruction(self, *_) -> None:
+        result = self._state.reconstruction
+        if result.value is not None:
+            self.show_reconstruction(result.value)
+        else:
+            self.reconstruction_item.clear()
+
+    def _render_grid(self, *_) -> None:
+        state, result = self._state, self._state.grid
+        if result.value is not None:
+            self.show_grid(*result.value)
+            name = state.class_names[state.selected_capsule]
+            self.grid_box.setTitle(f"Fig. 4 grid: capsule {name} of {state.image.source}"
+                                   + (" (computing…)" if result.pending else ""))
+        else:
+            self.clear_grid("Fig. 4 grid: computing…" if result.pending else "Fig. 4 grid")
+
+    def clear_grid(self, title: str = "Fig. 4 grid") -> None:
+        self._grid_offsets = None
+        self.grid_item.clear()
+        self.grid_box.setTitle(title)
+
     # -- what the controller calls -----------------------------------------------------------
-    def set_capsule(self, digit: int, pose: np.ndarray, class_names) -> None:
+    def set_capsule(self, digit: int, pose: np.ndarray, class_names,
+                    iterations: int | None = None) -> None:
         """Show capsule ``digit`` with its pose (16,); offsets go back to 0. Emits pose_changed
         once, so the one decode path (pose_changed → decoder → show_reconstruction) also draws
         the capsule's own reconstruction."""
@@ -184,8 +253,9 @@ class PoseView(QWidget, ExportableView):
             self.capsule_combo.setCurrentIndex(self._digit)
         self._set_offsets(np.zeros(POSE_DIMENSIONS))
         self._set_enabled(True)
+        routing = f" (R = {iterations})" if iterations is not None else ""
         self.caption.setText(
-            f"Capsule {names[self._digit]}: ‖v‖ = {np.linalg.norm(self._pose):.3f}. "
+            f"Capsule {names[self._digit]}{routing}: ‖v‖ = {np.linalg.norm(self._pose):.3f}. "
             "Reconstruction from its pose plus the slider offsets.")
         self._emit_pose()
 

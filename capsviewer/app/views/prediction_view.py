@@ -142,7 +142,8 @@ def headline(capsules: CapsuleInspection | None, cnn: CNNInspection | None,
     parts = []
     if capsules is not None:
         k = capsules.prediction
-        parts.append(f"CapsNet: {names[k]} (‖v‖ = {capsules.lengths[k]:.2f})")
+        parts.append(f"CapsNet: {names[k]} (‖v‖ = {capsules.lengths[k]:.2f}, "
+                     f"R = {len(capsules.iterations)})")
     else:
         parts.append("CapsNet: not loaded")
     if cnn is not None:
@@ -155,7 +156,8 @@ def headline(capsules: CapsuleInspection | None, cnn: CNNInspection | None,
 
 
 class PredictionView(QWidget, ExportableView):
-    """Both models' verdicts on one image. Passive: ``show`` draws what the controller computed."""
+    """Both models' verdicts on one image: ``show_inspection`` draws an analysis; bound to the
+    app state (:meth:`bind`), it draws the state's analysis of the current input."""
 
     export_name = "prediction"
 
@@ -204,6 +206,38 @@ class PredictionView(QWidget, ExportableView):
         layout.addWidget(splitter, 1)
         self.show_inspection(None, None, None)
 
+    def bind(self, state) -> None:
+        """Render ``state``'s input and analysis whenever they change."""
+        self._state = state
+        for event in (state.events.analysis, state.events.image, state.events.models):
+            event.connect(self._render)
+        self._render()
+
+    def _render(self, *_) -> None:
+        state = self._state
+        image, result = state.image, state.analysis
+        if image is None:
+            self.show_inspection(None, None, None)
+            self.headline.setText("No input: pick a test image, draw a digit or open a file")
+            return
+        pixels = image.pixels / 255.0
+        if result.ready:
+            self.show_inspection(*result.value, image.label, pixels)
+        elif result.pending:
+            self.show_pending(pixels, state.routing_iterations)
+        else:
+            self.show_inspection(None, None, image.label, pixels)
+
+    def show_pending(self, image: np.ndarray, iterations: int | None) -> None:
+        """The input is being analysed: its image, and no numbers of another input."""
+        self.capsules = self.cnn = None
+        routing = f" (R = {iterations})" if iterations is not None else ""
+        self.headline.setText(f"Computing{routing}…")
+        for panel in (self.capsule_bars, self.cnn_bars, self.primary):
+            panel.show_message("computing…")
+        self.reconstruction_panel.show_message("computing…")
+        self.input_panel.set_image(image)
+
     @Slot(object, object, object)
     def show_inspection(self, capsules: CapsuleInspection | None, cnn: CNNInspection | None,
                         label: int | None, image: np.ndarray | None = None) -> None:
@@ -215,6 +249,9 @@ class PredictionView(QWidget, ExportableView):
         self.headline.setText(headline(capsules, cnn, label) if anything else "No image analysed yet")
         for bars in (self.capsule_bars, self.cnn_bars):
             bars.set_class_names(names)
+        self.capsule_bars.getPlotItem().setTitle(
+            "Digit capsules: length ‖v_j‖" + (f" after R = {len(capsules.iterations)} iterations"
+                                              if capsules is not None else ""))
         if capsules is not None:
             self.capsule_bars.set_values(capsules.lengths, capsules.prediction, label)
             self.primary.set_values(capsules.primary_lengths)

@@ -16,6 +16,7 @@ from PySide6.QtWidgets import (
 )
 import pyqtgraph as pg  # after PySide6
 from superqt import QLabeledSlider
+from superqt.utils import signals_blocked
 
 from capsviewer.analysis.rotation import RotationSweep
 from capsviewer.app.views.common import (
@@ -37,6 +38,9 @@ PLANE_TIP = (
     "over the sweep (principal components of the centred poses); φ is its angle in that plane,\n"
     "unwrapped. A pose that turned exactly with the input would lie on a line of slope ±1."
 )
+
+
+SWEEP_HINT = "Press the sweep button to rotate the input through the circle."
 
 
 def sweep_angles(step: float) -> np.ndarray:
@@ -187,7 +191,7 @@ class RotationView(QWidget, ExportableView):
             pen=None, symbol="o", symbolSize=5, symbolBrush=CAPSULE_COLOUR, symbolPen=None,
             name="φ(θ)")
         self.plane_line = self.plane_plot.plot(pen=pg.mkPen(width=1.5), name="least-squares line")
-        self.summary = QLabel("Press the sweep button to rotate the input through the circle.")
+        self.summary = QLabel(SWEEP_HINT)
         self.summary.setWordWrap(True)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setToolTip(PLANE_TIP)
@@ -211,6 +215,65 @@ class RotationView(QWidget, ExportableView):
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
 
+    # -- bound to the app state ------------------------------------------------------------------
+    def bind(self, state) -> None:
+        """Draw ``state``'s rotated input and sweep; write the angle and sweep requests."""
+        self._state = state
+        self.angle_changed.connect(lambda degrees: setattr(state, "angle", degrees))
+        self.sweep_requested.connect(
+            lambda _: setattr(state, "sweep_step", int(self.step_spin.value())))
+        state.events.angle.connect(self._render_angle)
+        state.events.rotated.connect(self._render_rotated)
+        state.events.sweep.connect(self._render_sweep)
+        self._render_rotated()
+        self._render_sweep()
+
+    def _render_angle(self, degrees: float) -> None:
+        with signals_blocked(self.angle_slider):
+            self.angle_slider.setValue(int(round(degrees)))
+        for line in self.angle_lines:
+            line.setValue(degrees)
+
+    def _render_rotated(self, *_) -> None:
+        state, result = self._state, self._state.rotated
+        if result.value is not None:
+            image, capsules, cnn = result.value
+            self.show_angle(image, cnn, capsules, state.class_names, state.routing_iterations)
+        else:
+            self.clear_angle("computing…" if result.pending else
+                             "no input" if state.image is None else "no model")
+
+    def _render_sweep(self, *_) -> None:
+        state, result = self._state, self._state.sweep
+        if result.value is not None:
+            self.show_sweep(result.value)
+            routing = state.routing_iterations
+            self.score_plot.setTitle(self.score_plot.titleLabel.text + f" · {state.image.source}"
+                                     + (f" · R = {routing}" if routing else ""))
+        elif result.pending:
+            self.clear_sweep(f"Sweeping {state.image.source} through the circle…")
+        else:
+            self.clear_sweep()
+
+    def clear_angle(self, message: str) -> None:
+        self.image_item.clear()
+        self._cnn_probabilities = self._capsule_lengths = None
+        for plot, bars, title in ((self.cnn_plot, self.cnn_bars, "CNN probability"),
+                                  (self.capsule_plot, self.capsule_bars, "capsule length ‖v‖")):
+            bars.setVisible(False)
+            plot.setTitle(f"{title}: {message}")
+
+    def clear_sweep(self, message: str = SWEEP_HINT) -> None:
+        """No sweep on screen (another input, or none asked for): ``message`` instead."""
+        self._sweep = None
+        for item in (self.cnn_curve, self.capsule_curve, self.cnn_prediction_points,
+                     self.capsule_prediction_points, self.plane_points, self.plane_line):
+            item.setData([], [])
+        self.reference_line.setVisible(False)  # nothing of the last input's sweep stays
+        self.plane_plot.enableAutoRange()
+        self.score_plot.setTitle("reference class vs angle")
+        self.summary.setText(message)
+
     # -- what the controller calls -----------------------------------------------------------
     def angle(self) -> float:
         return float(self.angle_slider.value())
@@ -223,7 +286,8 @@ class RotationView(QWidget, ExportableView):
         return self.step_spin.value()
 
     def show_angle(self, image: np.ndarray, cnn_probabilities: np.ndarray | None,
-                   capsule_lengths: np.ndarray | None, class_names) -> None:
+                   capsule_lengths: np.ndarray | None, class_names,
+                   iterations: int | None = None) -> None:
         """Draw the rotated input and each model's scores for it (None: that model is absent)."""
         self._set_ticks(class_names)
         set_image(self.image_item, np.squeeze(np.asarray(image)), (0.0, 1.0))
@@ -232,7 +296,8 @@ class RotationView(QWidget, ExportableView):
         for plot, bars, values, title, colour in (
             (self.cnn_plot, self.cnn_bars, self._cnn_probabilities, "CNN probability",
              CNN_COLOUR),
-            (self.capsule_plot, self.capsule_bars, self._capsule_lengths, "capsule length ‖v‖",
+            (self.capsule_plot, self.capsule_bars, self._capsule_lengths,
+             "capsule length ‖v‖" + (f" (R = {iterations})" if iterations else ""),
              CAPSULE_COLOUR),
         ):
             bars.setVisible(values is not None)
@@ -259,6 +324,7 @@ class RotationView(QWidget, ExportableView):
         _set_curve(self.cnn_prediction_points, angles, sweep.cnn_predictions)
         _set_curve(self.capsule_prediction_points, angles, sweep.capsule_predictions)
         self.reference_line.setValue(ref)
+        self.reference_line.setVisible(True)
         self.prediction_plot.getAxis("left").setTicks(class_ticks(self._class_names))
         plane = sweep.plane
         _set_curve(self.plane_points, angles, None if plane is None else plane.plane_angles)

@@ -3,16 +3,18 @@
 Children vote for a handful of parents on a canvas; dynamic routing and EM routing run on the
 same votes, side by side, with one iteration scrubber; the tabs below plot the theory (fixed
 point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen.
-The toy problems take milliseconds, so the lab computes synchronously with Qt-free functions
-(:func:`capsviewer.analysis.routing_lab.compute`); drags are coalesced to one per frame.
+The scene (votes and settings) lives in the app state; a Controller computes it in the
+background (:func:`capsviewer.analysis.routing_lab.compute`) and the view draws the result.
+Drags are throttled (qthrottled) to at most 30 scenes a second.
 """
 
 from __future__ import annotations
 
 import html
+from contextlib import ExitStack
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
+from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -30,6 +32,7 @@ from PySide6.QtWidgets import (
 
 import pyqtgraph as pg  # after PySide6
 from superqt import QLabeledDoubleSlider
+from superqt.utils import qthrottled, signals_blocked
 
 from capsviewer.analysis.routing_lab import (
     DELTAS,
@@ -42,10 +45,10 @@ from capsviewer.analysis.routing_lab import (
     TEMPERATURES,
     LabResult,
     LabState,
-    compute,
     jacobian_curves,
 )
 from capsviewer.analysis.routing_theory import squash_eigenvalues
+from capsviewer.app.state import AppState, LabScene
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
 from capsviewer.app.views.routing_lab_canvas import VoteCanvas
 from capsviewer.app.views.routing_lab_panels import (
@@ -59,27 +62,26 @@ from capsviewer.app.views.routing_lab_panels import (
 )
 
 MAX_ITERATIONS = 15
-DRAG_INTERVAL_MS = 15  # recompute at most this often while a vote is dragged
+DRAG_INTERVAL_MS = 33  # at most 30 new scenes a second while a vote is dragged
 DEFAULT_BIAS, DEFAULT_PERTURBATION = 0.05, 0.05
 
 
 class RoutingLabView(QWidget, ExportableView):
-    """Self-contained: constructible with no arguments, computes its own toy problems."""
+    """Draws the app state's lab scene as computed; every control edits the scene."""
 
     export_name = "routing-lab"
-    state_changed = Signal()  # votes, priors, iterations or preset changed (after recompute)
+    state_changed = Signal()  # a computed scene was drawn
     iteration_changed = Signal(int)  # the iteration on screen, 1-based
 
-    def __init__(self, parent: QWidget | None = None):
+    def __init__(self, state: AppState | None = None, parent: QWidget | None = None):
         super().__init__(parent)
-        self.preset = "symmetric"
-        self.state: LabState = PRESETS[self.preset].state()
-        self.result: LabResult | None = None
+        self._app = state if state is not None else AppState()  # computed by a Controller
+        self.result: LabResult | None = None  # what is drawn, and the scene it is for
+        self._drawn: LabState | None = None
         self._iteration = self.state.iterations
-        self._drag_timer = QTimer(self)
-        self._drag_timer.setSingleShot(True)
-        self._drag_timer.setInterval(DRAG_INTERVAL_MS)
-        self._drag_timer.timeout.connect(self.recompute)
+        self._fit_next = True
+        self._stale: set[str] = set()  # theory panels not drawn for the result yet
+        self._drag = qthrottled(self.set_vote, timeout=DRAG_INTERVAL_MS, parent=self)
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -95,7 +97,14 @@ class RoutingLabView(QWidget, ExportableView):
         splitter.setStretchFactor(1, 4)
         splitter.setSizes([430, 340])
         layout.addWidget(splitter, 1)
-        self.load_preset(self.preset)
+        self._app.events.lab.connect(self._scene_changed)
+        self._app.events.lab_result.connect(self._render)
+        preset = PRESETS[self.preset]
+        self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
+                                 f"{html.escape(preset.explanation)}")
+        self.tabs.setCurrentWidget(self.panels[preset.panel])
+        self._scene_changed()
+        self._render()
 
     # -- construction ---------------------------------------------------------------------
     def _build_top_row(self) -> QHBoxLayout:
@@ -230,13 +239,24 @@ class RoutingLabView(QWidget, ExportableView):
             index = self.tabs.addTab(panel, panel.title)
             self.tabs.setTabToolTip(index, panel.formula)
         self.attention_panel.temperature_changed.connect(self.set_temperature)
-        self.jacobian_panel.child_changed.connect(lambda _: self._show_iteration())
+        self.jacobian_panel.child_changed.connect(lambda _: self._redraw_panel("jacobians"))
+        self.tabs.currentChanged.connect(lambda _: self._draw_panel())
         self.equivariance_panel.theta_changed.connect(self.set_theta)
         norms, squash_eigs, sigmoid_eigs = jacobian_curves()
         self.jacobian_panel.show_curves(norms, squash_eigs, sigmoid_eigs)
         return self.tabs
 
-    # -- state ----------------------------------------------------------------------------
+    # -- the scene, in the app state --------------------------------------------------------
+    @property
+    def state(self) -> LabState:
+        """The lab's votes and settings now (the app state's scene; may be ahead of the drawing
+        while it is computed)."""
+        return self._app.lab.lab
+
+    @property
+    def preset(self) -> str:
+        return self._app.lab.preset
+
     @property
     def iteration(self) -> int:
         return self._iteration
@@ -245,56 +265,38 @@ class RoutingLabView(QWidget, ExportableView):
     def temperature(self) -> float:
         return self.state.temperature
 
+    def is_current(self) -> bool:
+        """The drawing shows the scene as it is now (no computation pending)."""
+        return self._app.lab_result.ready
+
+    def _edit(self, edit, *args) -> None:
+        """One change of the scene: a new scene in the state, computed in the background."""
+        self._app.lab = self._app.lab.edited(edit, *args)
+
     def load_preset(self, key: str) -> None:
         """Replace the lab with a preset: its votes, R, priors off, θ = 0, T = 1, and its tab."""
         preset = PRESETS[key]
-        self.preset = key
-        self.state = preset.state()
-        self._iteration = self.state.iterations
-        widgets = (self.preset_combo, self.iterations_spin, self.bias_check, self.perturb_check,
-                   self.attention_panel.temperature, self.equivariance_panel.theta,
-                   self.lambda_spin)
-        for widget in widgets:
-            widget.blockSignals(True)
-        try:
-            self.preset_combo.setCurrentIndex(list(PRESETS).index(key))
-            self.iterations_spin.setValue(self.state.iterations)
-            self.bias_check.setChecked(False)
-            self.perturb_check.setChecked(False)
-            self.attention_panel.temperature.setValue(self.state.temperature)
-            self.equivariance_panel.theta.setValue(int(round(self.state.theta)))
-            self.lambda_spin.setValue(self.state.inverse_temperature)
-        finally:
-            for widget in widgets:
-                widget.blockSignals(False)
+        self._fit_next = True
+        self._iteration = preset.iterations
+        self._app.lab = LabScene.from_preset(key)
         self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
                                  f"{html.escape(preset.explanation)}")
         self.tabs.setCurrentWidget(self.panels[preset.panel])
-        self.recompute()
-        votes = self.result.votes
-        self.dynamic_canvas.fit(np.concatenate([votes.reshape(-1, 2),
-                                                self.result.em.means.reshape(-1, 2)]))
 
     def set_vote(self, child: int, parent: int, position) -> None:
-        """Put vote û_{parent|child} at ``position`` as shown on the canvas; recomputes now."""
-        self.state.move_vote(child, parent, position)
-        self.recompute()
+        """Put vote û_{parent|child} at ``position`` as shown on the canvas."""
+        self._edit(LabState.move_vote, child, parent, position)
 
     def set_iterations(self, iterations: int) -> None:
         iterations = int(np.clip(iterations, 1, MAX_ITERATIONS))
         at_end = self._iteration == self.state.iterations
-        self.state.iterations = iterations
         self._iteration = iterations if at_end else min(self._iteration, iterations)
-        if self.iterations_spin.value() != iterations:
-            self.iterations_spin.blockSignals(True)
-            self.iterations_spin.setValue(iterations)
-            self.iterations_spin.blockSignals(False)
-        self.recompute()
+        self._edit(setattr, "iterations", iterations)
 
     @Slot(int)
     def set_iteration(self, r: int) -> None:
         """Show iteration r (1..R) in both canvases and every plot."""
-        r = int(np.clip(r, 1, self.state.iterations))
+        r = int(np.clip(r, 1, self._drawn.iterations if self._drawn else self.state.iterations))
         if r == self._iteration:
             self._sync_scrubber()
             return
@@ -316,63 +318,85 @@ class RoutingLabView(QWidget, ExportableView):
 
     @Slot(float)
     def set_temperature(self, temperature: float) -> None:
-        self.state.temperature = float(temperature)
-        if abs(self.attention_panel.temperature.value() - temperature) > 1e-9:
-            self.attention_panel.temperature.setValue(temperature)  # comes back here
-            return
-        self._show_attention()
+        self._edit(setattr, "temperature", float(temperature))
 
     @Slot(float)
     def set_theta(self, degrees: float) -> None:
         """Turn every vote by θ degrees (the equivariance experiment)."""
-        self.state.theta = float(degrees)
-        if self.equivariance_panel.theta.value() != int(round(degrees)):
-            self.equivariance_panel.theta.setValue(int(round(degrees)))
-        self.equivariance_panel.set_theta(degrees)
-        self.recompute()
+        self._edit(setattr, "theta", float(degrees))
 
     def add_child(self, position=None) -> None:
         if self.state.children < MAX_CHILDREN:
-            self.state.add_child(position)
-            self.recompute()
+            self._edit(LabState.add_child, position)
 
     def remove_child(self, child: int) -> None:
         if self.state.children > MIN_CHILDREN:
-            self.state.remove_child(child)
-            self.recompute()
+            self._edit(LabState.remove_child, child)
 
     def add_parent(self) -> None:
         if self.state.parents < MAX_PARENTS:
-            self.state.add_parent()
-            self.recompute()
+            self._edit(LabState.add_parent)
 
     def remove_parent(self, parent: int) -> None:
         if self.state.parents > MIN_PARENTS:
-            self.state.remove_parent(parent)
-            self.recompute()
+            self._edit(LabState.remove_parent, parent)
 
     def set_activation(self, child: int, value: float) -> None:
-        self.state.set_activation(child, value)
-        self.recompute()
+        self._edit(LabState.set_activation, child, value)
 
-    # -- computing and drawing --------------------------------------------------------------
+    @Slot(int, int, object)
+    def _on_vote_dragged(self, child: int, parent: int, position) -> None:
+        self._drag(child, parent, position)  # throttled: at most one scene per DRAG_INTERVAL_MS
+
     @Slot()
-    def recompute(self) -> None:
-        """Run both routings and every plot's numbers for the state, then redraw."""
-        self._drag_timer.stop()
-        self.result = result = compute(self.state)
-        self._iteration = min(self._iteration, self.state.iterations)
-        self._update_buttons()
-        r = self._iteration
-        self.fixed_point_panel.show(DELTAS, result.squash_map, result.linear_map,
-                                    result.squash_fixed, result.linear_fixed, result.run_deltas, r)
-        self.objective_panel.show(result.linear_objective, result.squash_objective,
-                                  result.squash_potential, r)
-        self.lp_panel.show(result.gap, SCALES, result.scale_distance, result.scale_value_gap, r)
-        self.equivariance_panel.show(result.equivariance)
-        self.equivariance_panel.set_theta(self.state.theta)
-        self.jacobian_panel.child_spin.setRange(0, self.state.children - 1)
+    def _on_priors(self, *_) -> None:
+        bias = self.bias_slider.value() if self.bias_check.isChecked() else 0.0
+        perturbation = self.perturb_slider.value() if self.perturb_check.isChecked() else 0.0
+        self._edit(_set_fields, {"logit_bias": bias, "perturbation": perturbation})
+
+    @Slot(float)
+    def _on_lambda(self, value: float) -> None:
+        self._edit(setattr, "inverse_temperature", float(value))
+
+    # -- drawing what the state holds ---------------------------------------------------------
+    def _scene_changed(self, *_) -> None:
+        """Controls follow the scene (a preset, an edit): without sending edits back."""
+        lab, preset = self.state, self.preset
+        widgets = (self.preset_combo, self.iterations_spin, self.bias_check, self.perturb_check,
+                   self.attention_panel.temperature, self.equivariance_panel.theta,
+                   self.lambda_spin)
+        with ExitStack() as stack:
+            for widget in widgets:
+                stack.enter_context(signals_blocked(widget))
+            self.preset_combo.setCurrentIndex(list(PRESETS).index(preset))
+            self.iterations_spin.setValue(lab.iterations)
+            self.bias_check.setChecked(bool(lab.logit_bias))
+            self.perturb_check.setChecked(bool(lab.perturbation))
+            self.attention_panel.temperature.setValue(lab.temperature)
+            self.equivariance_panel.theta.setValue(int(round(lab.theta)))
+            self.lambda_spin.setValue(lab.inverse_temperature)
+        self.equivariance_panel.set_theta(lab.theta)
+        self.add_child_button.setEnabled(lab.children < MAX_CHILDREN)
+        self.remove_child_button.setEnabled(lab.children > MIN_CHILDREN)
+        self.add_parent_button.setEnabled(lab.parents < MAX_PARENTS)
+        self.remove_parent_button.setEnabled(lab.parents > MIN_PARENTS)
+        self.jacobian_panel.child_spin.setRange(0, lab.children - 1)
+
+    def _render(self, *_) -> None:
+        """Draw the computed scene (while a newer one is computed: the last one computed):
+        the canvases and the theory panel on screen; the others when they are shown."""
+        value = self._app.lab_result.value
+        if value is None or value[1] is self.result:  # nothing new (a newer scene pending)
+            return
+        lab, result = value
+        self._drawn, self.result = lab, result
+        self._iteration = min(max(self._iteration, 1), lab.iterations)
+        self._stale = set(self.panels)
         self._show_iteration()
+        if self._fit_next:
+            self._fit_next = False
+            self.dynamic_canvas.fit(np.concatenate([result.votes.reshape(-1, 2),
+                                                    result.em.means.reshape(-1, 2)]))
         self.state_changed.emit()
 
     def _show_iteration(self) -> None:
@@ -392,59 +416,62 @@ class RoutingLabView(QWidget, ExportableView):
             em.means[r - 1], em.responsibilities[r - 1],
             [f"μ{j} a={a:.2f}" for j, a in enumerate(em.activations[r - 1])],
             spreads=np.sqrt(em.variances[r - 1]))
-        self.couplings_panel.show(dynamic.couplings, em.responsibilities, r)
-        self.fixed_point_panel.set_iteration(r)
-        self.objective_panel.set_iteration(r)
-        self.lp_panel.set_iteration(r)
-        child = min(self.jacobian_panel.child_spin.value(), self.state.children - 1)
-        norms = result.parent_norms(r)
-        self.jacobian_panel.show_iteration(norms, squash_eigenvalues(norms).max(axis=1),
-                                           result.softmax_jacobian(r, child), child, r)
-        self._show_attention()
+        self._stale = set(self.panels)
+        self._draw_panel()
 
-    def _show_attention(self) -> None:
-        result, r = self.result, self._iteration
+    def _draw_panel(self, names=None) -> None:
+        """Draw the theory panels ``names`` (the one on screen by default) that are stale."""
+        result, lab = self.result, self._drawn
         if result is None:
             return
-        self.attention_panel.show(result.attention(r, self.state.temperature),
-                                  result.dynamic.couplings[r - 1], self.state.temperature,
-                                  TEMPERATURES, result.sharpness(r), r)
+        r = min(self._iteration, lab.iterations)  # a new preset's r may be ahead of its result
+        current = next(k for k, panel in self.panels.items() if panel is self.tabs.currentWidget())
+        for name in [current] if names is None else names:
+            if name not in self._stale:
+                continue
+            self._stale.discard(name)
+            if name == "couplings":
+                self.couplings_panel.show(result.dynamic.couplings, result.em.responsibilities, r)
+            elif name == "fixed_point":
+                self.fixed_point_panel.show(DELTAS, result.squash_map, result.linear_map,
+                                            result.squash_fixed, result.linear_fixed,
+                                            result.run_deltas, r)
+            elif name == "objective":
+                self.objective_panel.show(result.linear_objective, result.squash_objective,
+                                          result.squash_potential, r)
+            elif name == "lp":
+                self.lp_panel.show(result.gap, SCALES, result.scale_distance,
+                                   result.scale_value_gap, r)
+            elif name == "attention":
+                self.attention_panel.show(result.attention(r, lab.temperature),
+                                          result.dynamic.couplings[r - 1], lab.temperature,
+                                          TEMPERATURES, result.sharpness(r), r)
+            elif name == "jacobians":
+                child = min(self.jacobian_panel.child_spin.value(), lab.children - 1)
+                norms = result.parent_norms(r)
+                self.jacobian_panel.show_iteration(norms, squash_eigenvalues(norms).max(axis=1),
+                                                   result.softmax_jacobian(r, child), child, r)
+            elif name == "equivariance":
+                self.equivariance_panel.show(result.equivariance)
 
     def _sync_scrubber(self) -> None:
-        self.scrubber.blockSignals(True)
-        self.scrubber.setRange(1, self.state.iterations)
-        self.scrubber.setValue(self._iteration)
-        self.scrubber.blockSignals(False)
-        self.iteration_label.setText(f"r = {self._iteration} of {self.state.iterations}")
+        count = self._drawn.iterations
+        with signals_blocked(self.scrubber):
+            self.scrubber.setRange(1, count)
+            self.scrubber.setValue(self._iteration)
+        self.iteration_label.setText(f"r = {self._iteration} of {count}")
 
-    def _update_buttons(self) -> None:
-        self.add_child_button.setEnabled(self.state.children < MAX_CHILDREN)
-        self.remove_child_button.setEnabled(self.state.children > MIN_CHILDREN)
-        self.add_parent_button.setEnabled(self.state.parents < MAX_PARENTS)
-        self.remove_parent_button.setEnabled(self.state.parents > MIN_PARENTS)
-
-    @Slot(int, int, object)
-    def _on_vote_dragged(self, child: int, parent: int, position) -> None:
-        self.state.move_vote(child, parent, position)
-        if not self._drag_timer.isActive():
-            self._drag_timer.start()
-
-    @Slot()
-    def _on_priors(self, *_) -> None:
-        self.state.logit_bias = self.bias_slider.value() if self.bias_check.isChecked() else 0.0
-        self.state.perturbation = (self.perturb_slider.value() if self.perturb_check.isChecked()
-                                   else 0.0)
-        self.recompute()
-
-    @Slot(float)
-    def _on_lambda(self, value: float) -> None:
-        self.state.inverse_temperature = float(value)
-        self.recompute()
+    def _redraw_panel(self, name: str) -> None:
+        self._stale.add(name)
+        self._draw_panel()
 
     # -- export -----------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
+        self._draw_panel(list(self.panels))  # the panels not on screen too
         result, r = self.result, self._iteration
-        state = self.state
+        state = self._drawn  # the scene the drawn numbers are for
+        if result is None:
+            return {}
         tables: dict[str, Table] = {}
         votes = result.votes
         tables["votes"] = (
@@ -487,6 +514,7 @@ class RoutingLabView(QWidget, ExportableView):
         return tables
 
     def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        self._draw_panel(list(self.panels))
         scenes = {"dynamic_canvas": self.dynamic_canvas.getPlotItem(),
                   "em_canvas": self.em_canvas.getPlotItem()}
         for panel in self.panels.values():
@@ -512,3 +540,8 @@ def vote_labels(votes: np.ndarray, weights: np.ndarray) -> list[list[str]]:
             labels[i][j] = (f"{names}: {values.pop()}" if len(values) == 1 else
                             ", ".join(f"{k}: {weights[k, j]:.2f}" for k in same))
     return labels
+
+
+def _set_fields(lab: LabState, values: dict) -> None:
+    for name, value in values.items():
+        setattr(lab, name, value)

@@ -20,9 +20,9 @@ from PySide6.QtWidgets import (
 )
 
 import pyqtgraph as pg  # after PySide6
+from superqt.utils import signals_blocked
 
 from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
-from capsviewer.analysis.routing_diagnostics import inspection_diagnostics, inspection_vote_cloud
 from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image, static_plot
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
@@ -84,7 +84,6 @@ class RoutingView(QWidget, ExportableView):
         self._quantity = "couplings"
         self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
         self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
-        self._cloud_digit: int | None = None  # the j of the vote cloud drawn for this inspection
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(PLAY_INTERVAL_MS)
         self.play_timer.timeout.connect(self._advance)
@@ -294,6 +293,7 @@ class RoutingView(QWidget, ExportableView):
                                                   pen=SELECTION_PEN)
         self.selection_marks.setZValue(5)
         self.mosaic.plot.addItem(self.selection_marks)
+        self.panels.currentChanged.connect(lambda _: self._draw_selection(self.selected_parts()))
         return self.panels
 
     def export_panels(self) -> list[ExportableView]:
@@ -336,6 +336,72 @@ class RoutingView(QWidget, ExportableView):
     def snapshot(self) -> IterationSnapshot | None:
         return self.capsules.iterations[self._iteration - 1] if self.capsules is not None else None
 
+    # -- bound to the app state ------------------------------------------------------------------
+    def bind(self, state) -> None:
+        """Draw ``state``'s analysis and the panels' results; write R, j, the parts chosen for
+        decoding and accuracy requests into it."""
+        self._state = state
+        self.iterations_changed.connect(lambda r: setattr(state, "iterations", int(r)))
+        self.capsule_selected.connect(state.select_capsule)
+        self.vote_decode_requested.connect(lambda selection: setattr(state, "vote_selection",
+                                                                     selection))
+        ablation = self.ablation_view
+        self.accuracy_requested.connect(lambda n: setattr(state, "accuracy_images", int(n)))
+        ablation.cancel_requested.connect(lambda: setattr(state, "accuracy_images", None))
+        events = state.events
+        events.analysis.connect(self._render_analysis)
+        events.capsule.connect(self._render_capsule)
+        events.diagnostics.connect(
+            lambda result: self.diagnostics_view.show_diagnostics(result.value))
+        events.vote_cloud.connect(self._render_cloud)
+        events.ablation.connect(self._render_ablation)
+        events.accuracy.connect(self._render_accuracy)
+        events.decoded_vote.connect(self._render_decoded_vote)
+        self._render_analysis()
+        self._render_accuracy()
+
+    def _render_analysis(self, *_) -> None:
+        state, result = self._state, self._state.analysis
+        if result.ready and result.value[0] is not None:
+            self.show_inspection(result.value[0])
+            self._render_capsule()
+            return
+        self.show_inspection(None)
+        if result.pending:
+            self._clear("computing…")
+            with signals_blocked(self.iterations_spin):
+                self.iterations_spin.setValue(state.routing_iterations or 1)
+        elif state.image is None:
+            self._clear("No input")
+        elif state.capsnet is None:
+            self._clear("No CapsNet loaded")
+
+    def _render_capsule(self, *_) -> None:
+        j = self._state.selected_capsule
+        if j is not None and j != self._digit:
+            self._digit = j
+            if self.capsules is not None:
+                self._redraw()
+
+    def _render_cloud(self, result) -> None:
+        names = self.capsules.class_names if self.capsules is not None else None
+        self.cloud_view.show_cloud(result.value, self._iteration if result.value is not None
+                                   else None, names)
+
+    def _render_ablation(self, result) -> None:
+        self.show_ablation(result.value)
+
+    def _render_accuracy(self, *_) -> None:
+        result = self._state.accuracy
+        if result.pending:
+            self.ablation_view.set_measuring(True, result.progress)
+        else:
+            self.ablation_view.show_accuracy(result.value)
+
+    def _render_decoded_vote(self, result) -> None:
+        if result.value is not None:
+            self.decoder_view.show_decoded(result.value)
+
     # -- input from the controller ----------------------------------------------------------
     @Slot(object)
     def show_inspection(self, capsules: CapsuleInspection | None) -> None:
@@ -343,7 +409,6 @@ class RoutingView(QWidget, ExportableView):
         recomputation of the same image (another R) keeps j and clamps r to 1..R."""
         previous = self.capsules
         self.capsules = capsules
-        self._cloud_digit = None
         if capsules is None:
             self.pause()
             self._clear()
@@ -358,7 +423,6 @@ class RoutingView(QWidget, ExportableView):
         for bars in (self.length_bars, self.share_bars):
             bars.set_class_names(capsules.class_names)
         self._set_controls_enabled(True)
-        self.diagnostics_view.show_diagnostics(inspection_diagnostics(capsules))
         self._redraw()
 
     @Slot(object)
@@ -494,14 +558,9 @@ class RoutingView(QWidget, ExportableView):
         self._draw_panels(capsules, r, j)
 
     def _draw_panels(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        """The panels follow r; their numbers (diagnostics, vote cloud) come from the state."""
         self.diagnostics_view.set_iteration(r)
-        if capsules.votes is None:
-            self.cloud_view.show_cloud(None)
-        elif self._cloud_digit != j:
-            self._cloud_digit = j
-            self.cloud_view.show_cloud(inspection_vote_cloud(capsules, j), r, capsules.class_names)
-        else:
-            self.cloud_view.set_iteration(r)
+        self.cloud_view.set_iteration(r)
         self.decoder_view.set_context(capsules, j, r)
 
     # -- choosing parts to decode -------------------------------------------------------------
@@ -550,7 +609,9 @@ class RoutingView(QWidget, ExportableView):
     def _draw_selection(self, children) -> None:
         """Outline the selected primary capsules on the mosaic and in the vote cloud."""
         self.cloud_view.set_selection(children)
-        if self.capsules is None or not children:
+        shown = self.panels.currentWidget() in (self.decoder_view, self.cloud_view)
+        if self.capsules is None or not children or not shown \
+                or len(children) >= self.capsules.primary_lengths.size:  # all: nothing to mark
             self.selection_marks.setData([], [])
             return
         grid = self.capsules.primary_lengths.shape
@@ -637,12 +698,11 @@ class RoutingView(QWidget, ExportableView):
                        *self.quantity_buttons.values()):
             widget.setEnabled(enabled)
 
-    def _clear(self) -> None:
+    def _clear(self, message: str = "No CapsNet analysis yet") -> None:
         self._couplings = self._shown = None
         self._iteration = 1
         self._sync_stepper()
         self._set_controls_enabled(False)
-        message = "No CapsNet analysis yet"
         self.mosaic.show_message(message)
         self.length_bars.show_message(message)
         self.share_bars.show_message(message)

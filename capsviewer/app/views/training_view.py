@@ -6,6 +6,7 @@ The view only builds a :class:`TrainConfig` and draws the events it is given; a
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 import numpy as np
@@ -59,9 +60,25 @@ ACCURACY_TIP = (
 )
 
 
-def default_checkpoint(model: str, dataset: str) -> Path:
-    """``<user data>/capsviewer/checkpoints/{model}-{dataset}.safetensors``."""
-    return default_data_root().parent / "checkpoints" / f"{model}-{dataset}.safetensors"
+CHECKPOINTS = "{model}-{dataset}-<date>-<time>.safetensors"
+
+
+def default_checkpoint(model: str, dataset: str, when: datetime | None = None) -> Path:
+    """A run's own file: ``<user data>/capsviewer/checkpoints/{model}-{dataset}-{date}-{time}
+    .safetensors`` (then ``-2``, ``-3``… if that exists): a run never overwrites a model."""
+    stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
+    return unused_path(default_data_root().parent / "checkpoints"
+                       / f"{model}-{dataset}-{stamp}.safetensors")
+
+
+def unused_path(path: Path) -> Path:
+    """``path``, or ``stem-2.suffix``, ``stem-3.suffix``… whichever does not exist yet."""
+    path, n = Path(path), 2
+    candidate = path
+    while candidate.exists():
+        candidate = path.with_name(f"{path.stem}-{n}{path.suffix}")
+        n += 1
+    return candidate
 
 
 def format_duration(seconds: float) -> str:
@@ -97,12 +114,15 @@ class TrainingView(QWidget, ExportableView):
     resume_requested = Signal()
     cancel_requested = Signal()
     model_ready = Signal(str)  # checkpoint path of a finished (or cancelled) run
+    use_model = Signal(str)  # the user chose to load that checkpoint in the window
 
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self._data_root: str | None = None
         self._state = "idle"
         self._output_edited = False
+        self._ready: str | None = None  # the checkpoint of the last run, offered for use
+        self._runner = None
         self._routed_model = "capsnet"  # whose default the iterations spin box holds
         self._history: list[EpochResult] = []
         # (step, epoch, batch, loss, accuracy) per progress event, and their moving averages
@@ -175,11 +195,16 @@ class TrainingView(QWidget, ExportableView):
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
         self.cancel_button = QPushButton("Cancel")
+        self.use_button = QPushButton("Use this model")
+        self.use_button.setToolTip("Load the checkpoint this run wrote in place of the model "
+                                   "of its kind (Model ▸ Shipped models brings those back)")
+        self.use_button.setEnabled(False)
+        self.use_button.clicked.connect(lambda: self.use_model.emit(self._ready))
         self.start_button.clicked.connect(self._on_start_clicked)
         self.pause_button.clicked.connect(self._on_pause_clicked)
         self.cancel_button.clicked.connect(self.cancel_requested)
         buttons = QHBoxLayout()
-        for button in (self.start_button, self.pause_button, self.cancel_button):
+        for button in (self.start_button, self.pause_button, self.cancel_button, self.use_button):
             buttons.addWidget(button)
 
         self._log = QListWidget()
@@ -262,7 +287,8 @@ class TrainingView(QWidget, ExportableView):
         model_config = {"routing_iterations": self._iterations.value()} if routed else {}
         device = self._device.currentText()
         on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        output = self._output.text().strip() or str(self._default_output())
+        typed = self._output.text().strip()
+        output = str(unused_path(Path(typed)) if typed else self._default_output())
         return TrainConfig(
             model=model,
             model_config=model_config,
@@ -308,7 +334,10 @@ class TrainingView(QWidget, ExportableView):
             self._routed_model = model
             self._iterations.setValue(ROUTED[model])
         if not self._output_edited:
-            self._output.setText(str(self._default_output()))
+            self._output.clear()
+            self._output.setPlaceholderText(
+                f"new file per run: {self._model.currentData()}-{self._dataset.currentData()}-"
+                "<date>-<time>.safetensors")
 
     @Slot(str)
     def _on_output_edited(self, text: str) -> None:
@@ -333,6 +362,7 @@ class TrainingView(QWidget, ExportableView):
     # -- runner events -------------------------------------------------------------------------
     def connect_runner(self, runner) -> None:
         """Wire this view to a TrainingRunner in both directions."""
+        self._runner = runner
         self.start_requested.connect(runner.start)
         self.pause_requested.connect(runner.pause)
         self.resume_requested.connect(runner.resume)
@@ -348,6 +378,8 @@ class TrainingView(QWidget, ExportableView):
     def on_state(self, state: str) -> None:
         if self._state == "idle" and state == "running":
             self._clear()
+            self._ready = None
+            self.use_button.setEnabled(False)
         self._state = state
         active = state in ("running", "paused")
         self.start_button.setEnabled(state == "idle")
@@ -429,6 +461,13 @@ class TrainingView(QWidget, ExportableView):
         self._log.scrollToBottom()
         self._progress.setFormat(line)
         if finished.checkpoint and finished.epochs_done >= 1:
+            run = self._runner.config if self._runner is not None else self.config()
+            usable = run.model in ("capsnet", "cnn")  # what the window's views show
+            self._ready = finished.checkpoint if usable else None
+            self.use_button.setEnabled(usable)
+            self._log.addItem("Saved as a new file; the window keeps its models until you "
+                              "press “Use this model”." if usable else
+                              "Saved; the window shows CapsNet and CNN models only.")
             self.model_ready.emit(finished.checkpoint)
 
     @Slot(str)
