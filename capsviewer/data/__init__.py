@@ -1,6 +1,6 @@
 """Datasets (MNIST, Fashion-MNIST) and tensor-level batching and augmentation."""
 
-from capsviewer.data.batches import iterate_batches, random_shift, to_float
+from capsviewer.data.batches import iterate_batches
 from capsviewer.data.datasets import (
     DATASET_TITLES,
     DATASETS,
@@ -11,6 +11,7 @@ from capsviewer.data.datasets import (
     load_dataset,
     resolve_data_root,
 )
+from capsviewer.data.transforms import random_shift, to_float
 
 __all__ = [
     "DATASET_TITLES",
