@@ -13,7 +13,6 @@ import hashlib
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtGui import QAction, QActionGroup, QKeySequence
@@ -27,17 +26,16 @@ from PySide6.QtWidgets import (
     QTabWidget,
 )
 
+from capsviewer import paths
 from capsviewer.analysis.inspection import (
-    as_batch,
     cached_predictions,
     inspect_capsnet,
     inspect_cnn,
-    model_device,
     predict_all,
 )
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.preprocess import InputImage
-from capsviewer.analysis.rotation import rotate_images, rotation_sweep
+from capsviewer.analysis.rotation import rotation_sweep
 from capsviewer.analysis.routing_diagnostics import (
     UPDATES,
     accuracy_by_updates,
@@ -48,6 +46,7 @@ from capsviewer.app import theme
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.export import export_view
 from capsviewer.app.session import ModelSession
+from capsviewer.app.settings import user_settings
 from capsviewer.app.training_runner import TrainingRunner
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.input_view import InputView
@@ -58,7 +57,9 @@ from capsviewer.app.views.routing_lab_view import RoutingLabView
 from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
 from capsviewer.data import DATASET_TITLES, DATASETS
+from capsviewer.data.transforms import as_batch, model_device, rotate_images, to_float
 from capsviewer.training import DeviceUnavailable
+from capsviewer.training.devices import device_choices
 from capsviewer.training.evaluation import EvaluationCancelled
 from capsviewer.training.model_files import find_models
 
@@ -75,7 +76,7 @@ class MainWindow(QMainWindow):
         super().__init__()
         self.setWindowTitle("capsviewer")
         self.setWindowIcon(theme.app_icon())
-        self.settings = settings or QSettings("capsviewer", "capsviewer")
+        self.settings = settings or user_settings()
         self.show_errors = show_errors  # tests record errors instead of opening dialogs
         self.errors: list[tuple[str, str]] = []
         self.predict_test_set = predict_test_set  # classify the whole test set in the background
@@ -209,7 +210,7 @@ class MainWindow(QMainWindow):
             self.dataset_actions[name] = action
         devices = model.addMenu("&Device")
         device_group = QActionGroup(self)
-        for name in self._device_names():
+        for name in device_choices():
             action = QAction(name, self, checkable=True)
             action.setChecked(name == "auto")
             action.triggered.connect(lambda _=False, n=name: self.set_device(n))
@@ -324,7 +325,7 @@ class MainWindow(QMainWindow):
         capsnet, cnn = self.session.capsnet, self.session.cnn
         if capsnet is None and cnn is None:
             self.prediction_view.show_inspection(None, None, self.image.label,
-                                                 self.image.pixels / 255.0)
+                                                 to_float(self.image.pixels).numpy())
             return
         self.interactive.submit("analyse", _analyse, capsnet, cnn, self.image.pixels,
                                 self.iterations, self.session.class_names,
@@ -339,7 +340,7 @@ class MainWindow(QMainWindow):
         self.inspection = capsules
         self.prediction_view.show_inspection(
             capsules, cnn, self.image.label if self.image else None,
-            self.image.pixels / 255.0 if self.image else None)
+            to_float(self.image.pixels).numpy() if self.image else None)
         if capsules is not None:
             self.routing_view.show_inspection(capsules)
             digit = capsules.prediction if self.selected_capsule is None else self.selected_capsule
@@ -496,15 +497,6 @@ class MainWindow(QMainWindow):
         except DeviceUnavailable as error:
             self.report_error("Device unavailable", str(error))
 
-    @staticmethod
-    def _device_names() -> list[str]:
-        import torch
-
-        names = ["auto", "cpu"]
-        if torch.cuda.is_available():
-            names += [f"cuda:{k}" for k in range(torch.cuda.device_count())]
-        return names
-
     def show_formulas(self) -> None:
         text = "\n\n".join(f"{name}:\n{formula}" for name, formula in FORMULAS.items())
         QMessageBox.information(self, "The maths behind the views", text)
@@ -579,7 +571,7 @@ def _analyse(capsnet, cnn, pixels, iterations, names):
 
 
 def _rotated_responses(capsnet, cnn, pixels, angle, iterations):
-    image = np.asarray(rotate_images(np.asarray(pixels, dtype=np.float32) / 255.0, [angle])[0])
+    image = np.asarray(rotate_images(pixels, [angle])[0])
     capsules = None
     if capsnet is not None:  # lengths only: no routing trace needed for the angle slider
         with torch.no_grad():
@@ -595,7 +587,7 @@ def _test_set_predictions(entry, images, should_stop):
         return predict_all(entry.model, images.images, 100, should_stop)
     digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()[:16]
     key = f"{digest}-{images.checksum()[:16]}"
-    cache = platformdirs.user_cache_path("capsviewer") / "predictions"
+    cache = paths.cache_dir("predictions")
     return cached_predictions(entry.model, images.images, key, cache, 100, should_stop)
 
 

@@ -12,6 +12,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
 from capsviewer.data import DATASETS, DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.models import display_name
 from capsviewer.training import describe_device, load_checkpoint, select_device
 
 
@@ -30,8 +31,7 @@ class LoadedModel:
         return self.metadata.get("dataset", {}).get("name", "mnist")
 
     def summary(self) -> str:
-        name = {"capsnet": "CapsNet", "cnn": "CNN"}.get(self.architecture, self.architecture)
-        parts = [name]
+        parts = [display_name(self.architecture)]
         accuracy = self.metadata.get("metrics", {}).get("test_accuracy")
         if accuracy is not None:
             parts.append(f"test {accuracy:.2%}")

@@ -5,8 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import platformdirs
-
+from capsviewer import paths
 from capsviewer.training.checkpoints import CheckpointError, read_metadata
 
 SHIPPED_MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -15,7 +14,7 @@ MODELS_ENV_VAR = "CAPSVIEWER_MODELS"
 
 def user_checkpoint_dir() -> Path:
     """Where the app saves checkpoints it trains (per-user data directory)."""
-    return Path(platformdirs.user_data_dir("capsviewer", appauthor=False)) / "checkpoints"
+    return paths.checkpoints_dir()
 
 
 def model_dirs() -> list[Path]:
