@@ -2,7 +2,8 @@
 
 The worker runs in ``QThreadPool.globalInstance()``. Everything that may block or raise — loading
 the data, choosing the device, building the model — happens in the worker too. Batch progress
-is thinned to about 20 signals a second; epoch results and the final event always arrive.
+is thinned by the trainer to about 20 events a second (``PROGRESS_INTERVAL``); epoch results
+and the final event always arrive.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -61,30 +61,12 @@ def failure_message(error: BaseException) -> str:
     return f"Training stopped by an unexpected error: {type(error).__name__}: {error}"
 
 
-def thin_progress(events: Iterable, interval: float, paused: Callable[[], bool] = lambda: False):
-    """Pass every event but at most one BatchProgress per ``interval`` seconds (and always an
-    epoch's last batch, or one while ``paused()``), its loss and accuracy the mean of the
-    batches since the previous one passed."""
-    last_sent, losses, accuracies = -float("inf"), [], []
-    for event in events:
-        if not isinstance(event, BatchProgress):
-            yield event
-            continue
-        losses.append(event.loss)
-        accuracies.append(event.accuracy)
-        now = time.perf_counter()
-        if now - last_sent >= interval or event.batch == event.batches or paused():
-            yield replace(event, loss=sum(losses) / len(losses),
-                          accuracy=sum(accuracies) / len(accuracies))
-            last_sent, losses, accuracies = now, [], []
-
-
 class TrainingRunner(QObject):
     """Runs one training at a time and reports it with signals on the UI thread.
 
-    ``progress`` carries the newest :class:`BatchProgress`, its ``loss`` and ``accuracy`` being
-    the mean over the batches since the previous signal (so a thinned curve still sees every
-    batch). ``finished`` or ``failed`` comes once per run, after the worker thread is done.
+    ``progress`` carries the newest :class:`BatchProgress`, its ``loss`` and ``accuracy`` those
+    of all images since the previous signal (so a thinned curve still sees every batch).
+    ``finished`` or ``failed`` comes once per run, after the worker thread is done.
     """
 
     progress = Signal(object)  # BatchProgress
@@ -191,6 +173,8 @@ class TrainingRunner(QObject):
             if test_set is None:
                 test_set = load_dataset(config.dataset, False, config.data_root, download)
             yield None
+            if config.progress_interval is None:
+                config = replace(config, progress_interval=PROGRESS_INTERVAL)
             trainer = Trainer(config, train_set, test_set)
             with self._lock:
                 self._trainer = trainer
@@ -198,7 +182,7 @@ class TrainingRunner(QObject):
                     return
                 if self._paused:
                     trainer.pause()
-            yield from thin_progress(trainer.events(), PROGRESS_INTERVAL, lambda: self._paused)
+            yield from trainer.events()
         except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:
             yield _Failure(failure_message(error))
         except Exception as error:  # reported to the user; the UI keeps running

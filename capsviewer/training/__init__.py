@@ -7,12 +7,12 @@ from capsviewer.training.checkpoints import (
     read_metadata,
     save_checkpoint,
 )
+from capsviewer.training.config import Option, TrainConfig, train_options
 from capsviewer.training.devices import DeviceUnavailable, describe_device, select_device
 from capsviewer.training.evaluation import Evaluation, evaluate
 from capsviewer.training.trainer import (
     BatchProgress,
     EpochResult,
-    TrainConfig,
     Trainer,
     TrainingError,
     TrainingFinished,
@@ -25,6 +25,7 @@ __all__ = [
     "DeviceUnavailable",
     "EpochResult",
     "Evaluation",
+    "Option",
     "TrainConfig",
     "Trainer",
     "TrainingError",
@@ -35,4 +36,5 @@ __all__ = [
     "read_metadata",
     "save_checkpoint",
     "select_device",
+    "train_options",
 ]
