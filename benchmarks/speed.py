@@ -12,7 +12,7 @@ The default run measures, in one process:
   better of two timed epochs, the reference's best step) for each batch size, three ways: capsviewer's trainer as it runs here (``precision`` auto, e.g.
   bf16 convolutions), the same trainer in plain fp32, and the straightforward formulation on
   the same weights (votes by tiling, recomputed in every routing iteration, fp32, as the
-  authors' TensorFlow code; :mod:`capsviewer.models.reference`) in a plain loop; with the
+  authors' TensorFlow code; tests/reference/capsnet.py) in a plain loop; with the
   peak memory of each (CUDA: peak allocated; CPU: peak growth of the resident set, model and
   optimizer included, approximate since the allocator reuses freed memory);
 * evaluation throughput, the same three ways;
@@ -44,12 +44,12 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path[:0] = [str(REPO), str(REPO / "tests")]  # the package, and the reference formulations
 
 from capsviewer.data import ImageSet, load_dataset, random_shift, to_float  # noqa: E402
 from capsviewer.data.datasets import DatasetUnavailable  # noqa: E402
 from capsviewer.models import build_model  # noqa: E402
-from capsviewer.models.reference import reference_forward  # noqa: E402
+from reference.capsnet import reference_forward  # noqa: E402
 from capsviewer.training import TrainConfig, Trainer, evaluate, select_device  # noqa: E402
 from capsviewer.training.devices import native_bf16, resolve_precision  # noqa: E402
 from capsviewer.training.trainer import EpochResult  # noqa: E402

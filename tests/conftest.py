@@ -19,7 +19,7 @@ def shared_data_root() -> Path | None:
     """The MNIST copy tests use: $CAPSVIEWER_DATA, else ../shared/data beside the checkout."""
     for candidate in (os.environ.get("CAPSVIEWER_DATA"), REPO.parent / "shared" / "data"):
         if candidate and (Path(candidate) / "MNIST" / "raw").is_dir():
-            return Path(candidate)
+            return Path(candidate).resolve()  # tests may change the working folder
     return None
 
 

@@ -30,12 +30,47 @@ def test_errors_are_messages_not_tracebacks(tmp_path, capsys, offline):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a checkpoint at all")
     assert main(["info", str(bad)]) == 2
-    assert "truncated or not a safetensors file" in capsys.readouterr().err
+    assert "capsviewer info: error: " in (err := capsys.readouterr().err)
+    assert "truncated or not a safetensors file" in err and "Traceback" not in err
     assert main(["train", "--data-root", str(tmp_path / "none"), "--epochs", "1", *TINY,
                  "--output", str(tmp_path / "x.safetensors")]) == 2
     assert "The MNIST training set is not available" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["train", "--epochs", "0"])
+    assert "argument --epochs: must be between 1 and 1,000, got 0" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["train", "--lr", "nan"], "argument --lr: must be a finite number, got nan"),
+    (["train", "--lr", "-1"], "argument --lr: must be between 0 and 1, got -1"),
+    (["train", "--seed", str(2**70)], "argument --seed: must be between 0 and"),
+    (["train", "--lr-decay", "-1"], "argument --lr-decay: must be between 0.001 and 1"),
+    (["train", "--batch-size", "x"], "argument --batch-size: a whole number is needed, got 'x'"),
+    (["eval", "m.safetensors", "--subset", "0"], "argument --subset: must be a positive integer"),
+    (["ablation", "--seed", "-3"], "argument --seed: must be 0 or more, got -3"),
+])
+def test_out_of_range_arguments_are_usage_errors(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main(argv)
+    assert exit.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_iterations_for_a_model_without_routing_is_a_message(capsys, tmp_path):
+    assert main(["train", "--model", "cnn", "--iterations", "3", "--device", "cpu",
+                 "--output", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "capsviewer train: error: routing iterations apply to capsnet and matrix-capsnet, " \
+           "not to cnn" in err and not (tmp_path / "x.safetensors").exists()
+
+
+@pytest.mark.parametrize("command", ["train", "eval", "info", "export", "report", "ablation",
+                                     "average"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit:
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert exit.value.code == 0 and text.startswith(f"usage: capsviewer {command} ")
+    assert "(default: None)" not in text and "(default: False)" not in text
 
 
 def test_cuda_request_without_gpu_is_explained(capsys, tmp_path):

@@ -10,7 +10,6 @@ from capsviewer.data import (
     datasets,
     iterate_batches,
     load_dataset,
-    random_shift,
     resolve_data_root,
 )
 
@@ -60,24 +59,6 @@ def test_the_test_set_is_downloaded_alone_checked_and_unpacked(mnist_mirror, tmp
     with pytest.raises(DatasetUnavailable, match="MD5 sum"):
         load_dataset("mnist", train=False, root=tmp_path)
     assert not list((tmp_path / "MNIST" / "raw").glob("t10k-images*"))  # no partial file left
-
-
-def test_random_shift_moves_each_image_by_at_most_two_pixels():
-    g = torch.Generator().manual_seed(0)
-    images = torch.zeros(500, 1, 28, 28, dtype=torch.uint8)
-    images[:, 0, 14, 14] = 255  # one bright pixel in the centre
-    shifted = random_shift(images, 2, g)
-    assert shifted.shape == images.shape and shifted.dtype == torch.uint8
-    position = shifted[:, 0].flatten(1).argmax(1)
-    dy, dx = position // 28 - 14, position % 28 - 14
-    assert dy.abs().max() == 2 and dx.abs().max() == 2
-    assert (shifted.flatten(1).sum(1) == 255).all()  # nothing lost, nothing duplicated
-    assert len(set(zip(dy.tolist(), dx.tolist()))) == 25  # every offset occurs
-    # zero padding: shifting a full image by (dy, dx) blanks 28|dy| + 28|dx| − |dy||dx| pixels
-    full = torch.full((200, 1, 28, 28), 7, dtype=torch.uint8)
-    blank = (random_shift(full, 2, g) == 0).sum(dim=(1, 2, 3))
-    allowed = {28 * a + 28 * b - a * b for a in range(3) for b in range(3)}
-    assert set(blank.tolist()) == allowed
 
 
 def test_subset_and_batches(mnist_test):

@@ -26,7 +26,7 @@ def test_shards_are_disjoint_and_cover_the_batch():
 
 
 @pytest.mark.slow  # about 12 s: three processes start torch
-def test_two_gloo_processes_match_one_process(data_root, tmp_path, capsys):
+def test_slow_two_gloo_processes_match_one_process(data_root, tmp_path, capsys):
     single, parallel = tmp_path / "single.safetensors", tmp_path / "parallel.safetensors"
     assert main([*ARGS, "--data-root", str(data_root), "--output", str(single)]) == 0
     capsys.readouterr()

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from capsviewer.maths import em_routing, inverse_temperature_schedule
-from capsviewer.maths.em_reference import em_routing_loops
+from reference.em_routing import em_routing_loops
 
 
 def random_problem(batch=2, children=6, parents=3, dim=4, dtype=torch.float64, seed=0):

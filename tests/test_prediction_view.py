@@ -3,6 +3,7 @@
 import numpy as np
 import pytest
 from PySide6.QtCore import QPoint, QPointF
+from PySide6.QtWidgets import QApplication
 
 from capsviewer.analysis.inspection import inspect_capsnet, inspect_cnn
 from capsviewer.app.views.common import FORMULAS
@@ -84,7 +85,8 @@ def test_images_and_primary_mosaic(view, inspections):
 def test_hovering_the_mosaic_reads_out_the_cell(view, qtbot, inspections):
     capsules, cnn, label = inspections
     view.show_inspection(capsules, cnn, label)
-    qtbot.wait(10)
+    qtbot.waitExposed(view)
+    QApplication.processEvents()  # the new image laid out before mapping into it
     y, x = tile_origin(9, (32, 6, 6))
     scene_point = view.primary.image.mapToScene(QPointF(x + 3.5, y + 2.5))
     point = view.primary.graphics.mapFromScene(scene_point)

@@ -1,9 +1,8 @@
-"""Robustness report: perturbations, accuracies on hand-made models with known answers, the
-real models, the README markers and `capsviewer report` end to end."""
+"""Robustness report: its perturbations, accuracies on hand-made models with known answers, the
+real models, `capsviewer report` end to end, and the development script that puts the report
+into README (docs/robustness.py)."""
 
-import argparse
-import json
-import math
+import importlib.util
 import struct
 from types import SimpleNamespace
 
@@ -13,32 +12,31 @@ import torch
 import torch.nn.functional as F
 
 from capsviewer.analysis.robustness import (
-    AffineDraw,
     AffineParameters,
     RobustnessCancelled,
     affine_accuracy,
-    affine_images,
     clean_accuracy,
     condition_seed,
     draw_affine,
     from_json,
     robustness_report,
     rotation_accuracy,
-    shift_images,
     shift_offsets,
     to_json,
-    to_markdown,
     translation_accuracy,
 )
-from capsviewer.analysis.rotation import rotate_images
-from capsviewer.report_cli import (
-    README_END,
-    README_START,
-    add_report_parser,
-    replace_between_markers,
-    run_report,
-    update_readme,
-)
+from capsviewer.cli import main
+from capsviewer.report.text import to_markdown
+
+from conftest import REPO
+
+
+def docs_script():
+    """docs/robustness.py, the development script, as a module."""
+    spec = importlib.util.spec_from_file_location("docs_robustness", REPO / "docs" / "robustness.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 class BrightestColumn:
@@ -69,50 +67,7 @@ def dots(count: int = 120, seed: int = 0):
     return torch.from_numpy(images)[:, None], torch.from_numpy(cols % 10)
 
 
-def single_pixel(row: int, col: int) -> torch.Tensor:
-    image = torch.zeros(1, 1, 28, 28)
-    image[0, 0, row, col] = 1.0
-    return image
-
-
-def centre_of_mass(image: torch.Tensor) -> tuple[float, float]:
-    pixels = image.squeeze().double()
-    rows, cols = torch.meshgrid(torch.arange(28.0), torch.arange(28.0), indexing="ij")
-    total = pixels.sum()
-    return float((pixels * rows).sum() / total), float((pixels * cols).sum() / total)
-
-
-def identity_draw(count: int, **changes) -> AffineDraw:
-    fields = dict(rotation_deg=torch.zeros(count), shear_deg=torch.zeros(count),
-                  scale=torch.ones(count), translation_px=torch.zeros(count, 2))
-    fields.update(changes)
-    return AffineDraw(**fields)
-
-
 # -- perturbations ---------------------------------------------------------------------------
-
-def test_affine_identity_rotation_and_translation_match_the_simple_operations():
-    images = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0))
-    torch.testing.assert_close(affine_images(images, identity_draw(4)), images, atol=1e-5, rtol=0)
-    angles = torch.tensor([0.0, 30.0, -45.0, 90.0])
-    turned = affine_images(images, identity_draw(4, rotation_deg=angles))[:, 0]
-    torch.testing.assert_close(turned, rotate_images(images[:, 0], angles.numpy()),
-                               atol=1e-5, rtol=0)
-    shifts = torch.tensor([[3.0, 0.0], [0.0, 2.0], [-1.0, 0.0], [0.0, -4.0]])  # (x right, y down)
-    moved = affine_images(images, identity_draw(4, translation_px=shifts))
-    expected = shift_images(images, shifts[:, 1].long(), shifts[:, 0].long())
-    torch.testing.assert_close(moved, expected, atol=1e-5, rtol=0)
-
-
-def test_shear_and_scale_act_about_the_centre():
-    # Pixel (row 16, col 13) sits at x = −0.5, y = +2.5 from the centre (13.5, 13.5).
-    shear = math.degrees(math.atan(2.0))  # x' = x + 2y = 4.5 → column 18
-    sheared = affine_images(single_pixel(16, 13), identity_draw(1, shear_deg=torch.tensor([shear])))
-    assert sheared[0, 0, 16, 18] == pytest.approx(1.0, abs=1e-4)
-    scaled = affine_images(single_pixel(16, 13), identity_draw(1, scale=torch.tensor([3.0])))
-    row, col = centre_of_mass(scaled)  # (x, y) · 3 = (−1.5, 7.5) → (row 21, col 12)
-    assert (row, col) == (pytest.approx(21.0, abs=1e-3), pytest.approx(12.0, abs=1e-3))
-
 
 def test_affine_draws_are_seeded_and_within_range():
     params = AffineParameters()
@@ -132,10 +87,6 @@ def test_shifts_move_exactly_k_pixels_along_one_axis():
     dy, dx = shift_offsets(400, 3, seed=1)
     assert torch.all((dy.abs() == 3) ^ (dx.abs() == 3)) and torch.all((dy == 0) ^ (dx == 0))
     assert {(int(a), int(b)) for a, b in zip(dy, dx)} == {(0, 3), (0, -3), (3, 0), (-3, 0)}
-    image = single_pixel(10, 12)
-    moved = shift_images(image, torch.tensor([2]), torch.tensor([-5]))  # 2 down, 5 left
-    assert moved[0, 0, 12, 7] == 1.0 and moved.sum() == 1.0
-    assert shift_images(image, torch.tensor([0]), torch.tensor([0])) is image
 
 
 def test_condition_seeds_differ_by_condition_and_repeat_by_seed():
@@ -228,29 +179,7 @@ def test_same_seed_same_numbers(real_models, mnist_test):
     assert runs[0].conditions == runs[1].conditions
 
 
-# -- README markers and the command ---------------------------------------------------------
-
-def test_replace_between_markers():
-    text = f"# T\n\nintro\n{README_START}\nold table\n{README_END}\nrest\n"
-    replaced = replace_between_markers(text, "| new |\n")
-    assert replaced == f"# T\n\nintro\n{README_START}\n| new |\n{README_END}\nrest\n"
-    assert replace_between_markers(replaced, "| new |") == replaced  # idempotent
-    assert replace_between_markers("no markers", "x") is None
-    assert replace_between_markers(f"{README_END} then {README_START}", "x") is None
-
-
-def test_update_readme_leaves_a_file_without_markers_alone(tmp_path):
-    readme = tmp_path / "README.md"
-    readme.write_text("# nothing to replace\n")
-    assert update_readme(readme, "table") is False
-    assert readme.read_text() == "# nothing to replace\n"
-
-
-def report_args(*argv):
-    parser = argparse.ArgumentParser(prog="capsviewer")
-    add_report_parser(parser.add_subparsers(dest="command"))
-    return parser.parse_args(["report", *argv])
-
+# -- the command and the README script ------------------------------------------------------
 
 def png_size(path) -> tuple[int, int]:
     header = path.read_bytes()[:24]
@@ -258,14 +187,12 @@ def png_size(path) -> tuple[int, int]:
     return struct.unpack(">II", header[16:24])
 
 
-def test_report_command_end_to_end(model_files, data_root, tmp_path, capsys):
-    readme = tmp_path / "README.md"
-    readme.write_text(f"# Project\n\n{README_START}\nplaceholder\n{README_END}\n\nmore\n")
-    out = tmp_path / "docs"
-    args = report_args("--model", str(model_files["capsnet"]), "--model", str(model_files["cnn"]),
-                       "--data-root", str(data_root), "--subset", "50", "--device", "cpu",
-                       "--out", str(out), "--readme", str(readme), "--no-progress")
-    assert run_report(args) == 0
+def test_report_command_end_to_end(model_files, data_root, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    out = tmp_path / "figures"
+    assert main(["report", "--model", str(model_files["capsnet"]), "--model",
+                 str(model_files["cnn"]), "--data-root", str(data_root), "--subset", "50",
+                 "--device", "cpu", "--out", str(out), "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| CapsNet |" in printed and "| CNN |" in printed
 
@@ -273,45 +200,77 @@ def test_report_command_end_to_end(model_files, data_root, tmp_path, capsys):
     assert report.images == 50 and len(report.conditions) == 1 + 13 + 1 + 7
     assert [c.value for c in report.conditions if c.kind == "rotation"] == list(range(0, 181, 15))
     assert report.command.startswith("capsviewer report --model ")
-    assert "--subset 50" in report.command
+    assert "--subset 50" in report.command and f"--out {out}" in report.command
 
     markdown = (out / "robustness.md").read_text()
     assert report.command in markdown and "![" in markdown and "(robustness.png)" in markdown
     assert png_size(out / "robustness.png") == (900, 300)
     assert (out / "robustness.png").stat().st_size < 100_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["figures"]  # nothing else written
 
-    text = readme.read_text()
-    assert "placeholder" not in text and text.endswith(f"{README_END}\n\nmore\n")
-    assert "(docs/robustness.png)" in text and "(docs/robustness.md)" in text
-    assert "| CapsNet |" in text
+
+def test_report_writes_into_a_folder_of_its_own_by_default(model_files, data_root, tmp_path,
+                                                           monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(["report", "--model", str(model_files["cnn"]), "--data-root", str(data_root),
+                 "--subset", "10", "--device", "cpu", "--no-progress"]) == 0
+    assert sorted(p.name for p in (tmp_path / "capsviewer-report").iterdir()) == [
+        "robustness.json", "robustness.md", "robustness.png"]
+    assert not (tmp_path / "docs").exists()
 
 
 def test_report_command_explains_what_is_missing(model_files, data_root, tmp_path, capsys,
                                                  monkeypatch, offline):
     missing = tmp_path / "nope.safetensors"
-    assert run_report(report_args("--model", str(missing), "--data-root", str(data_root))) == 2
+    assert main(["report", "--model", str(missing), "--data-root", str(data_root)]) == 2
     assert f"no checkpoint file at {missing}" in capsys.readouterr().err
 
-    args = report_args("--model", str(model_files["cnn"]), "--data-root", str(tmp_path / "none"),
-                       "--out", str(tmp_path / "docs"))
-    assert run_report(args) == 2
+    assert main(["report", "--model", str(model_files["cnn"]), "--data-root",
+                 str(tmp_path / "none"), "--out", str(tmp_path / "out")]) == 2
     error = capsys.readouterr().err
     assert "The MNIST test set is not available" in error and "train-" not in error
     assert offline and all("t10k" in url for url in offline)  # it tried the test set alone
-    assert not (tmp_path / "docs").exists()
+    assert not (tmp_path / "out").exists()
 
     import capsviewer.training.model_files as model_files_module
 
     monkeypatch.setattr(model_files_module, "find_models", lambda dataset="mnist", dirs=None: {})
-    assert run_report(report_args("--data-root", str(data_root))) == 2
-    assert "no mnist models found" in capsys.readouterr().err
+    assert main(["report", "--data-root", str(data_root)]) == 2
+    assert "capsviewer report: error: no mnist models found" in capsys.readouterr().err
 
+
+def test_replace_between_markers():
+    script = docs_script()
+    start, end = script.README_START, script.README_END
+    text = f"# T\n\nintro\n{start}\nold table\n{end}\nrest\n"
+    replaced = script.replace_between_markers(text, "| new |\n")
+    assert replaced == f"# T\n\nintro\n{start}\n| new |\n{end}\nrest\n"
+    assert script.replace_between_markers(replaced, "| new |") == replaced  # idempotent
+    assert script.replace_between_markers("no markers", "x") is None
+    assert script.replace_between_markers(f"{end} then {start}", "x") is None
+
+
+def test_readme_script_end_to_end(model_files, data_root, tmp_path, capsys):
+    script = docs_script()
     readme = tmp_path / "README.md"
-    readme.write_text("no markers here\n")
-    args = report_args("--model", str(model_files["cnn"]), "--data-root", str(data_root),
-                       "--subset", "10", "--out", str(tmp_path / "docs"), "--readme", str(readme),
-                       "--no-progress")
-    assert run_report(args) == 0
-    assert "markers" in capsys.readouterr().err
-    assert readme.read_text() == "no markers here\n"
-    assert json.loads((tmp_path / "docs" / "robustness.json").read_text())["images"] == 10
+    readme.write_text(f"# Project\n\n{script.README_START}\nplaceholder\n{script.README_END}"
+                      "\n\nmore\n")
+    out = tmp_path / "docs"
+    args = script.build_parser().parse_args([
+        "--model", str(model_files["cnn"]), "--data-root", str(data_root), "--subset", "20",
+        "--device", "cpu", "--out", str(out), "--readme", str(readme), "--no-progress"])
+    assert script.run_command(args) == 0
+    assert "updated the robustness section" in capsys.readouterr().out
+    text = readme.read_text()
+    assert "placeholder" not in text and text.endswith(f"{script.README_END}\n\nmore\n")
+    assert "(docs/robustness.png)" in text and "(docs/robustness.md)" in text
+    assert "| CNN |" in text and "`python docs/robustness.py --model " in text
+    assert from_json((out / "robustness.json").read_text()).images == 20
+
+    bare = tmp_path / "BARE.md"
+    bare.write_text("no markers here\n")
+    args = script.build_parser().parse_args(["--model", str(model_files["cnn"]), "--readme",
+                                             str(bare), "--out", str(tmp_path / "other")])
+    assert script.run_command(args) == 2  # refused before measuring anything
+    assert "has no <!-- robustness:start -->" in capsys.readouterr().err
+    assert bare.read_text() == "no markers here\n" and not (tmp_path / "other").exists()

@@ -11,21 +11,15 @@ from capsviewer.analysis.rotation import (
     NEAR_TIE,
     correct_range,
     fit_pose_plane,
-    rotate_images,
     rotation_sweep,
 )
+from capsviewer.data.transforms import rotate_images
 from capsviewer.models import build_model
 from capsviewer.models.precision import native_bf16
 from capsviewer.training import load_checkpoint
 from capsviewer.training.model_files import SHIPPED_MODELS
 
 SHIPPED_CNN = SHIPPED_MODELS / "cnn-mnist.safetensors"
-
-
-def centred_square() -> np.ndarray:
-    image = np.zeros((28, 28), np.float32)
-    image[9:19, 9:19] = 1.0  # symmetric about the centre (13.5, 13.5)
-    return image
 
 
 def seven() -> np.ndarray:
@@ -45,42 +39,6 @@ def models():
     torch.manual_seed(0)
     cnn = build_model("cnn").eval()
     return capsnet, cnn
-
-
-def test_rotate_zero_is_identity():
-    image = seven()
-    np.testing.assert_allclose(rotate_images(image, [0.0])[0], image, atol=1e-5)
-
-
-def test_rotate_quarter_turns():
-    square = centred_square()
-    np.testing.assert_allclose(rotate_images(square, [90.0])[0], square, atol=1e-5)
-    image = seven()
-    turned = image
-    for _ in range(4):
-        turned = rotate_images(turned, [90.0])[0]
-    np.testing.assert_allclose(turned, image, atol=1e-4)
-    np.testing.assert_allclose(rotate_images(image, [90.0])[0], np.rot90(image), atol=1e-4)
-
-
-def test_positive_angle_is_counter_clockwise():
-    image = np.zeros((28, 28), np.float32)
-    image[13, 24] = 1.0  # right of the centre
-    turned = rotate_images(image, [90.0])[0]
-    row, col = np.unravel_index(np.argmax(turned), turned.shape)
-    assert row < 13 and col == 13  # now above the centre (row 0 is the top)
-
-
-def test_rotate_kinds_and_pairs():
-    image = seven()
-    many = rotate_images(image, DEFAULT_ANGLES)
-    assert isinstance(many, np.ndarray) and many.shape == (72, 28, 28)
-    tensor = rotate_images(torch.from_numpy(image), [30.0, 60.0])
-    assert isinstance(tensor, torch.Tensor) and tensor.shape == (2, 28, 28)
-    pairs = rotate_images(np.stack([image, image.T]), [10.0, -20.0])
-    np.testing.assert_allclose(pairs[1], rotate_images(image.T, [-20.0])[0])
-    with pytest.raises(ValueError):
-        rotate_images(np.stack([image] * 3), [1.0, 2.0])
 
 
 def test_sweep_matches_direct_forward(models):
@@ -205,19 +163,6 @@ def test_fit_of_poses_on_a_line():
     poses = np.where(on[:, None], 1.0, 0.1) * direction + 1e-3 * rng.normal(size=(72, 16))
     fit = fit_pose_plane(poses, DEFAULT_ANGLES)
     assert fit.line_variance > 0.99 and fit.equivariance_error_deg > 50
-
-
-def test_rotation_matches_torchvision(mnist_test):
-    import torchvision.transforms.v2.functional as TF
-
-    images = mnist_test.images[:4, 0].float() / 255
-    for angle in (15.0, 45.0, 90.0, -120.0, 180.0):
-        ours = rotate_images(images, [angle] * 4)
-        reference = torch.stack([
-            TF.rotate(image[None], angle, interpolation=TF.InterpolationMode.BILINEAR, fill=0.0)[0]
-            for image in images
-        ])
-        assert (ours - reference).abs().max() < 1e-5
 
 
 @pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has no native bf16")

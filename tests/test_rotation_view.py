@@ -3,9 +3,9 @@
 import numpy as np
 import pytest
 
-from capsviewer.analysis.rotation import DEFAULT_ANGLES, rotate_images, rotation_sweep
+from capsviewer.analysis.rotation import DEFAULT_ANGLES, rotation_sweep
 from capsviewer.app.views.rotation_view import RotationView, describe_sweep, sweep_angles
-from capsviewer.data import to_float
+from capsviewer.data.transforms import rotate_images, to_float
 from capsviewer.training import load_checkpoint
 
 NAMES = [str(d) for d in range(10)]

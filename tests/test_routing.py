@@ -1,7 +1,7 @@
 import torch
 
 from capsviewer.maths import coupling_jacobian, dynamic_routing, predict_votes, squash
-from capsviewer.maths.reference import dynamic_routing_recomputed
+from reference.dynamic_routing import dynamic_routing_recomputed
 
 
 def random_problem(batch=4, children=50, parents=10, d_in=8, d_out=16, dtype=torch.float32, seed=0):

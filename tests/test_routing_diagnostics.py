@@ -7,7 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from capsviewer.analysis.inspection import as_batch, inspect_capsnet
+from capsviewer.analysis.inspection import inspect_capsnet
+from capsviewer.data.transforms import as_batch
 from capsviewer.analysis.routing_diagnostics import (
     UPDATES,
     VoteSelection,

@@ -136,11 +136,13 @@ def test_fixed_point_slope_on_the_preset(results):
     assert result.squash_fixed.is_fixed_point and result.linear_fixed.is_fixed_point
     assert abs(result.squash_fixed.slope - 1.5) < 1e-8 and result.squash_fixed.unstable
     assert abs(result.linear_fixed.slope - 2.0) < 1e-8
-    assert abs(result.squash_fixed.slope - toy_routing.fixed_point_slope()) < 1e-12
+    # Δ' = Δ + f(2σ(Δ)) − f(2 − 2σ(Δ)), f(x) = x²/(1+x²): the agreement of either child with
+    # v_0 = squash(2σ(Δ)·e₀) minus that with v_1 = squash((2 − 2σ(Δ))·e₁)
     deltas = np.array([-3.0, -0.5, 0.25, 2.0])
-    expected = [float(toy_routing.logit_difference_map(torch.tensor(d))) for d in deltas]
+    sigma = 1 / (1 + np.exp(-deltas))
+    f = lambda x: x * x / (1 + x * x)  # noqa: E731
     np.testing.assert_allclose(logit_difference_map(PRESETS["fixed_point"].votes, deltas),
-                               expected, atol=1e-14)
+                               deltas + f(2 * sigma) - f(2 - 2 * sigma), atol=1e-14)
 
 
 @pytest.mark.parametrize("children, length", [(2, 0.5), (2, 1.0), (3, 1.0), (2, 3.0), (5, 2.0)])

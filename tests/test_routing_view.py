@@ -7,7 +7,8 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 
 import pyqtgraph as pg  # after PySide6
 
-from capsviewer.analysis.inspection import as_batch, inspect_capsnet
+from capsviewer.analysis.inspection import inspect_capsnet
+from capsviewer.data.transforms import as_batch
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.grid_mosaic import mosaic, tile_origin
 from capsviewer.app.views.routing_view import RoutingView

@@ -15,7 +15,7 @@ def test_a_model_is_shipped():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_model_reproduces_its_stated_accuracy(path, mnist_test):
+def test_slow_shipped_model_reproduces_its_stated_accuracy(path, mnist_test):
     assert path.stat().st_size < 20_000_000
     checkpoint = load_checkpoint(path)
     meta = checkpoint.metadata

@@ -8,7 +8,7 @@ from capsviewer.maths import dynamic_routing, predict_votes, squash
 from capsviewer.maths.routing import _squash_backward
 from capsviewer.models import CapsNet, CapsNetConfig
 from capsviewer.models.capsnet import ROUTING_CHUNK
-from capsviewer.models.reference import reference_forward
+from reference.capsnet import reference_forward
 from capsviewer.training import BatchProgress, EpochResult, TrainConfig, Trainer
 from capsviewer.training.devices import resolve_precision
 

@@ -4,11 +4,8 @@ import math
 
 import torch
 
-from capsviewer.analysis.toy_routing import (
-    equivariance_experiment,
-    fixed_point_slope,
-    symmetric_votes,
-)
+from capsviewer.analysis.routing_theory import fixed_point_slope
+from capsviewer.analysis.toy_routing import equivariance_experiment, symmetric_votes
 from capsviewer.maths import dynamic_routing
 
 
@@ -32,7 +29,7 @@ def test_symmetric_ambiguity_stays_at_one_half():
 
 def test_symmetric_fixed_point_is_unstable_with_slope_three_halves():
     # Δ' = Δ + f(2σ(Δ)) − f(2 − 2σ(Δ)), f(x) = x²/(1+x²): g'(0) = 1 + 2·f'(1)·σ'(0)·2 = 3/2
-    assert abs(fixed_point_slope() - 1.5) < 1e-8
+    assert abs(fixed_point_slope(symmetric_votes()[0].numpy()).slope - 1.5) < 1e-8
 
 
 def test_small_logit_prior_breaks_the_tie_slowly():

@@ -1,5 +1,3 @@
-import threading
-
 import pytest
 import torch
 
@@ -9,6 +7,7 @@ from capsviewer.training import (
     EvaluationProgress,
     TrainConfig,
     Trainer,
+    TrainingError,
     TrainingFinished,
     load_checkpoint,
 )
@@ -91,19 +90,79 @@ def test_cancel_during_test_evaluation_stops_it(mnist_train, mnist_test, monkeyp
     assert len(batches_fetched) == 3  # of 200: the poll after the cancel stopped it
 
 
-def test_pause_blocks_until_resumed(mnist_train, mnist_test):
+def test_pause_blocks_until_resumed(mnist_train, mnist_test, monkeypatch):
+    """While paused the trainer polls and runs no batch; the next one comes after resume()."""
     trainer = Trainer(tiny_config(), mnist_train, mnist_test)
     events = trainer.events()
     next(events)  # first batch done
     trainer.pause()
-    threading.Timer(0.3, trainer.resume).start()
-    import time
+    polls = []
+    wait = trainer._running.wait
 
-    start = time.perf_counter()
+    def polled(timeout=None):
+        polls.append(trainer.paused)
+        if len(polls) == 3:
+            trainer.resume()
+        return wait(timeout)
+
+    monkeypatch.setattr(trainer._running, "wait", polled)
     second = next(events)
-    assert time.perf_counter() - start >= 0.25 and second.batch == 2
+    assert second.batch == 2 and polls == [True, True, True]  # resumed at the third poll
     trainer.cancel()
     assert isinstance(next(events), TrainingFinished)
+
+
+def test_progress_is_thinned_with_count_weights(mnist_train, mnist_test):
+    """With an interval longer than the run, one BatchProgress per epoch, whose loss and
+    accuracy weigh each batch by its images (100 = 32 + 32 + 32 + 4)."""
+    every = list(Trainer(tiny_config(subset=100), mnist_train, mnist_test).events())
+    thinned = list(Trainer(tiny_config(subset=100, progress_interval=1e9), mnist_train,
+                           mnist_test).events())
+    batches = [e for e in every if isinstance(e, BatchProgress)]
+    sizes = [32, 32, 32, 4]
+    assert [b.batch for b in batches] == [1, 2, 3, 4]
+    (one,) = [e for e in thinned if isinstance(e, BatchProgress)]
+    assert one.batch == 4
+    weighted = sum(b.loss * n for b, n in zip(batches, sizes)) / 100
+    assert one.loss == pytest.approx(weighted, rel=1e-9)
+    assert one.loss != pytest.approx(sum(b.loss for b in batches) / 4, rel=1e-6)
+    assert one.accuracy == pytest.approx(sum(b.accuracy * n for b, n in zip(batches, sizes)) / 100)
+    (epoch,) = [e for e in thinned if isinstance(e, EpochResult)]
+    assert epoch.train_loss == pytest.approx(one.loss) and epoch.train_accuracy == one.accuracy
+
+
+def test_a_pause_reports_the_batches_before_it(mnist_train, mnist_test, monkeypatch):
+    """Thinned progress is not held back by a pause: the batches done so far are reported
+    before the trainer waits."""
+    trainer = Trainer(tiny_config(subset=100, progress_interval=1e9), mnist_train, mnist_test)
+    step = trainer._step
+    steps = []
+
+    def counted(*args):
+        steps.append(1)
+        if len(steps) == 2:
+            trainer.pause()
+        return step(*args)
+
+    monkeypatch.setattr(trainer, "_step", counted)
+    events = trainer.events()
+    flushed = next(events)
+    assert isinstance(flushed, BatchProgress) and flushed.batch == 2 and trainer.paused
+    assert len(steps) == 2  # reported before the third batch, which waits for resume()
+    trainer.resume()
+    rest = list(events)
+    assert [e.batch for e in rest if isinstance(e, BatchProgress)] == [4]
+    assert rest[-1].completed
+
+
+def test_out_of_range_config_is_refused_with_a_sentence(mnist_train, mnist_test):
+    with pytest.raises(TrainingError, match="epochs must be between 1 and 1,000, got 0"):
+        Trainer(tiny_config(epochs=0), mnist_train, mnist_test)
+    with pytest.raises(TrainingError, match="routing iterations apply to capsnet and "
+                       "matrix-capsnet, not to cnn"):
+        Trainer(TrainConfig(model="cnn", model_config={"routing_iterations": 3}))
+    with pytest.raises(TrainingError, match="learning rate must be a finite number"):
+        Trainer(tiny_config(learning_rate=float("nan")), mnist_train, mnist_test)
 
 
 def test_resume_continues_where_an_interrupted_run_stopped(mnist_train, mnist_test, tmp_path):
@@ -124,7 +183,7 @@ def test_resume_continues_where_an_interrupted_run_stopped(mnist_train, mnist_te
 
 
 @pytest.mark.slow
-def test_short_cpu_run_learns_mnist(mnist_train, mnist_test):
+def test_slow_short_cpu_run_learns_mnist(mnist_train, mnist_test):
     """The paper's CapsNet on 2,000 images for one epoch beats chance (10 %) by far."""
     config = TrainConfig(epochs=1, subset=2000, test_subset=1000, batch_size=32, device="cpu")
     finished = Trainer(config, mnist_train, mnist_test).run()

@@ -9,7 +9,7 @@ import safetensors
 import torch
 from PySide6.QtCore import Qt, QThreadPool
 
-from capsviewer.app.training_runner import TrainingRunner, thin_progress
+from capsviewer.app.training_runner import TrainingRunner
 from capsviewer.app.views.training_view import TrainingView, default_checkpoint, unused_path
 from capsviewer.training import BatchProgress, TrainConfig, TrainingFinished
 from capsviewer.training.checkpoints import METADATA_KEY
@@ -149,21 +149,6 @@ def test_cancel_during_test_evaluation(qtbot, trainer_ui, tmp_path, mnist_train,
     assert not done.args[0].completed and epochs == []
     assert not (tmp_path / "cnn.safetensors").exists()
     assert runner.wait(5000)
-
-
-def test_progress_is_thinned_to_means():
-    def batch(i, loss):
-        return BatchProgress(1, 1, i, 5, loss, loss / 10, 100.0, 0.0, 0.0, 1e-3)
-
-    events = [batch(1, 1.0), batch(2, 2.0), batch(3, 4.0), batch(4, 6.0), batch(5, 8.0), "epoch"]
-    thinned = list(thin_progress(iter(events), interval=60.0))
-    # the first batch passes, the next wait for the interval, but an epoch's last batch passes
-    assert len(thinned) == 3 and thinned[0] == events[0] and thinned[2] == "epoch"
-    assert thinned[1].batch == 5 and thinned[1].loss == pytest.approx(5.0)  # mean of 2, 4, 6, 8
-    assert thinned[1].accuracy == pytest.approx(0.5)
-    assert list(thin_progress(iter(events), interval=0.0)) == events
-    paused = list(thin_progress(iter(events), interval=60.0, paused=lambda: True))
-    assert paused == events
 
 
 def test_pause_and_resume(qtbot, trainer_ui, tmp_path, mnist_train, mnist_test):

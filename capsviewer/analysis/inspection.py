@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from capsviewer.data.transforms import as_batch, model_device, to_float
 from capsviewer.models import BaselineCNN, CapsNet
 
 MNIST_CLASSES = tuple(str(k) for k in range(10))
@@ -74,17 +75,6 @@ class CNNInspection:
     class_names: tuple[str, ...] = MNIST_CLASSES
 
 
-def as_batch(image, device: torch.device) -> torch.Tensor:
-    """(28, 28) uint8 or float in [0, 1] → float tensor (1, 1, 28, 28) on ``device``."""
-    x = torch.as_tensor(np.asarray(image))
-    x = x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
-    return x.reshape(1, 1, *x.shape[-2:]).to(device)
-
-
-def model_device(model: torch.nn.Module) -> torch.device:
-    return next(model.parameters()).device
-
-
 @torch.no_grad()
 def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
                     class_names: tuple[str, ...] = MNIST_CLASSES) -> CapsuleInspection:
@@ -141,7 +131,7 @@ def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
     for start in range(0, len(images), batch_size):
         if should_stop():
             return None
-        x = images[start:start + batch_size].to(device).float() / 255.0
+        x = to_float(images[start:start + batch_size].to(device))
         predictions.append(model(x).scores.argmax(1).cpu())
     return torch.cat(predictions).numpy()
 
@@ -168,4 +158,4 @@ def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
 
 
 __all__ = ["cached_predictions", "CNNInspection", "CapsuleInspection", "IterationSnapshot", "MNIST_CLASSES",
-           "as_batch", "inspect_capsnet", "inspect_cnn", "model_device", "predict_all"]
+           "inspect_capsnet", "inspect_cnn", "predict_all"]

@@ -10,19 +10,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from capsviewer.data.transforms import placement
+
 # Fig. 4: "tweak one dimension by intervals of 0.05 in the range [−0.25, 0.25]".
 PAPER_OFFSETS = np.linspace(-0.25, 0.25, 11)
-
-
-def _parameter(model: torch.nn.Module) -> torch.Tensor:
-    return next(model.parameters())
 
 
 @torch.no_grad()
 def decode_poses(model, poses: np.ndarray, digit: int) -> np.ndarray:
     """Decode poses (B, 16) placed in digit capsule ``digit`` → images (B, H, W) float32."""
-    reference = _parameter(model)
-    batch = torch.as_tensor(np.asarray(poses), dtype=reference.dtype, device=reference.device)
+    device, dtype = placement(model)
+    batch = torch.as_tensor(np.asarray(poses), dtype=dtype, device=device)
     images = model.decode_pose(batch, int(digit))  # (B, C, H, W)
     return images[:, 0].float().cpu().numpy()
 

@@ -8,18 +8,19 @@ that pushes ink past the border loses it, and the zero fill is MNIST's black bac
 
 Conditions (image coordinates: x right, y down, about the image centre; see AffineParameters):
 
-- rotation by a fixed angle θ, counter-clockwise on screen (``rotate_images``), bilinear;
+- rotation by a fixed angle θ, counter-clockwise on screen, bilinear;
 - random affine: per image, x' = s·H(φ)·R(θ)·x + t with θ, φ, s and t drawn uniformly;
 - shift by exactly k pixels (integer, no interpolation) up, down, left or right, one of the
   four drawn per image.
 
 Angle 0 and shift 0 return the images untouched, so they equal the clean accuracy exactly.
+This module returns numbers (a :class:`RobustnessReport`, JSON); :mod:`capsviewer.report`
+words them (Markdown tables, findings, caveats) and draws the figure.
 """
 
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
@@ -28,9 +29,8 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
-from capsviewer.analysis.rotation import rotate_images
+from capsviewer.data.transforms import affine_images, as_batch, placement, shift_images
 
 ROTATION_ANGLES = tuple(range(0, 181, 15))  # degrees: 0, 15, …, 180
 SHIFTS = tuple(range(0, 7))  # pixels: 0 … 6
@@ -80,6 +80,11 @@ class AffineDraw:
     def __getitem__(self, index) -> AffineDraw:
         return AffineDraw(self.rotation_deg[index], self.shear_deg[index], self.scale[index],
                           self.translation_px[index])
+
+    def apply(self, images: torch.Tensor) -> torch.Tensor:
+        """Warp images (N, C, H, W) float, image i by transform i (see ``affine_images``)."""
+        return affine_images(images, self.rotation_deg, self.shear_deg, self.scale,
+                             self.translation_px)
 
 
 @dataclass(frozen=True)
@@ -163,69 +168,16 @@ def draw_affine(count: int, params: AffineParameters, seed: int) -> AffineDraw:
     return AffineDraw(rotation, shear, scale, translation)
 
 
-def affine_images(images: torch.Tensor, draw: AffineDraw) -> torch.Tensor:
-    """Warp images (B, C, H, W) float by one transform each, bilinear with zero fill.
-
-    About the image centre, with x right and y down, the transform sends x to
-    s·H(φ)·R(θ)·x + t: R turns counter-clockwise on screen by θ (as ``rotate_images``),
-    H(φ) = [[1, tan φ], [0, 1]], s scales, t translates in pixels.
-    """
-    batch, _, height, width = images.shape
-    theta = torch.deg2rad(draw.rotation_deg.double())
-    cos, sin = theta.cos(), theta.sin()
-    rotation = torch.stack([torch.stack([cos, sin], -1), torch.stack([-sin, cos], -1)], -2)
-    shear = torch.eye(2, dtype=torch.float64).repeat(batch, 1, 1)
-    shear[:, 0, 1] = torch.tan(torch.deg2rad(draw.shear_deg.double()))
-    forward = draw.scale.double()[:, None, None] * shear @ rotation  # A, pixels
-    inverse = torch.linalg.inv(forward)
-    # Sampling grid: input = A⁻¹(output − t), in affine_grid's normalised coordinates
-    # (align_corners=False: one pixel is 2/W wide in x, 2/H tall in y).
-    to_norm = torch.diag(torch.tensor([2.0 / width, 2.0 / height], dtype=torch.float64))
-    linear = to_norm @ inverse @ torch.linalg.inv(to_norm)
-    offset = -(to_norm @ inverse @ draw.translation_px.double()[..., None])
-    matrices = torch.cat([linear, offset], dim=2).to(images.device, images.dtype)
-    grid = F.affine_grid(matrices, list(images.shape), align_corners=False)
-    return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
-def shift_offsets(count: int, shift_px: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """(dy, dx) per image: exactly ``shift_px`` pixels right, left, down or up, drawn uniformly."""
+def shift_offsets(count: int, shift_px: int, seed: int) -> torch.Tensor:
+    """(2, count) offsets (dy, dx): exactly ``shift_px`` pixels right, left, down or up per
+    image, the direction drawn uniformly."""
     generator = torch.Generator().manual_seed(seed)
     direction = torch.randint(0, 4, (count,), generator=generator)
     unit = torch.tensor([[0, 1], [0, -1], [1, 0], [-1, 0]])[direction]
-    return unit[:, 0] * shift_px, unit[:, 1] * shift_px
-
-
-def shift_images(images: torch.Tensor, dy: torch.Tensor, dx: torch.Tensor) -> torch.Tensor:
-    """Shift image b (B, C, H, W) by integer (dy[b], dx[b]) pixels (down, right), zero fill."""
-    if len(dy) == 0:
-        return images
-    margin = int(max(dy.abs().max(), dx.abs().max()))
-    if margin == 0:
-        return images
-    batch, _, height, width = images.shape
-    dy, dx = dy.to(images.device), dx.to(images.device)
-    padded = F.pad(images, (margin,) * 4)
-    rows = torch.arange(height, device=images.device) + margin - dy[:, None]
-    cols = torch.arange(width, device=images.device) + margin - dx[:, None]
-    index = torch.arange(batch, device=images.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)
+    return unit.T * shift_px
 
 
 # -- evaluation -----------------------------------------------------------------------------
-
-def as_image_batch(images) -> torch.Tensor:
-    """uint8 or float images, (N, H, W) or (N, 1, H, W), numpy or torch → float (N, 1, H, W)
-    in [0, 1]."""
-    pixels = images if isinstance(images, torch.Tensor) else torch.as_tensor(np.asarray(images))
-    if pixels.ndim == 3:
-        pixels = pixels[:, None]
-    if pixels.ndim != 4:
-        raise ValueError(f"images must be (N, H, W) or (N, C, H, W), got {tuple(pixels.shape)}")
-    if pixels.dtype == torch.uint8:
-        return pixels.float() / 255
-    return pixels.float()
-
 
 def _as_models(models) -> dict[str, Any]:
     if isinstance(models, Mapping):
@@ -233,14 +185,6 @@ def _as_models(models) -> dict[str, Any]:
             raise ValueError("no models to evaluate")
         return dict(models)
     return {"model": models}
-
-
-def _placement(model) -> tuple[torch.device, torch.dtype]:
-    parameters = getattr(model, "parameters", None)
-    first = next(parameters(), None) if callable(parameters) else None
-    if first is None:
-        return torch.device("cpu"), torch.float32
-    return first.device, first.dtype
 
 
 @dataclass(frozen=True)
@@ -264,7 +208,7 @@ def _rotation_spec(angle_deg: float) -> _Spec:
     def perturb(batch: torch.Tensor, index: slice) -> torch.Tensor:
         if angle % 360 == 0:
             return batch
-        return rotate_images(batch[:, 0], np.full(len(batch), angle))[:, None]
+        return affine_images(batch, angle)
 
     return _Spec("rotation", angle, f"rotation {angle:g}°", None, perturb)
 
@@ -272,16 +216,16 @@ def _rotation_spec(angle_deg: float) -> _Spec:
 def _affine_spec(count: int, params: AffineParameters, seed: int) -> _Spec:
     draw = draw_affine(count, params, condition_seed(seed, "affine"))
     return _Spec("affine", None, "random affine", seed,
-                 lambda batch, index: affine_images(batch, draw[index]))
+                 lambda batch, index: draw[index].apply(batch))
 
 
 def _shift_spec(count: int, shift_px: int, seed: int) -> _Spec:
     if int(shift_px) != shift_px or shift_px < 0:
         raise ValueError(f"shift must be a whole number of pixels ≥ 0, got {shift_px}")
     shift_px = int(shift_px)
-    dy, dx = shift_offsets(count, shift_px, condition_seed(seed, "shift", shift_px))
+    shifts = shift_offsets(count, shift_px, condition_seed(seed, "shift", shift_px))
     return _Spec("shift", shift_px, f"shift {shift_px} px", seed,
-                 lambda batch, index: shift_images(batch, dy[index], dx[index]))
+                 lambda batch, index: shift_images(batch, shifts[:, index]))
 
 
 @torch.no_grad()
@@ -309,7 +253,7 @@ def _evaluate(
     for model in models.values():
         if hasattr(model, "eval"):
             model.eval()
-    where = _placement(next(iter(models.values())))[0]
+    where = placement(next(iter(models.values())))[0]
     if progress is not None:
         progress(done, total, spec.label)
     try:
@@ -317,12 +261,12 @@ def _evaluate(
             if should_stop is not None and should_stop():
                 raise RobustnessCancelled
             index = slice(start, min(start + batch_size, count))
-            batch = as_image_batch(images[index]).to(where)  # perturbed where models run
+            batch = as_batch(images[index], where)  # perturbed where the models run
             if spec.perturb is not None:
                 batch = spec.perturb(batch, index)
             truth = labels[index].long()
             for name, model in models.items():
-                device, dtype = _placement(model)
+                device, dtype = placement(model)
                 scores = model(batch.to(device, dtype)).scores
                 correct[name] += int((scores.argmax(dim=1).cpu() == truth).sum())
             if progress is not None:
@@ -421,196 +365,7 @@ def robustness_report(
     )
 
 
-# -- output ---------------------------------------------------------------------------------
-
-_DISPLAY = {"capsnet": "CapsNet", "cnn": "CNN"}
-
-
-def display_name(info: ModelInfo) -> str:
-    """CapsNet / CNN for the two architectures when each appears once, else the given name."""
-    return _DISPLAY.get(info.name, info.name)
-
-
-def _percent(value: float) -> str:
-    return f"{100 * value:.2f}"
-
-
-def markdown_tables(report: RobustnessReport) -> str:
-    """The three tables (rotation, shift, affine), accuracy in % on ``report.images`` images."""
-    names = report.model_names
-    shown = {m.name: display_name(m) for m in report.models}
-    lines: list[str] = []
-
-    def table(title: str, kind: str, unit: str) -> None:
-        values, series = report.series(kind)
-        if not values:
-            return
-        lines.append(f"**{title}**\n")
-        lines.append("| model | " + " | ".join(f"{v:g}{unit}" for v in values) + " |")
-        lines.append("|---|" + "---:|" * len(values))
-        for name in names:
-            cells = " | ".join(_percent(a) for a in series[name])
-            lines.append(f"| {shown[name]} | {cells} |")
-        lines.append("")
-
-    table("Accuracy (%) against rotation angle (counter-clockwise)", "rotation", "°")
-    table("Accuracy (%) against shift (exactly k px up, down, left or right)", "shift", " px")
-    clean = report.condition("clean")
-    try:
-        affine = report.condition("affine")
-    except KeyError:
-        affine = None
-    if affine is not None:
-        lines.append(f"**Accuracy (%) under random affine transforms "
-                     f"({report.affine.describe()})**\n")
-        lines.append("| model | clean | random affine | change (points) |")
-        lines.append("|---|---:|---:|---:|")
-        for name in names:
-            change = 100 * (affine.accuracy[name] - clean.accuracy[name])
-            lines.append(f"| {shown[name]} | {_percent(clean.accuracy[name])} | "
-                         f"{_percent(affine.accuracy[name])} | {change:+.2f} |")
-        lines.append("")
-    return "\n".join(lines).rstrip() + "\n"
-
-
-def _noise_points(p: float, q: float, count: int) -> float:
-    """Two standard errors of the difference of two accuracies on ``count`` images, in
-    points (treating them as independent: conservative, since the images are shared)."""
-    if count == 0:
-        return float("nan")
-    return 200 * math.sqrt((p * (1 - p) + q * (1 - q)) / count)
-
-
-def findings(report: RobustnessReport) -> list[str]:
-    """Sentences worded from the measured numbers, whichever model they favour."""
-    shown = {m.name: display_name(m) for m in report.models}
-    names = report.model_names
-    sentences = []
-
-    def compare(condition: Condition) -> str:
-        if len(names) < 2:
-            return ""
-        ranked = sorted(names, key=lambda n: condition.accuracy[n], reverse=True)
-        best, second = ranked[0], ranked[1]
-        gap = 100 * (condition.accuracy[best] - condition.accuracy[second])
-        noise = _noise_points(condition.accuracy[best], condition.accuracy[second], condition.count)
-        if gap == 0:
-            return "; the models tie"
-        verdict = (f"within sampling noise (two standard errors: {noise:.1f} points at "
-                   f"{condition.count:,} images)"
-                   if gap < noise else "more than sampling noise")
-        return f"; {shown[best]} is higher by {gap:.2f} points, {verdict}"
-
-    def listing(condition: Condition) -> str:
-        return ", ".join(f"{shown[n]} {_percent(condition.accuracy[n])} %" for n in names)
-
-    clean = report.condition("clean")
-    sentences.append(f"Clean: {listing(clean)}{compare(clean)}.")
-    try:
-        affine = report.condition("affine")
-        drops = ", ".join(
-            f"{shown[n]} {100 * (clean.accuracy[n] - affine.accuracy[n]):.2f}" for n in names)
-        sentences.append(f"Random affine: {listing(affine)} (drops from clean, in points: "
-                         f"{drops}){compare(affine)}.")
-    except KeyError:
-        pass
-    angles, series = report.series("rotation")
-    if angles:
-        parts = []
-        for n in names:
-            below = next((a for a, acc in zip(angles, series[n]) if acc < 0.5), None)
-            parts.append(f"{shown[n]} at {below:g}°" if below is not None
-                         else f"{shown[n]} never (up to {angles[-1]:g}°)")
-        sentences.append("Rotation: accuracy first falls below 50 % for " + ", ".join(parts)
-                         + f"; at {angles[-1]:g}°: "
-                         + listing(report.condition("rotation", angles[-1])) + ".")
-    shifts, _ = report.series("shift")
-    if shifts:
-        largest = report.condition("shift", shifts[-1])
-        sentences.append(f"Shift by {shifts[-1]:g} px: {listing(largest)}{compare(largest)}.")
-    return sentences
-
-
-def caveats(report: RobustnessReport) -> list[str]:
-    shifts = {m.training_shift_px for m in report.models}
-    if len(shifts) == 1 and None not in shifts:
-        trained = f"with random shifts of up to {shifts.pop()} px"
-    else:
-        trained = "with the random shifts listed above (where known)"
-    return [
-        "Both models take 28×28 inputs only (the CapsNet's 32×6×6 primary grid and its W_ij are "
-        "tied to those 6×6 positions; the CNN ends in a fixed fully connected layer), so the "
-        "digits cannot be placed on a 40×40 canvas as in the paper's affNIST experiment: shifts "
-        "stay within the 28×28 frame, up to 6 px, and ink pushed past the border is lost (MNIST "
-        "digits fit a 20×20 box centred by mass, so shifts beyond about 4 px start to crop "
-        "strokes).",
-        f"The models were trained {trained} and without rotation, shear or scaling, so "
-        "everything beyond that is outside what they saw in training.",
-        "Published results disagree about capsules' affine robustness. Sabour, Frosst & Hinton "
-        "(2017) report 79 % on affNIST for their CapsNet against 66 % for a CNN with a similar "
-        "number of parameters, both trained on translated MNIST; Gu & Tresp (CVPR 2020) find "
-        "that dynamic routing contributes neither to generalisation nor to affine robustness, "
-        "and re-implementations do not reliably reproduce the paper's gap. This report is one "
-        "measurement of these two models under these conditions, not a verdict on capsules.",
-        "Every model sees the same perturbed images (a paired comparison), and each condition "
-        "draws its own random numbers from the report seed, so the same command gives the same "
-        "numbers.",
-    ]
-
-
-def _model_row(m: ModelInfo) -> str:
-    def cell(value, text: str) -> str:
-        return "—" if value is None else text
-
-    stated = cell(m.stated_test_accuracy, f"{100 * (m.stated_test_accuracy or 0):.2f} %"
-                  + ("" if m.stated_on_full_test_set else " (on a test subset)"))
-    return (f"| {display_name(m)} | {m.architecture} | {cell(m.checkpoint, f'`{m.checkpoint}`')} "
-            f"| {cell(m.epoch, str(m.epoch))} | {cell(m.parameters, f'{m.parameters or 0:,}')} "
-            f"| {cell(m.training_shift_px, f'±{m.training_shift_px} px')} | {stated} |")
-
-
-def to_markdown(report: RobustnessReport, figure: str | None = None) -> str:
-    """The whole report: how it was made, the models, the conditions, the tables, the
-    findings and the caveats. ``figure`` is a relative path to the PNG to embed."""
-    lines = ["# Robustness report", ""]
-    if report.command:
-        lines += ["Generated by", "", f"    {report.command}", ""]
-    lines.append(
-        f"on {report.created[:10] or 'an unknown date'} ({report.created or '?'}), device "
-        f"{report.device}, in {report.seconds:.0f} s: {report.images:,} {report.dataset} test "
-        f"images, seed {report.seed}.")
-    lines += ["", "| model | architecture | checkpoint | epochs | parameters | trained with shifts "
-              "| stated test accuracy |", "|---|---|---|---:|---:|---:|---:|"]
-    lines += [_model_row(m) for m in report.models]
-    lines += [
-        "",
-        "## Conditions",
-        "",
-        "- **Rotation**: every image turned counter-clockwise by the angle about its centre "
-        "(bilinear, zero fill).",
-        f"- **Random affine**: one transform per image, uniform in {report.affine.describe()}; "
-        "x' = s·H(φ)·R(θ)·x + t about the centre, with horizontal shear H(φ) = [[1, tan φ], "
-        "[0, 1]] (bilinear, zero fill).",
-        "- **Shift**: every image moved by exactly k px up, down, left or right (one direction "
-        "drawn per image; whole pixels, no interpolation, zero fill).",
-        "",
-        "Rotation by 0° and a shift of 0 px leave the images untouched, so they repeat the clean "
-        "accuracy exactly.",
-        "",
-        "## Results",
-        "",
-        markdown_tables(report).rstrip(),
-        "",
-    ]
-    if figure:
-        lines += [f"![Accuracy against rotation angle, shift and random affine transforms]"
-                  f"({figure})", ""]
-    lines += ["## What the numbers say", ""]
-    lines += [f"- {s}" for s in findings(report)]
-    lines += ["", "## Caveats", ""]
-    lines += [f"- {c}" for c in caveats(report)]
-    return "\n".join(lines).rstrip() + "\n"
-
+# -- serialisation (the prose and figures are in capsviewer.report) ------------------------
 
 def to_json(report: RobustnessReport) -> str:
     return json.dumps(asdict(report), indent=2, ensure_ascii=False) + "\n"
@@ -638,18 +393,13 @@ __all__ = [
     "RobustnessCancelled",
     "RobustnessReport",
     "affine_accuracy",
-    "affine_images",
     "clean_accuracy",
     "condition_seed",
     "draw_affine",
-    "findings",
     "from_json",
-    "markdown_tables",
     "robustness_report",
     "rotation_accuracy",
-    "shift_images",
     "shift_offsets",
     "to_json",
-    "to_markdown",
     "translation_accuracy",
 ]

@@ -21,39 +21,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from capsviewer.data.transforms import model_device, placement, rotate_images, to_float
 from capsviewer.models.precision import native_bf16
 
 DEFAULT_ANGLES = np.arange(-180, 180, 5, dtype=np.float64)  # 72 angles
-
-
-def rotate_images(images, angles_deg) -> np.ndarray | torch.Tensor:
-    """Rotate images counter-clockwise by ``angles_deg`` (degrees) about the centre.
-
-    ``images`` is one image (H, W), rotated by every angle, or (N, H, W) with N = 1 or N = A
-    (image i by angle i). Returns (A, H, W) of the input's kind (numpy or torch), float.
-    """
-    as_numpy = not isinstance(images, torch.Tensor)
-    pixels = torch.as_tensor(np.asarray(images) if as_numpy else images)
-    if not pixels.is_floating_point():
-        pixels = pixels.float()
-    angles = np.atleast_1d(np.asarray(angles_deg, dtype=np.float64))
-    if pixels.ndim == 2:
-        pixels = pixels[None]
-    if pixels.shape[0] not in (1, len(angles)):
-        raise ValueError(f"{pixels.shape[0]} images for {len(angles)} angles")
-    # Output pixel q samples the input at R(θ)·q (x right, y down, centred): a counter-clockwise
-    # turn on screen, bilinear, zero outside, as torchvision's rotate (without its slow import).
-    theta = torch.as_tensor(np.radians(angles), dtype=torch.float32)
-    cos, sin, zero = theta.cos(), theta.sin(), torch.zeros_like(theta)
-    affine = torch.stack([torch.stack([cos, -sin, zero], 1), torch.stack([sin, cos, zero], 1)], 1)
-    source = pixels.expand(len(angles), *pixels.shape[1:]) if pixels.shape[0] == 1 else pixels
-    source = source[:, None].float()
-    grid = F.affine_grid(affine.to(source.device), list(source.shape), align_corners=False)
-    rotated = F.grid_sample(source, grid, mode="bilinear", padding_mode="zeros",
-                            align_corners=False)[:, 0]
-    return rotated.numpy() if as_numpy else rotated
 
 
 @dataclass(frozen=True)
@@ -145,20 +117,11 @@ class RotationSweep:
         return None if self.plane is None else self.plane.equivariance_error_deg
 
 
-def as_float_image(image) -> torch.Tensor:
-    """(H, W) uint8 or float in [0, 1] (numpy or torch) → float32 tensor (H, W)."""
-    pixels = torch.as_tensor(np.asarray(image) if not isinstance(image, torch.Tensor) else image)
-    pixels = pixels.squeeze()
-    if pixels.dtype == torch.uint8:
-        return pixels.float() / 255
-    return pixels.float()
-
-
 @torch.no_grad()
 def _forward(model, images: torch.Tensor, batch_size: int, **options) -> list:
-    parameter = next(model.parameters())
+    device, dtype = placement(model)
     return [
-        model(images[i:i + batch_size, None].to(parameter.device, parameter.dtype), **options)
+        model(images[i:i + batch_size, None].to(device, dtype), **options)
         for i in range(0, len(images), batch_size)
     ]
 
@@ -172,7 +135,7 @@ NEAR_TIE = {"capsnet": 0.04, "cnn": 0.10}
 def _scores(model, images, batch_size, fast: bool, **options) -> tuple[torch.Tensor, ...]:
     """(scores, digit capsules or None) for every image: fp32, or bf16 convolutions where the
     device has them natively with near-ties redone in fp32 (see NEAR_TIE)."""
-    device = next(model.parameters()).device
+    device = model_device(model)
     fast = fast and native_bf16(device)
     with torch.autocast(device.type, torch.bfloat16, enabled=fast):
         outputs = _forward(model, images, batch_size, **options)
@@ -210,7 +173,7 @@ def rotation_sweep(
         raise ValueError("angles must be a non-empty, strictly increasing 1-D array")
     if capsnet is None and cnn is None:
         raise ValueError("rotation_sweep needs at least one model")
-    rotated = rotate_images(as_float_image(image), angles)  # (A, H, W) tensor
+    rotated = rotate_images(to_float(image).squeeze(), angles)  # (A, H, W) tensor
 
     cnn_probabilities = cnn_predictions = None
     if cnn is not None:

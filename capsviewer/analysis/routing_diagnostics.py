@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from capsviewer.analysis.inspection import CapsuleInspection, as_batch, model_device
+from capsviewer.analysis.inspection import CapsuleInspection
+from capsviewer.data.transforms import as_batch, model_device, placement, to_float
 from capsviewer.maths import squash
 from capsviewer.training.evaluation import EvaluationCancelled
 
@@ -250,7 +251,7 @@ def accuracy_by_updates(
     for start in range(0, total, batch_size):
         if should_stop is not None and should_stop():
             raise EvaluationCancelled
-        x = images[start:start + batch_size].to(device).float() / 255.0
+        x = to_float(images[start:start + batch_size].to(device))
         votes = model.votes(model.primary_capsules(x))
         for n, k in enumerate(updates):
             scores = model.route(votes, iterations_for(k)).outputs.norm(dim=-1)
@@ -340,8 +341,8 @@ def decode_vote(model, capsules: CapsuleInspection, selection: VoteSelection) ->
     snapshot = capsules.iterations[selection.iteration]
     combined = combine_votes(capsules.votes, selection, snapshot.couplings)
     pose = vote_pose(combined, selection.scale, float(snapshot.parent_lengths[selection.digit]))
-    reference = next(model.parameters())
-    batch = torch.as_tensor(pose[None], dtype=reference.dtype, device=reference.device)
+    device, dtype = placement(model)
+    batch = torch.as_tensor(pose[None], dtype=dtype, device=device)
     image = model.decode_pose(batch, selection.digit)[0, 0].float().cpu().numpy()
     return DecodedVote(selection, combined.astype(np.float32), pose.astype(np.float32), image)
 

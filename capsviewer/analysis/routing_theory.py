@@ -71,8 +71,9 @@ def logit_difference_map(votes, deltas, *, linear: bool = False) -> np.ndarray:
     """One routing update as a map of the logit difference Δ = b_i0 − b_i1: every child starts
     from b_i = (Δ, 0, …, 0) and Δ' is the mean over children of b'_i0 − b'_i1 after one update.
 
-    For the symmetric preset every child has the same Δ', so this is the exact 1-D map of
-    :func:`capsviewer.analysis.toy_routing.logit_difference_map`; for other votes it is the mean.
+    For symmetric votes (:func:`capsviewer.analysis.toy_routing.symmetric_votes`) every child
+    has the same Δ', so this is the exact 1-D map; for other votes it is the mean. Δ = 0 is then
+    a fixed point, and its slope g'(0) decides its stability (:func:`fixed_point_slope`).
     """
     votes = _tensor(votes)
     deltas = _tensor(np.atleast_1d(deltas))
@@ -99,7 +100,8 @@ class FixedPoint:
 
 
 def fixed_point_slope(votes, *, linear: bool = False, step: float = 1e-5) -> FixedPoint:
-    """g'(0) of :func:`logit_difference_map`, measured by central differences (float64)."""
+    """g'(0) of :func:`logit_difference_map`, measured by central differences (float64). Above
+    1, the symmetric fixed point is unstable: a small asymmetry grows by this factor per update."""
     minus, zero, plus = logit_difference_map(votes, [-step, 0.0, step], linear=linear)
     return FixedPoint(float((plus - minus) / (2 * step)), float(zero))
 

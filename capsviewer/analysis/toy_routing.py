@@ -76,20 +76,3 @@ def symmetric_votes(dtype=torch.float64) -> torch.Tensor:
     votes[0, :, 0, 0] = 1.0
     votes[0, :, 1, 1] = 1.0
     return votes
-
-
-def logit_difference_map(delta: torch.Tensor) -> torch.Tensor:
-    """One routing update of the symmetric preset as a map Δ → Δ' of the logit difference
-    b_0 − b_1 (the same for both parts). Δ = 0 is a fixed point; its slope decides stability."""
-    delta = torch.as_tensor(delta, dtype=torch.float64)
-    prior = torch.stack([delta, torch.zeros_like(delta)])
-    trace = dynamic_routing(symmetric_votes(), 2, logit_prior=prior, trace=True).trace
-    after = trace[1].logits[0, 0]
-    return after[0] - after[1]
-
-
-def fixed_point_slope(step: float = 1e-5) -> float:
-    """g'(0) of :func:`logit_difference_map` by central differences (float64). Above 1, the
-    symmetric fixed point is unstable: any small asymmetry grows by this factor per iteration."""
-    h = torch.tensor(step, dtype=torch.float64)
-    return float((logit_difference_map(h) - logit_difference_map(-h)) / (2 * h))

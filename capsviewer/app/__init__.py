@@ -12,11 +12,11 @@ def run_app(args) -> int:
     """Open the main window (``args`` from the CLI: model, data_root, device, theme)."""
     from pathlib import Path
 
-    from PySide6.QtCore import QSettings
     from PySide6.QtWidgets import QApplication
 
     from capsviewer.app import theme
     from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.app.settings import user_settings
     from capsviewer.training import read_metadata
 
     from pyqtgraph.util.garbage_collector import GarbageCollector
@@ -31,7 +31,7 @@ def run_app(args) -> int:
     models = default_models()
     for path in getattr(args, "model", None) or []:
         models[read_metadata(path)["architecture"]] = Path(path)
-    settings = QSettings("capsviewer", "capsviewer")
+    settings = user_settings()
     if args.theme:
         settings.setValue("theme", args.theme)
     theme.apply_theme(app, str(settings.value("theme", "system")))  # before any plot is built

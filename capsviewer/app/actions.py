@@ -27,6 +27,7 @@ def window_actions(w) -> list[Action]:
     from capsviewer.app import dialogs, theme
     from capsviewer.data import DATASET_TITLES, DATASETS
     from capsviewer.resources import resource_path
+    from capsviewer.training.devices import device_choices
 
     actions = [
         Action("&File", "&Open model…", dialogs.open_model, Key.Open,
@@ -76,7 +77,7 @@ def window_actions(w) -> list[Action]:
                               lambda w, n=name: w.set_dataset(n),
                               tip="Its test set, its class names and the models found for it",
                               group="dataset", checked=lambda w, n=name: w.state.dataset == n))
-    for name in w.device_names():
+    for name in device_choices():
         actions.append(Action("&Model/&Device", name, lambda w, n=name: w.set_device(n),
                               group="device", checked=lambda w, n=name: n == "auto"))
     actions += [

@@ -18,20 +18,14 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
-import platformdirs
 import torch
 from PySide6.QtCore import QObject, Signal
 
+from capsviewer import paths
 from capsviewer.analysis import routing_lab
-from capsviewer.analysis.inspection import (
-    as_batch,
-    cached_predictions,
-    inspect_capsnet,
-    inspect_cnn,
-    model_device,
-)
+from capsviewer.analysis.inspection import cached_predictions, inspect_capsnet, inspect_cnn
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
-from capsviewer.analysis.rotation import rotate_images, rotation_sweep
+from capsviewer.analysis.rotation import rotation_sweep
 from capsviewer.analysis.routing_diagnostics import (
     UPDATES,
     accuracy_by_updates,
@@ -43,6 +37,7 @@ from capsviewer.analysis.routing_diagnostics import (
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.export import export_job
 from capsviewer.app.state import AppState, Result, TestSetPredictions
+from capsviewer.data.transforms import as_batch, model_device, rotate_images
 from capsviewer.training.evaluation import EvaluationCancelled
 
 GRID_COLUMNS = 11  # Fig. 4: offsets −R … +R in 10 steps
@@ -302,7 +297,7 @@ def _analyse(capsnet, cnn, pixels, iterations, names):
 
 
 def _rotated_responses(capsnet, cnn, pixels, angle, iterations):
-    image = np.asarray(rotate_images(np.asarray(pixels, dtype=np.float32) / 255.0, [angle])[0])
+    image = np.asarray(rotate_images(pixels, [angle])[0])
     capsules = None
     if capsnet is not None:  # lengths only: no routing trace needed for the angle slider
         with torch.no_grad():
@@ -345,7 +340,7 @@ def _test_set_predictions(entry, images, iterations, should_stop) -> TestSetPred
     else:
         digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()[:16]
         key = f"{digest}-{images.checksum()[:16]}" + (f"-r{iterations}" if iterations else "")
-        cache = platformdirs.user_cache_path("capsviewer") / "predictions"
+        cache = paths.cache_dir("predictions")
         predicted = cached_predictions(model, images.images, key, cache, 100, should_stop)
     if predicted is None:
         return None

@@ -21,6 +21,7 @@ from capsviewer.app.export import export_views
 from capsviewer.app.session import ModelSession
 from capsviewer.app.state import AppState
 from capsviewer.app.status_bar import NO_MODEL, StatusBar
+from capsviewer.app.settings import user_settings
 from capsviewer.app.training_runner import TrainingRunner
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.input_view import InputView
@@ -43,7 +44,7 @@ class MainWindow(QMainWindow):
                  predict_test_set: bool = True):
         super().__init__()
         self.setWindowIcon(theme.app_icon())
-        self.settings = settings or QSettings("capsviewer", "capsviewer")
+        self.settings = settings or user_settings()
         self.show_errors = show_errors  # tests record errors instead of opening dialogs
         self.errors: list[tuple[str, str]] = []
         self.state = AppState(dataset=dataset_of(models or {}))
@@ -154,13 +155,6 @@ class MainWindow(QMainWindow):
             self.session.set_device(name)
         except DeviceUnavailable as error:
             self.report_error("Device unavailable", str(error))
-
-    @staticmethod
-    def device_names() -> list[str]:
-        import torch
-
-        cuda = [f"cuda:{k}" for k in range(torch.cuda.device_count())] if torch.cuda.is_available() else []
-        return ["auto", "cpu", *cuda]
 
     def export_targets(self, current: bool) -> list:
         tabs = [self.tabs.widget(i) for i in range(self.tabs.count())]

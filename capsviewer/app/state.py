@@ -21,10 +21,10 @@ from psygnal import evented
 from capsviewer.analysis.preprocess import InputImage
 from capsviewer.analysis.routing_lab import PRESETS, LabState
 from capsviewer.data import DATASETS, ImageSet
+from capsviewer.models import display_name
 
 POSE_DIMENSIONS = 16
 DEFAULT_POSE_RANGE = 0.25  # the paper's offsets: steps of 0.05 in [−0.25, 0.25]
-NAMES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix CapsNet"}
 
 
 @dataclass
@@ -44,12 +44,12 @@ class LoadedModel:
 
     def short_name(self) -> str:
         """"CapsNet: capsnet-mnist (shipped)": which file the model is."""
-        name = NAMES.get(self.architecture, self.architecture)
+        name = display_name(self.architecture)
         file = self.path.stem if self.path is not None else "not saved"
         return f"{name}: {file}" + (" (shipped)" if self.shipped else "")
 
     def summary(self) -> str:
-        parts = [NAMES.get(self.architecture, self.architecture)]
+        parts = [display_name(self.architecture)]
         accuracy = self.metadata.get("metrics", {}).get("test_accuracy")
         if accuracy is not None:
             parts.append(f"test {accuracy:.2%}")
@@ -202,5 +202,5 @@ class TestSetPredictions:
     __test__ = False  # not a pytest test class
 
     def describe(self) -> str:
-        name = NAMES.get(self.architecture, self.architecture)
+        name = display_name(self.architecture)
         return f"{name}, R = {self.iterations}" if self.iterations is not None else name

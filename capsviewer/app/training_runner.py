@@ -2,7 +2,8 @@
 
 The worker runs in ``QThreadPool.globalInstance()``. Everything that may block or raise — loading
 the data, choosing the device, building the model — happens in the worker too. Batch progress
-is thinned to about 20 signals a second; epoch results and the final event always arrive.
+is thinned by the trainer to about 20 events a second (``PROGRESS_INTERVAL``); epoch results
+and the final event always arrive.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import logging
 import threading
 import time
 import traceback
-from collections.abc import Callable, Iterable
 from dataclasses import dataclass, replace
 
 from PySide6.QtCore import QObject, Signal, Slot
@@ -62,24 +62,6 @@ def failure_message(error: BaseException) -> str:
     return f"Training stopped by an unexpected error: {type(error).__name__}: {error}"
 
 
-def thin_progress(events: Iterable, interval: float, paused: Callable[[], bool] = lambda: False):
-    """Pass every event but at most one BatchProgress per ``interval`` seconds (and always an
-    epoch's last batch, or one while ``paused()``), its loss and accuracy the mean of the
-    batches since the previous one passed."""
-    last_sent, losses, accuracies = -float("inf"), [], []
-    for event in events:
-        if not isinstance(event, BatchProgress):
-            yield event
-            continue
-        losses.append(event.loss)
-        accuracies.append(event.accuracy)
-        now = time.perf_counter()
-        if now - last_sent >= interval or event.batch == event.batches or paused():
-            yield replace(event, loss=sum(losses) / len(losses),
-                          accuracy=sum(accuracies) / len(accuracies))
-            last_sent, losses, accuracies = now, [], []
-
-
 class RunControl:
     """Pause and cancel of one run, in one place: set from the UI thread, read by the worker
     between loading steps and passed on to the Trainer once it exists."""
@@ -128,9 +110,9 @@ class RunControl:
 class TrainingRunner(QObject):
     """Runs one training at a time and reports it with signals on the UI thread.
 
-    ``progress`` carries the newest :class:`BatchProgress`, its ``loss`` and ``accuracy`` being
-    the mean over the batches since the previous signal (so a thinned curve still sees every
-    batch). ``finished`` or ``failed`` comes once per run, after the worker thread is done.
+    ``progress`` carries the newest :class:`BatchProgress`, its ``loss`` and ``accuracy`` those
+    of all images since the previous signal (so a thinned curve still sees every batch).
+    ``finished`` or ``failed`` comes once per run, after the worker thread is done.
     """
 
     progress = Signal(object)  # BatchProgress
@@ -220,12 +202,13 @@ class TrainingRunner(QObject):
                 test_set = load_dataset(config.dataset, False, config.data_root, download)
             if control.cancelled:
                 return
+            if config.progress_interval is None:
+                config = replace(config, progress_interval=PROGRESS_INTERVAL)
             trainer = Trainer(config, train_set, test_set)
             if not control.attach(trainer):
                 return
             try:
-                yield from thin_progress(trainer.events(), PROGRESS_INTERVAL,
-                                         lambda: control.paused)
+                yield from trainer.events()
             finally:
                 control.detach()
         except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:

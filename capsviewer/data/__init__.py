@@ -1,6 +1,6 @@
 """Datasets (MNIST, Fashion-MNIST) and tensor-level batching and augmentation."""
 
-from capsviewer.data.batches import iterate_batches, random_shift, to_float
+from capsviewer.data.batches import iterate_batches
 from capsviewer.data.datasets import (
     DATASET_TITLES,
     DATASETS,
@@ -13,6 +13,7 @@ from capsviewer.data.datasets import (
 )
 from capsviewer.data.download import DownloadCancelled
 from capsviewer.data.sample import SAMPLE_SIZE, load_sample, load_test_set
+from capsviewer.data.transforms import random_shift, to_float
 
 __all__ = [
     "DATASET_TITLES",

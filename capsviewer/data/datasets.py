@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from capsviewer import paths
 from capsviewer.data.download import DownloadError, Progress, download as download_file
 
 ENV_VAR = "CAPSVIEWER_DATA"
+DATA_ROOT_HELP = (f"dataset folder in torchvision's layout (default: ${ENV_VAR}, else the user "
+                  "data directory, where missing datasets are downloaded)")
 # Debian's dataset-fashion-mnist package puts the four canonical .gz files here.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
@@ -103,9 +106,7 @@ class ImageSet:
 
 
 def default_data_root() -> Path:
-    import platformdirs  # here, not at import: the core must import where it is absent
-
-    return platformdirs.user_data_path("capsviewer") / "datasets"
+    return paths.datasets_dir()
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -191,9 +192,7 @@ def _debian_fashion_mnist(spec: DatasetSpec) -> Path | None:
     sources = [DEBIAN_FASHION_MNIST / f"{f}.gz" for f in spec.files]
     if not all(p.exists() for p in sources):
         return None
-    import platformdirs
-
-    cache = platformdirs.user_cache_path("capsviewer") / "debian-datasets"
+    cache = paths.cache_dir("debian-datasets")
     raw = cache / spec.folder / "raw"
     raw.mkdir(parents=True, exist_ok=True)
     for source in sources:

@@ -11,7 +11,7 @@ Shapes: B batch, I child capsules (inputs), J parent capsules (outputs), D pose 
 Implementation: û is computed once and read in place (no copies, no tiling); both products of
 an iteration are batched GEMMs over the images (see :func:`weighted_votes`), and training runs
 a hand-written backward pass (:class:`_Routing`) that writes ∂L/∂û once instead of once per
-use. :mod:`capsviewer.maths.reference` keeps the straightforward formulation to check against.
+use. tests/reference/dynamic_routing.py keeps the straightforward formulation to check against.
 """
 
 from __future__ import annotations

@@ -21,6 +21,20 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "matrix-capsnet": (MatrixCapsNet, MatrixCapsNetConfig),
 }
 
+# What the app, the reports and the Training tab call each architecture.
+TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
+
+
+def display_name(architecture: str) -> str:
+    """``CapsNet``, ``CNN``, … for a registered architecture; any other name as it is."""
+    return TITLES.get(architecture, architecture)
+
+
+def default_routing_iterations() -> dict[str, int]:
+    """The architectures that route, with their configs' default number of iterations."""
+    return {name: config().routing_iterations for name, (_, config) in MODELS.items()
+            if any(f.name == "routing_iterations" for f in dataclasses.fields(config))}
+
 
 def make_config(architecture: str, values: dict[str, Any] | None = None):
     """Build the config of ``architecture`` from plain values (JSON lists become tuples);
@@ -43,6 +57,7 @@ def build_model(architecture: str, config: dict[str, Any] | None = None) -> nn.M
 
 __all__ = [
     "MODELS",
+    "TITLES",
     "BaselineCNN",
     "CNNConfig",
     "CNNOutput",
@@ -53,5 +68,7 @@ __all__ = [
     "MatrixCapsNetConfig",
     "MatrixCapsNetOutput",
     "build_model",
+    "default_routing_iterations",
+    "display_name",
     "make_config",
 ]

@@ -7,12 +7,12 @@ from capsviewer.training.checkpoints import (
     read_metadata,
     save_checkpoint,
 )
+from capsviewer.training.config import Option, TrainConfig, train_options
 from capsviewer.training.devices import DeviceUnavailable, describe_device, select_device
 from capsviewer.training.evaluation import Evaluation, EvaluationProgress, evaluate
 from capsviewer.training.trainer import (
     BatchProgress,
     EpochResult,
-    TrainConfig,
     Trainer,
     TrainingError,
     TrainingFinished,
@@ -26,6 +26,7 @@ __all__ = [
     "EpochResult",
     "Evaluation",
     "EvaluationProgress",
+    "Option",
     "TrainConfig",
     "Trainer",
     "TrainingError",
@@ -36,4 +37,5 @@ __all__ = [
     "read_metadata",
     "save_checkpoint",
     "select_device",
+    "train_options",
 ]

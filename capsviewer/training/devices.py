@@ -7,6 +7,9 @@ import torch
 from capsviewer.models.precision import native_bf16
 
 
+DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
+
+
 class DeviceUnavailable(RuntimeError):
     pass
 
@@ -32,6 +35,14 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
     elif device.type == "mps" and not torch.backends.mps.is_available():
         raise DeviceUnavailable("Apple MPS was requested but is not available here")
     return device
+
+
+def device_choices() -> list[str]:
+    """The devices to offer a user: auto and cpu, then every CUDA GPU torch sees."""
+    choices = ["auto", "cpu"]
+    if torch.cuda.is_available():
+        choices += [f"cuda:{k}" for k in range(torch.cuda.device_count())]
+    return choices
 
 
 def describe_device(device: torch.device) -> str:

@@ -7,6 +7,7 @@ from pathlib import Path
 
 from capsviewer.data import DATASETS
 from capsviewer.resources import resource_path
+from capsviewer import paths
 from capsviewer.training.checkpoints import CheckpointError, read_metadata
 
 SHIPPED_MODELS = resource_path("models")
@@ -15,9 +16,7 @@ MODELS_ENV_VAR = "CAPSVIEWER_MODELS"
 
 def user_checkpoint_dir() -> Path:
     """Where the app saves checkpoints it trains (per-user data directory)."""
-    import platformdirs  # here, not at import: training must import where it is absent
-
-    return Path(platformdirs.user_data_dir("capsviewer", appauthor=False)) / "checkpoints"
+    return paths.checkpoints_dir()
 
 
 def model_dirs() -> list[Path]:

@@ -1,10 +1,17 @@
 """A Qt-free trainer that reports through a generator of events.
 
-``Trainer.events()`` yields :class:`BatchProgress` as batches finish (every batch on the CPU;
-on a GPU at most every ``progress_interval`` seconds, so the batch loop never waits for the
-device), :class:`EvaluationProgress` during each epoch's test pass, an :class:`EpochResult`
-per epoch and a final :class:`TrainingFinished`; a GUI worker forwards them as signals, the
-CLI draws progress bars. ``cancel()`` and ``pause()`` are thread-safe and act between batches.
+``Trainer.events()`` yields :class:`BatchProgress` as batches finish,
+:class:`EvaluationProgress` during each epoch's test pass, an :class:`EpochResult` per epoch
+and a final :class:`TrainingFinished`; a GUI worker forwards them as signals, the CLI draws
+progress bars. The run is four named steps, composed by ``events()``: :meth:`Trainer.setup`
+(data, optimiser, schedule, resume, DDP/compile wrapping), :meth:`Trainer.train_epoch` (the
+batch loop), :meth:`Trainer.evaluate` (the test pass) and :meth:`Trainer.save` (checkpoint
+and training state). ``cancel()`` and ``pause()`` are thread-safe and act between batches.
+
+Progress is thinned here, once: at most one BatchProgress per ``progress_interval`` seconds
+(every batch on the CPU unless asked otherwise; 0.1 s on a GPU, so the batch loop never waits
+for the device), plus an epoch's last batch and the batches done when a pause begins. Each
+carries the loss and accuracy of all images since the previous one, weighted by count.
 
 Speed: the whole data set sits on the training device and each epoch's order and shifts are
 drawn once, so a batch is a gather on the device; metrics accumulate there and are read only
@@ -21,22 +28,24 @@ import os
 import shutil
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any
 
 import torch
+from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import capsviewer
-from capsviewer.data import ImageSet, load_dataset, to_float
-from capsviewer.data.batches import draw_shifts, shard, shift_images
+from capsviewer.data import ImageSet, load_dataset
+from capsviewer.data.batches import shard
+from capsviewer.data.transforms import draw_shifts, shift_images, to_float
 from capsviewer.models import build_model
 from capsviewer.training import distributed
 from capsviewer.training.checkpoints import load_checkpoint, save_checkpoint
+from capsviewer.training.config import TrainConfig
 from capsviewer.training.devices import autocast, describe_device, resolve_precision, select_device
 from capsviewer.training.evaluation import (
     EvaluationCancelled,
@@ -53,47 +62,16 @@ def epoch_checkpoint(output: str | os.PathLike, epoch: int) -> Path:
     return output.parent / f"{output.stem}.epochs" / f"epoch-{epoch:03d}.safetensors"
 
 
-@dataclass
-class TrainConfig:
-    model: str = "capsnet"
-    model_config: dict[str, Any] = field(default_factory=dict)  # e.g. {"routing_iterations": 3}
-    dataset: str = "mnist"
-    data_root: str | None = None
-    download: bool = True  # fetch a missing data set (False: fail with a clear message)
-    epochs: int = 10
-    batch_size: int = 128
-    learning_rate: float = 1e-3
-    # Exponential decay as in the authors' TensorFlow code: lr · 0.96^(step / 2000), per step.
-    lr_decay: float = 0.96
-    decay_steps: int = 2000
-    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation
-    subset: int | None = None  # train on a random subset of this many images
-    test_subset: int | None = None
-    eval_batch_size: int = 500
-    seed: int = 0
-    device: str = "auto"
-    output: str | None = None  # checkpoint written after every epoch (None: keep in memory)
-    resume: bool = False  # continue from ``output`` and its training state, if present
-    keep_epochs: bool = False  # also copy each epoch's checkpoint to epoch_checkpoint(output, n)
-    init_from: str | None = None  # start from this checkpoint's weights (fine-tuning)
-    # "auto": bf16 convolutions (mixed precision) where the hardware does bf16 natively, else
-    # fp32; "fp32" is the plain path (no TF32 either). See devices.resolve_precision.
-    precision: str = "auto"
-    channels_last: bool | None = None  # channels-last conv weights; None: with bf16
-    compile: bool = False  # torch.compile the model (worth it on GPUs; minutes on a CPU)
-    # Seconds between BatchProgress events; None: every batch on the CPU, 0.1 s elsewhere
-    # (reading the metrics makes the host wait for the device).
-    progress_interval: float | None = None
-
-
 @dataclass(frozen=True)
 class BatchProgress:
     epoch: int  # 1-based
     epochs: int
     batch: int  # 1-based within the epoch
     batches: int
-    loss: float  # mean over the batches since the previous BatchProgress (this one alone on CPUs)
-    accuracy: float  # likewise
+    # Over the images since the previous BatchProgress (this batch alone when every batch is
+    # reported): Σ loss·n / Σ n and Σ correct / Σ n, so a short last batch weighs what it holds.
+    loss: float
+    accuracy: float
     images_per_second: float
     elapsed_seconds: float
     eta_seconds: float
@@ -133,6 +111,62 @@ class TrainingError(RuntimeError):
     pass
 
 
+@dataclass
+class Run:
+    """What the steps of one run hand each other (built by :meth:`Trainer.setup`)."""
+
+    train: ImageSet
+    test: ImageSet
+    images: torch.Tensor  # the training images, uint8 on the device
+    labels: torch.Tensor
+    net: nn.Module  # the model as trained: wrapped for DDP or compiled when asked
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    generator: torch.Generator  # order and shifts, saved with the training state
+    first_epoch: int
+    epochs: int  # the last epoch
+    batches: int  # per epoch
+    checksum: str  # of the training images, recorded in the checkpoint
+    history: list[EpochResult] = field(default_factory=list)
+    checkpoint: str | None = None
+    started: float = field(default_factory=time.perf_counter)
+    steps_done: int = 0
+
+    @property
+    def steps_left(self) -> int:
+        return self.batches * (self.epochs - self.first_epoch + 1) - self.steps_done
+
+
+@dataclass(frozen=True)
+class EpochTotals:
+    """One epoch's training, summed over this process's images."""
+
+    loss_sum: float  # Σ loss·n
+    correct: float
+    images: int
+    seconds: float
+
+
+class _Window:
+    """Loss and correct predictions summed on the device since the last report (read only when
+    reported: reading waits for the device)."""
+
+    def __init__(self, device: torch.device):
+        self.sums = torch.zeros(2, dtype=torch.float64, device=device)  # Σ loss·n, Σ correct
+        self.images = 0
+
+    def add(self, loss: torch.Tensor, correct: torch.Tensor, count: int) -> None:
+        self.sums += torch.stack([loss.detach().double() * count, correct.double()])
+        self.images += count
+
+    def take(self) -> tuple[float, float, int]:
+        loss_sum, correct = self.sums.tolist()
+        taken = (loss_sum, correct, self.images)
+        self.sums.zero_()
+        self.images = 0
+        return taken
+
+
 class Trainer:
     """Train one model. Data sets may be injected (tests, GUI); otherwise they are loaded."""
 
@@ -142,6 +176,9 @@ class Trainer:
         train_set: ImageSet | None = None,
         test_set: ImageSet | None = None,
     ):
+        problems = config.problems()
+        if problems:
+            raise TrainingError("; ".join(problems))
         self.config = config
         self.processes = distributed.current()  # one process unless run under torchrun
         self.device = distributed.process_device(select_device(config.device), self.processes)
@@ -189,6 +226,10 @@ class Trainer:
     def cancelled(self) -> bool:
         return self._cancel.is_set()
 
+    @property
+    def paused(self) -> bool:
+        return not self._running.is_set()
+
     # -- running ----------------------------------------------------------------------------
     def run(self, callback: Callable[[Event], None] | None = None) -> TrainingFinished:
         for event in self.events():
@@ -197,10 +238,25 @@ class Trainer:
         return event
 
     def events(self) -> Iterator[Event]:
+        """The run as events: setup, then per epoch train_epoch, evaluate and save."""
         with _backend_settings(self.device, self.precision):
-            yield from self._events()
+            run = self.setup()
+            for epoch in range(run.first_epoch, self.config.epochs + 1):
+                totals = yield from self.train_epoch(run, epoch)
+                result = None
+                if totals is not None:
+                    result = yield from self.evaluate(run, epoch, totals)
+                if result is None:  # cancelled
+                    yield self._finished(False, run)
+                    return
+                result = self.save(run, result)
+                run.history.append(result)
+                yield result
+            yield self._finished(True, run)
 
-    def _events(self) -> Iterator[Event]:
+    def setup(self) -> Run:
+        """Data on the device, optimiser and schedule, the state of an interrupted run when
+        resuming, and the model wrapped for DDP or compiled when asked."""
         cfg, processes = self.config, self.processes
         train = self._train_set or load_dataset(cfg.dataset, True, cfg.data_root, cfg.download)
         test = self._test_set or load_dataset(cfg.dataset, False, cfg.data_root, cfg.download)
@@ -210,9 +266,6 @@ class Trainer:
             raise TrainingError(
                 f"batch size {cfg.batch_size} is smaller than the {processes.world_size} processes"
             )
-        # All of MNIST is 47 MB as uint8: it lives on the device, and a batch is a gather.
-        images, labels = train.images.to(self.device), train.labels.to(self.device)
-
         fused = self.device.type in ("cpu", "cuda")
         optimizer = torch.optim.Adam(self.model.parameters(), lr=cfg.learning_rate,
                                      fused=fused or None)
@@ -233,116 +286,136 @@ class Trainer:
             )
         if cfg.compile:
             net = torch.compile(net)
-        interval = cfg.progress_interval
-        if interval is None:
-            interval = 0.0 if self.device.type == "cpu" else 0.1
         count = len(train)
         batches = math.ceil(count / cfg.batch_size)
         if processes.enabled and 0 < count % cfg.batch_size < processes.world_size:
             batches -= 1  # a last batch too small to give every process an image is skipped
-        steps_left = batches * (cfg.epochs - first_epoch + 1)
-        started = time.perf_counter()
-        steps_done = 0
-        checksum = train.checksum()
-        checkpoint = history[-1].checkpoint if history else None
+        # All of MNIST is 47 MB as uint8: it lives on the device, and a batch is a gather.
+        return Run(
+            train=train, test=test,
+            images=train.images.to(self.device), labels=train.labels.to(self.device),
+            net=net, optimizer=optimizer, scheduler=scheduler, generator=generator,
+            first_epoch=first_epoch, epochs=cfg.epochs, batches=batches,
+            checksum=train.checksum(), history=history,
+            checkpoint=history[-1].checkpoint if history else None,
+        )
 
-        for epoch in range(first_epoch, cfg.epochs + 1):
-            self.model.train()
-            epoch_start = last_report = time.perf_counter()
-            # The epoch's order and shifts, drawn at once and copied to the device once.
-            order = torch.randperm(count, generator=generator).to(self.device)
-            shifts = None
-            if cfg.max_shift > 0:
-                shifts = draw_shifts(count, cfg.max_shift, generator).to(self.device)
-            window = torch.zeros(2, dtype=torch.float64, device=self.device)  # Σ loss·n, Σ correct
-            window_images = 0
-            totals = [0.0, 0.0, 0]  # this process's Σ loss·n, Σ correct, images
-            for batch in range(1, batches + 1):
-                if not self._wait_if_paused():
-                    yield self._finished(False, history, checkpoint, started)
-                    return
-                index = order[(batch - 1) * cfg.batch_size : batch * cfg.batch_size]
-                share = 1.0
-                if processes.enabled:
-                    # Gradients are averaged over processes: weigh each share by its size.
-                    local = shard(index, processes.rank, processes.world_size)
-                    share, index = len(local) * processes.world_size / len(index), local
-                x = images[index]
-                if shifts is not None:
-                    x = shift_images(x, shifts[:, index], cfg.max_shift)
-                x, y = to_float(x), labels[index]
-                output, loss = self._step(net, optimizer, x, y, share)
-                scheduler.step()
-                correct = (output.scores.detach().argmax(1) == y).sum()
-                window += torch.stack([loss.detach().double() * len(y), correct.double()])
-                window_images += len(y)
-                steps_done += 1
-                now = time.perf_counter()
-                if interval <= 0 or batch == batches or now - last_report >= interval:
-                    window_loss, window_correct = window.tolist()  # waits for the device
-                    window.zero_()
-                    totals[0] += window_loss
-                    totals[1] += window_correct
-                    totals[2] += window_images
-                    now = last_report = time.perf_counter()
-                    elapsed = now - started
-                    yield BatchProgress(
-                        epoch, cfg.epochs, batch, batches,
-                        loss=window_loss / window_images,
-                        accuracy=window_correct / window_images,
-                        images_per_second=totals[2] * processes.world_size
-                        / max(now - epoch_start, 1e-9),
-                        elapsed_seconds=elapsed,
-                        eta_seconds=elapsed / steps_done * (steps_left - steps_done),
-                        learning_rate=scheduler.get_last_lr()[0],
-                    )
-                    window_images = 0
-            seconds = time.perf_counter() - epoch_start
-            loss_sum, correct_sum, seen = distributed.sum_over_processes(
-                torch.tensor(totals, dtype=torch.float64, device=self.device), processes
-            ).tolist()
-            try:
-                result = yield from evaluation_steps(
-                    self.model, test, self.device, cfg.eval_batch_size,
-                    should_stop=self._cancel.is_set, precision=self.precision,
-                    processes=processes)
-            except EvaluationCancelled:
-                yield self._finished(False, history, checkpoint, started)
-                return
-            epoch_result = EpochResult(
-                epoch, cfg.epochs, loss_sum / seen, correct_sum / seen,
-                result.loss, result.accuracy, seconds, seen / seconds, None,
+    def train_epoch(self, run: Run, epoch: int) -> Generator[BatchProgress, None, EpochTotals | None]:
+        """One pass over the training images; yields the thinned progress, returns the
+        epoch's totals (None when cancelled)."""
+        cfg, processes = self.config, self.processes
+        interval = cfg.progress_interval
+        if interval is None:
+            interval = 0.0 if self.device.type == "cpu" else 0.1
+        count = len(run.train)
+        self.model.train()
+        epoch_start = last_report = time.perf_counter()
+        # The epoch's order and shifts, drawn at once and copied to the device once.
+        order = torch.randperm(count, generator=run.generator).to(self.device)
+        shifts = None
+        if cfg.max_shift > 0:
+            shifts = draw_shifts(count, cfg.max_shift, run.generator).to(self.device)
+        window = _Window(self.device)
+        totals = [0.0, 0.0, 0]  # this process's Σ loss·n, Σ correct, images
+
+        def report(batch: int) -> BatchProgress:
+            loss_sum, correct, images = window.take()  # waits for the device
+            totals[0] += loss_sum
+            totals[1] += correct
+            totals[2] += images
+            now = time.perf_counter()
+            elapsed = now - run.started
+            return BatchProgress(
+                epoch, cfg.epochs, batch, run.batches,
+                loss=loss_sum / images,
+                accuracy=correct / images,
+                images_per_second=totals[2] * processes.world_size / max(now - epoch_start, 1e-9),
+                elapsed_seconds=elapsed,
+                eta_seconds=elapsed / run.steps_done * run.steps_left,
+                learning_rate=run.scheduler.get_last_lr()[0],
             )
-            if cfg.output and processes.is_main:
-                checkpoint = str(self._save(epoch_result, history, train, checksum))
-                if cfg.keep_epochs:
-                    kept = epoch_checkpoint(cfg.output, epoch)
-                    kept.parent.mkdir(parents=True, exist_ok=True)
-                    shutil.copyfile(checkpoint, kept)
-                epoch_result = dataclasses.replace(epoch_result, checkpoint=checkpoint)
-                save_training_state(cfg.output, optimizer, scheduler, generator, epoch,
-                                    history + [epoch_result])
-            elif cfg.output:
-                checkpoint = cfg.output  # written by rank 0
-                epoch_result = dataclasses.replace(epoch_result, checkpoint=checkpoint)
-            history.append(epoch_result)
-            yield epoch_result
-        yield self._finished(True, history, checkpoint, started)
 
-    def _step(self, net, optimizer, x, y, share: float):
+        for batch in range(1, run.batches + 1):
+            if self.paused and window.images:
+                yield report(batch - 1)  # what ran before the pause, shown while it lasts
+                last_report = time.perf_counter()
+            if not self._wait_if_paused():
+                return None
+            index = order[(batch - 1) * cfg.batch_size : batch * cfg.batch_size]
+            share = 1.0
+            if processes.enabled:
+                # Gradients are averaged over processes: weigh each share by its size.
+                local = shard(index, processes.rank, processes.world_size)
+                share, index = len(local) * processes.world_size / len(index), local
+            x = run.images[index]
+            if shifts is not None:
+                x = shift_images(x, shifts[:, index], cfg.max_shift)
+            x, y = to_float(x), run.labels[index]
+            output, loss = self._step(run, x, y, share)
+            window.add(loss, (output.scores.detach().argmax(1) == y).sum(), len(y))
+            run.steps_done += 1
+            if (interval <= 0 or batch == run.batches
+                    or time.perf_counter() - last_report >= interval):
+                yield report(batch)
+                last_report = time.perf_counter()
+        seconds = time.perf_counter() - epoch_start
+        loss_sum, correct, seen = distributed.sum_over_processes(
+            torch.tensor(totals, dtype=torch.float64, device=self.device), processes
+        ).tolist()
+        return EpochTotals(loss_sum, correct, int(seen), seconds)
+
+    def evaluate(self, run: Run, epoch: int, totals: EpochTotals
+                 ) -> Generator[EvaluationProgress, None, EpochResult | None]:
+        """The test pass after an epoch, yielding its progress; returns None when cancelled
+        during it."""
+        cfg = self.config
+        try:
+            result = yield from evaluation_steps(
+                self.model, run.test, self.device, cfg.eval_batch_size,
+                should_stop=self._cancel.is_set, precision=self.precision,
+                processes=self.processes)
+        except EvaluationCancelled:
+            return None
+        return EpochResult(
+            epoch, cfg.epochs, totals.loss_sum / totals.images, totals.correct / totals.images,
+            result.loss, result.accuracy, totals.seconds, totals.images / totals.seconds, None,
+        )
+
+    def save(self, run: Run, result: EpochResult) -> EpochResult:
+        """Write the checkpoint (and the epoch's copy with keep_epochs) and the training state,
+        on the main process; returns ``result`` with the checkpoint's path."""
+        cfg = self.config
+        if not cfg.output:
+            return result
+        if self.processes.is_main:
+            run.checkpoint = str(self._write_checkpoint(run, result))
+            if cfg.keep_epochs:
+                kept = epoch_checkpoint(cfg.output, result.epoch)
+                kept.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(run.checkpoint, kept)
+            result = dataclasses.replace(result, checkpoint=run.checkpoint)
+            save_training_state(cfg.output, run.optimizer, run.scheduler, run.generator,
+                                result.epoch, run.history + [result])
+        else:
+            run.checkpoint = cfg.output  # written by rank 0
+            result = dataclasses.replace(result, checkpoint=run.checkpoint)
+        return result
+
+    def _step(self, run: Run, x, y, share: float):
         """One optimisation step; returns the model output and the (unweighted) loss."""
         try:
             with autocast(self.device, self.precision):
-                output = net(x, y)
+                output = run.net(x, y)
             loss = self.model.loss(output, x, y).total
-            optimizer.zero_grad(set_to_none=True)
+            run.optimizer.zero_grad(set_to_none=True)
             (loss * share if share != 1.0 else loss).backward()
-            optimizer.step()
+            run.optimizer.step()
         except torch.OutOfMemoryError as error:
             raise TrainingError(
                 f"out of memory on {self.device} at batch size {self.config.batch_size}; "
                 "try a smaller --batch-size"
             ) from error
+        run.scheduler.step()
         return output, loss
 
     def _wait_if_paused(self) -> bool:
@@ -351,14 +424,13 @@ class Trainer:
             pass
         return not self._cancel.is_set()
 
-    def _finished(self, completed, history, checkpoint, started) -> TrainingFinished:
-        return TrainingFinished(
-            completed, len(history), tuple(history), checkpoint, time.perf_counter() - started
-        )
+    def _finished(self, completed: bool, run: Run) -> TrainingFinished:
+        return TrainingFinished(completed, len(run.history), tuple(run.history), run.checkpoint,
+                                time.perf_counter() - run.started)
 
-    def _save(self, result: EpochResult, history, train: ImageSet, checksum: str) -> Path:
+    def _write_checkpoint(self, run: Run, result: EpochResult) -> Path:
         cfg = self.config
-        epochs = [*history, result]
+        epochs = [*run.history, result]
         return save_checkpoint(
             cfg.output,
             self.model,
@@ -374,10 +446,10 @@ class Trainer:
                 },
                 "history": [dataclasses.asdict(h) for h in epochs],
                 "dataset": {
-                    "name": train.name,
-                    "train_images": len(train),
+                    "name": run.train.name,
+                    "train_images": len(run.train),
                     "test_images": cfg.test_subset or "all",
-                    "train_sha256": checksum,
+                    "train_sha256": run.checksum,
                 },
                 **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
                 "device": describe_device(self.device),

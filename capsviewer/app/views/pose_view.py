@@ -30,6 +30,7 @@ from capsviewer.app.views.common import (
     set_image,
 )
 from capsviewer.app.views.grid_mosaic import mosaic
+from capsviewer.data.transforms import to_float
 
 POSE_DIMENSIONS = 16
 GRID_COLUMNS = 11  # offsets −R, …, +R in 10 steps (0.05 apart for the paper's R = 0.25)
@@ -264,9 +265,7 @@ class PoseView(QWidget, ExportableView):
         set_image(self.reconstruction_item, np.squeeze(np.asarray(image)), (0.0, 1.0))
 
     def set_input_image(self, image: np.ndarray) -> None:
-        pixels = np.asarray(image)
-        pixels = pixels / 255.0 if pixels.dtype == np.uint8 else pixels
-        set_image(self.input_item, np.squeeze(pixels), (0.0, 1.0))
+        set_image(self.input_item, np.squeeze(to_float(image).numpy()), (0.0, 1.0))
 
     @Slot(object)
     def show_grid(self, grid: np.ndarray, offsets: np.ndarray) -> None:

@@ -6,6 +6,7 @@ The view only builds a :class:`TrainConfig` and draws the events it is given; a
 
 from __future__ import annotations
 
+import math
 from datetime import datetime
 from pathlib import Path
 
@@ -31,19 +32,22 @@ from PySide6.QtWidgets import (
 
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
+from capsviewer import paths
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
-from capsviewer.data import DATASET_TITLES, DATASETS, default_data_root
+from capsviewer.models import default_routing_iterations
 from capsviewer.training import (
     BatchProgress,
     EpochResult,
     EvaluationProgress,
+    Option,
     TrainConfig,
     TrainingFinished,
+    train_options,
 )
+from capsviewer.training.devices import device_choices
 
-MODELS = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
-ROUTED = {"capsnet": 3, "matrix-capsnet": 2}  # architectures with routing: default iterations
-TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000
+ROUTED = default_routing_iterations()  # architectures with routing: default iterations
+EXTRA_TIPS = {"model": FORMULAS["routing"], "routing_iterations": FORMULAS["routing"]}
 SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
 TRAIN_COLOUR, TEST_COLOUR = (31, 119, 180), (255, 127, 14)  # readable on light and dark
 
@@ -67,8 +71,7 @@ def default_checkpoint(model: str, dataset: str, when: datetime | None = None) -
     """A run's own file: ``<user data>/capsviewer/checkpoints/{model}-{dataset}-{date}-{time}
     .safetensors`` (then ``-2``, ``-3``… if that exists): a run never overwrites a model."""
     stamp = (when or datetime.now()).strftime("%Y%m%d-%H%M%S")
-    return unused_path(default_data_root().parent / "checkpoints"
-                       / f"{model}-{dataset}-{stamp}.safetensors")
+    return unused_path(paths.checkpoints_dir() / f"{model}-{dataset}-{stamp}.safetensors")
 
 
 def unused_path(path: Path) -> Path:
@@ -88,22 +91,54 @@ def format_duration(seconds: float) -> str:
     return f"{hours}:{minutes}" if hours else minutes
 
 
-def device_choices() -> list[str]:
-    """auto and cpu, and the CUDA devices only where torch sees one."""
-    choices = ["auto", "cpu"]
-    if torch.cuda.is_available():
-        choices.append("cuda")
-        if torch.cuda.device_count() > 1:
-            choices += [f"cuda:{i}" for i in range(torch.cuda.device_count())]
-    return choices
+def form_options() -> list[Option]:
+    """The TrainConfig options the tab shows, in their declared order."""
+    return [opt for opt in train_options() if opt.label is not None]
 
 
-def _spin(minimum: int, maximum: int, value: int, step: int = 1) -> QSpinBox:
-    spin = QSpinBox()
-    spin.setRange(minimum, maximum)
-    spin.setSingleStep(step)
-    spin.setValue(value)
+def option_widget(opt: Option) -> QWidget:
+    """The input for one declared option: a list for choices and devices, a spin box within
+    the declared range (0 reads "all …" where None means all images), a line for paths."""
+    if opt.kind == "path":
+        return QLineEdit()
+    if opt.kind == "device" or opt.choices is not None:
+        combo = QComboBox()
+        for value in (device_choices() if opt.kind == "device" else opt.choices):
+            combo.addItem((opt.titles or {}).get(value, value), value)
+        return combo
+    if opt.type is float:
+        spin = QDoubleSpinBox()
+        spin.setDecimals(1 - math.floor(math.log10(opt.step)) if opt.step else 2)  # 1e-4: 5
+    else:
+        spin = QSpinBox()
+    everything = opt.optional and opt.key is None  # None: all images
+    low = 0 if everything else opt.minimum
+    spin.setRange(low, min(opt.maximum, 2**31 - 1))
+    spin.setSingleStep(opt.step or 1)
+    if everything:
+        spin.setSpecialValueText(f"all {opt.maximum:,}")
     return spin
+
+
+def read_widget(widget: QWidget, opt: Option):
+    if isinstance(widget, QComboBox):
+        return widget.currentData()
+    if isinstance(widget, QLineEdit):
+        return widget.text().strip() or None
+    if opt.optional and opt.key is None:
+        return widget.value() or None  # 0 reads "all"
+    return widget.value()
+
+
+def write_widget(widget: QWidget, opt: Option, value) -> None:
+    if isinstance(widget, QComboBox):
+        index = widget.findData(value)
+        if index >= 0:
+            widget.setCurrentIndex(index)
+    elif isinstance(widget, QLineEdit):
+        widget.setText("" if value is None else str(value))
+    else:
+        widget.setValue(value or 0)
 
 
 class TrainingView(QWidget, ExportableView):
@@ -137,60 +172,35 @@ class TrainingView(QWidget, ExportableView):
 
     # -- construction --------------------------------------------------------------------------
     def _build_form(self) -> None:
-        self._model = QComboBox()
-        for key, title in MODELS.items():
-            self._model.addItem(title, key)
-        self._model.setToolTip(f"CapsNet (Sabour et al. 2017) or the max-pooling CNN baseline.\n"
-                               f"{FORMULAS['routing']}")
-        self._dataset = QComboBox()
-        for key in DATASETS:
-            self._dataset.addItem(DATASET_TITLES.get(key, key), key)
-        self._subset = _spin(0, TRAIN_IMAGES, 0, step=1000)
-        self._subset.setSpecialValueText(f"all {TRAIN_IMAGES:,}")
-        self._subset.setToolTip("Train on a random subset of this many images (0: all).")
-        self._test_subset = _spin(0, TEST_IMAGES, 0, step=1000)
-        self._test_subset.setSpecialValueText(f"all {TEST_IMAGES:,}")
-        self._test_subset.setToolTip("Evaluate after each epoch on this many test images (0: all).")
-        self._epochs = _spin(1, 1000, 10)
-        self._batch_size = _spin(1, 4096, 128)
-        self._learning_rate = QDoubleSpinBox()
-        self._learning_rate.setDecimals(5)
-        self._learning_rate.setRange(1e-5, 1.0)
-        self._learning_rate.setSingleStep(1e-4)
-        self._learning_rate.setValue(1e-3)
-        self._learning_rate.setToolTip("Adam's initial step size, decayed by 0.96 every 2,000 "
-                                       "steps as in the authors' code.")
-        self._iterations = _spin(1, 10, 3)
-        self._iterations.setToolTip(
-            f"Routing iterations r (the paper uses 3).\n{FORMULAS['routing']}")
-        self._device = QComboBox()
-        self._device.addItems(device_choices())
-        self._device.setToolTip("auto: the GPU when torch sees one, else the CPU.")
-        self._output = QLineEdit()
-        self._output.textEdited.connect(self._on_output_edited)
-        browse = QToolButton()
-        browse.setText("…")
-        browse.setToolTip("Choose where the checkpoint is written after every epoch.")
-        browse.clicked.connect(self._browse_output)
-        output_row = QHBoxLayout()
-        output_row.setContentsMargins(0, 0, 0, 0)
-        output_row.addWidget(self._output, 1)
-        output_row.addWidget(browse)
-        self._inputs = [self._model, self._dataset, self._subset, self._test_subset, self._epochs,
-                        self._batch_size, self._learning_rate, self._iterations, self._device,
-                        self._output, browse]
-
+        """One row per declared option (:func:`form_options`), built from its declaration."""
+        self._options = form_options()
+        self._fields: dict[str, QWidget] = {}
         form = QFormLayout()
-        form.addRow("Model", self._model)
-        form.addRow("Dataset", self._dataset)
-        form.addRow("Training images", self._subset)
-        form.addRow("Test images", self._test_subset)
-        form.addRow("Epochs", self._epochs)
-        form.addRow("Batch size", self._batch_size)
-        form.addRow("Learning rate", self._learning_rate)
-        form.addRow("Routing iterations", self._iterations)
-        form.addRow("Device", self._device)
-        form.addRow("Checkpoint", output_row)
+        for opt in self._options:
+            widget = option_widget(opt)
+            tip = opt.help[0].upper() + opt.help[1:] + "."
+            widget.setToolTip(tip + (f"\n{EXTRA_TIPS[opt.key or opt.name]}"
+                                     if (opt.key or opt.name) in EXTRA_TIPS else ""))
+            if opt.key is None and opt.kind != "path":
+                write_widget(widget, opt, opt.default)
+            self._fields[opt.key or opt.name] = widget
+            row = widget
+            if opt.kind == "path":  # the checkpoint: a line and a file dialog
+                browse = QToolButton()
+                browse.setText("…")
+                browse.setToolTip("Choose where the checkpoint is written after every epoch.")
+                browse.clicked.connect(self._browse_output)
+                row = QHBoxLayout()
+                row.setContentsMargins(0, 0, 0, 0)
+                row.addWidget(widget, 1)
+                row.addWidget(browse)
+            form.addRow(opt.label, row)
+        self._model, self._dataset = self._fields["model"], self._fields["dataset"]
+        self._iterations, self._device = self._fields["routing_iterations"], self._fields["device"]
+        self._output = self._fields["output"]
+        self._iterations.setValue(ROUTED[self._model.currentData()])
+        self._output.textEdited.connect(self._on_output_edited)
+        self._inputs = [*self._fields.values(), browse]
 
         self.start_button = QPushButton("Start")
         self.pause_button = QPushButton("Pause")
@@ -282,41 +292,26 @@ class TrainingView(QWidget, ExportableView):
 
     def config(self) -> TrainConfig:
         """The TrainConfig the form describes."""
-        model = self._model.currentData()
-        routed = model in ROUTED
-        model_config = {"routing_iterations": self._iterations.value()} if routed else {}
-        device = self._device.currentText()
-        on_gpu = device.startswith("cuda") or (device == "auto" and torch.cuda.is_available())
-        typed = self._output.text().strip()
-        output = str(unused_path(Path(typed)) if typed else self._default_output())
-        return TrainConfig(
-            model=model,
-            model_config=model_config,
-            dataset=self._dataset.currentData(),
-            data_root=self._data_root,
-            epochs=self._epochs.value(),
-            batch_size=self._batch_size.value(),
-            learning_rate=self._learning_rate.value(),
-            subset=self._subset.value() or None,
-            test_subset=self._test_subset.value() or None,
-            # Cancel is checked between test batches: small ones keep it prompt on a CPU.
-            eval_batch_size=500 if on_gpu else 100,
-            device=device,
-            output=output,
-        )
+        values = {opt.name: read_widget(self._fields[opt.key or opt.name], opt)
+                  for opt in self._options if opt.key is None}
+        routed = values["model"] in ROUTED
+        values["model_config"] = ({"routing_iterations": self._iterations.value()} if routed
+                                  else {})
+        on_gpu = values["device"].startswith("cuda") or (
+            values["device"] == "auto" and torch.cuda.is_available())
+        typed = values["output"]
+        values["output"] = str(unused_path(Path(typed)) if typed else self._default_output())
+        # Cancel is checked between test batches: small ones keep it prompt on a CPU.
+        return TrainConfig(**values, data_root=self._data_root,
+                           eval_batch_size=500 if on_gpu else 100)
 
     def set_config(self, config: TrainConfig) -> None:
         """Fill the form from ``config`` (fields the form does not show are not kept)."""
-        self._model.setCurrentIndex(self._model.findData(config.model))
-        self._dataset.setCurrentIndex(self._dataset.findData(config.dataset))
-        self._subset.setValue(config.subset or 0)
-        self._test_subset.setValue(config.test_subset or 0)
-        self._epochs.setValue(config.epochs)
-        self._batch_size.setValue(config.batch_size)
-        self._learning_rate.setValue(config.learning_rate)
-        self._iterations.setValue(config.model_config.get("routing_iterations", 3))
-        if self._device.findText(config.device) >= 0:
-            self._device.setCurrentText(config.device)
+        for opt in self._options:
+            if opt.key is None and opt.kind != "path":
+                write_widget(self._fields[opt.name], opt, getattr(config, opt.name))
+        self._iterations.setValue(config.model_config.get(
+            "routing_iterations", ROUTED.get(config.model, self._iterations.value())))
         if config.output:
             self._output.setText(config.output)
             self._output_edited = True

@@ -7,43 +7,45 @@ import argparse
 import time
 from pathlib import Path
 
-from capsviewer.command_errors import run_reporting_errors
-from capsviewer.data import DATASETS
+from capsviewer.cli.common import (
+    CommandError,
+    add_data_root,
+    add_dataset,
+    add_device,
+    add_progress_switch,
+    positive_int,
+    sub_command,
+)
+from capsviewer.training.devices import PRECISIONS
 
 LISTED_WRONG = 100  # misclassified indices printed for an ensemble
 
 
-class EvalRequestError(Exception):
-    """Checkpoints and options that cannot be evaluated together."""
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub_command(
+        sub, "eval", run, "accuracy of a checkpoint on a test set (several: also their ensemble)",
+        "Accuracy of each checkpoint on the test set, and whether it matches the accuracy in its "
+        "metadata. Given several checkpoints of one dataset, also the accuracy of their ensemble "
+        "(the mean of their class scores: capsule lengths, CNN probabilities), how many images "
+        "they disagree on, and which images it gets wrong.")
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    add_dataset(parser, "default: the checkpoint's dataset")
+    parser.add_argument("--subset", type=positive_int,
+                        help="evaluate on this many random test images")
+    parser.add_argument("--iterations", type=positive_int,
+                        help="override the routing iterations (CapsNet)")
+    parser.add_argument("--batch-size", type=positive_int, default=500,
+                        help="images per forward pass")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="default: the precision each checkpoint was tested in, if this "
+                        "device has it natively, else fp32")
+    add_device(parser)
+    add_data_root(parser)
+    add_progress_switch(parser)
+    return parser
 
 
-def add_eval_parser(sub, device: dict, data_root: dict, positive) -> argparse.ArgumentParser:
-    ev = sub.add_parser(
-        "eval", help="accuracy of a checkpoint on a test set (several: also their ensemble)",
-        description="Accuracy of each checkpoint on the test set, and whether it matches the "
-        "accuracy in its metadata. Given several checkpoints of one dataset, also the accuracy "
-        "of their ensemble (the mean of their class scores: capsule lengths, CNN "
-        "probabilities), how many images they disagree on, and which images it gets wrong.",
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    ev.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
-    ev.add_argument("--dataset", choices=sorted(DATASETS), help="default: the checkpoint's dataset")
-    ev.add_argument("--subset", type=positive, help="evaluate on this many random test images")
-    ev.add_argument("--iterations", type=positive, help="override the routing iterations (CapsNet)")
-    ev.add_argument("--batch-size", type=positive, default=500, help="images per forward pass")
-    ev.add_argument("--precision", choices=["auto", "fp32", "bf16"],
-                    help="default: the precision each checkpoint was tested in, if this device "
-                    "has it natively, else fp32")
-    ev.add_argument("--device", **device)
-    ev.add_argument("--data-root", **data_root)
-    ev.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return ev
-
-
-def run_eval(args) -> int:
-    return run_reporting_errors("eval", lambda: _evaluate_all(args), (EvalRequestError,))
-
-
-def _evaluate_all(args) -> int:
+def run(args) -> int:
     from capsviewer.data import load_dataset
     from capsviewer.training import load_checkpoint, select_device
 
@@ -52,7 +54,7 @@ def _evaluate_all(args) -> int:
     _check_iterations(args, checkpoints)
     names = {c.metadata.get("dataset", {}).get("name", "mnist") for c in checkpoints}
     if args.dataset is None and len(names) > 1:
-        raise EvalRequestError(f"the checkpoints were trained on different datasets "
+        raise CommandError(f"the checkpoints were trained on different datasets "
                                f"({', '.join(sorted(names))}); choose one with --dataset")
     dataset = args.dataset or names.pop()
     test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
@@ -70,10 +72,10 @@ def _check_iterations(args, checkpoints) -> None:
     if not args.iterations:
         return
     if len(checkpoints) > 1:
-        raise EvalRequestError("--iterations applies to one capsule network, not to an ensemble")
+        raise CommandError("--iterations applies to one capsule network, not to an ensemble")
     model = checkpoints[0].model
     if "iterations" not in inspect.signature(model.forward).parameters:
-        raise EvalRequestError(f"--iterations applies to capsule networks; "
+        raise CommandError(f"--iterations applies to capsule networks; "
                                f"{args.checkpoints[0]} is a {checkpoints[0].metadata['architecture']}")
 
 
@@ -129,7 +131,7 @@ def _print_ensemble(args, scores, test) -> None:
     try:
         result = evaluate_ensemble(scores, test.labels)
     except ValueError as error:
-        raise EvalRequestError(str(error)) from error
+        raise CommandError(str(error)) from error
     shown = ", ".join(map(str, result.wrong[:LISTED_WRONG]))
     more = len(result.wrong) - LISTED_WRONG
     print(

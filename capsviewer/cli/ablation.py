@@ -9,49 +9,43 @@ import time
 from pathlib import Path
 
 from capsviewer.analysis.routing_diagnostics import UPDATES
-from capsviewer.command_errors import run_reporting_errors
+from capsviewer.cli.common import (
+    CommandError,
+    add_data_root,
+    add_device,
+    add_progress_switch,
+    non_negative_int,
+    positive_int,
+    sub_command,
+    write_file,
+)
 
 
-def add_ablation_parser(sub) -> argparse.ArgumentParser:
-    """Add the ``ablation`` sub-command to ``sub`` (argparse sub-parsers)."""
-    ablation = sub.add_parser(
-        "ablation",
-        help="routing ablation: test accuracy against the number of agreement updates",
-        description="Classify the test set with k agreement updates of dynamic routing "
-        "(k = 0: uniform couplings c_ij = 1/J, routing iterations r = k + 1; the paper trains "
-        "with r = 3, k = 2) and print the accuracy for each k, with the number of predictions "
-        "that differ from the trained setting.",
-    )
-    ablation.add_argument("--model", metavar="PATH", type=Path,
-                          help="CapsNet checkpoint. Default: the shipped CapsNet, else the newest "
-                          "found where the app looks ($CAPSVIEWER_MODELS, the shipped models, the "
-                          "user's checkpoints, ./checkpoints)")
-    ablation.add_argument("--updates", metavar="K", type=_non_negative, nargs="+",
-                          default=list(UPDATES),
-                          help="agreement updates to compare (default: "
-                          + " ".join(map(str, UPDATES)) + ")")
-    ablation.add_argument("--data-root", metavar="PATH",
-                          help="dataset folder (default: $CAPSVIEWER_DATA, else the user data "
-                          "directory)")
-    ablation.add_argument("--test-subset", metavar="N", type=_positive,
-                          help="use N random test images (default: all)")
-    ablation.add_argument("--seed", type=int, default=0, help="picks the subset (default: 0)")
-    ablation.add_argument("--batch-size", type=_positive, default=250,
-                          help="images per forward pass (default: 250)")
-    ablation.add_argument("--device", default="auto",
-                          help="auto (the default: CUDA when present, else CPU), cpu, cuda:N")
-    ablation.add_argument("--json", metavar="FILE", type=Path, help="also write the table as JSON")
-    ablation.add_argument("--no-progress", action="store_true", help="no progress bar")
-    return ablation
-
-
-class AblationError(RuntimeError):
-    """An ablation that cannot run as asked; the message says why."""
-
-
-def run_ablation(args) -> int:
-    """Run the ablation for parsed ``args``; 0 on success, 2 with a message on a usage error."""
-    return run_reporting_errors("ablation", lambda: _run(args), (AblationError,))
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub_command(
+        sub, "ablation", run,
+        "routing ablation: test accuracy against the number of agreement updates",
+        "Classify the test set with k agreement updates of dynamic routing (k = 0: uniform "
+        "couplings c_ij = 1/J, routing iterations r = k + 1; the paper trains with r = 3, k = 2) "
+        "and print the accuracy for each k, with the number of predictions that differ from the "
+        "trained setting.")
+    parser.add_argument("--model", metavar="PATH", type=Path,
+                        help="CapsNet checkpoint. Default: the shipped CapsNet, else the newest "
+                        "found where the app looks ($CAPSVIEWER_MODELS, the shipped "
+                        "models, the user's checkpoints, ./checkpoints)")
+    parser.add_argument("--updates", metavar="K", type=non_negative_int, nargs="+",
+                        default=list(UPDATES), help="agreement updates to compare (default: "
+                        + " ".join(map(str, UPDATES)) + ")")
+    add_data_root(parser)
+    parser.add_argument("--test-subset", metavar="N", type=positive_int,
+                        help="use N random test images (default: all)")
+    parser.add_argument("--seed", type=non_negative_int, default=0, help="picks the subset")
+    parser.add_argument("--batch-size", type=positive_int, default=250,
+                        help="images per forward pass")
+    add_device(parser)
+    parser.add_argument("--json", metavar="FILE", type=Path, help="also write the table as JSON")
+    add_progress_switch(parser)
+    return parser
 
 
 def default_capsnet() -> Path:
@@ -61,13 +55,13 @@ def default_capsnet() -> Path:
     found = find_models("mnist").get("capsnet")
     if found is None:
         searched = ", ".join(str(d) for d in model_dirs())
-        raise AblationError(
+        raise CommandError(
             f"no MNIST CapsNet found: none ships in {SHIPPED_MODELS} yet and none was trained "
             f"here (searched {searched}). Pass --model PATH, or train one with `capsviewer train`")
     return found
 
 
-def _run(args) -> int:
+def run(args) -> int:
     from tqdm import tqdm
 
     from capsviewer.analysis.routing_diagnostics import accuracy_by_updates
@@ -79,7 +73,7 @@ def _run(args) -> int:
     checkpoint = load_checkpoint(path, device)
     meta = checkpoint.metadata
     if meta["architecture"] != "capsnet":
-        raise AblationError(f"{path} is a {meta['architecture']}; routing needs a CapsNet")
+        raise CommandError(f"{path} is a {meta['architecture']}; routing needs a CapsNet")
     dataset = meta.get("dataset", {}).get("name", "mnist")
     test = load_dataset(dataset, train=False, root=args.data_root).subset(args.test_subset,
                                                                           seed=args.seed)
@@ -103,8 +97,6 @@ def _run(args) -> int:
     print(table(result))
     print(f"{seconds:.1f} s")
     if args.json is not None:
-        from capsviewer.report_cli import write_file
-
         document = {"model": str(path), "dataset": dataset, "test_images": len(test),
                     "subset_seed": args.seed if args.test_subset else None,
                     "device": describe_device(device), "seconds": round(seconds, 2),
@@ -124,17 +116,3 @@ def table(result) -> str:
                      f"{row['correct']:>6,}/{row['count']:<6,} {row['changed_vs_reference']:>8,}")
     lines.append(f"changed: predictions that differ from {reference}")
     return "\n".join(lines)
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {value}")
-    return value
-
-
-def _non_negative(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
-    return value

@@ -7,44 +7,35 @@ import argparse
 import time
 from pathlib import Path
 
-from capsviewer.command_errors import run_reporting_errors
+from capsviewer.cli.common import add_data_root, add_device, positive_int, sub_command
 
 DTYPES = ("fp32", "fp16")
 
 
-def add_average_parser(sub) -> argparse.ArgumentParser:
-    average = sub.add_parser(
-        "average",
-        help="average the weights of several checkpoints of one model into one",
-        description="Average the weights of checkpoints of one architecture and config (e.g. "
-        "the last epochs of a run, kept with `capsviewer train --keep-epochs`), measure the "
-        "result on the test set in fp32 as it will be stored, and save it with that accuracy "
-        "in its metadata, so `capsviewer eval` reproduces it.",
-    )
-    average.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
-    average.add_argument("--output", type=Path, required=True, metavar="PATH",
-                         help="the averaged checkpoint")
-    average.add_argument("--dtype", choices=DTYPES, default="fp32",
-                         help="weights stored in this dtype (default: fp32; fp16 halves the "
-                         "file, and the command says how many predictions that changes)")
-    average.add_argument("--data-root", metavar="PATH",
-                         help="dataset folder (default: $CAPSVIEWER_DATA, else the user data "
-                         "directory)")
-    average.add_argument("--device", default="auto",
-                         help="auto (the default: CUDA when present, else CPU), cpu, cuda:N")
-    average.add_argument("--test-subset", type=int, metavar="N",
-                         help="measure on N random test images (as `capsviewer eval --subset "
-                         "N`; default: all)")
-    average.add_argument("--batch-size", type=int, default=500,
-                         help="images per forward pass (default: 500)")
-    return average
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub_command(
+        sub, "average", run, "average the weights of several checkpoints of one model into one",
+        "Average the weights of checkpoints of one architecture and config (e.g. the last epochs "
+        "of a run, kept with `capsviewer train --keep-epochs`), measure the result on the test "
+        "set in fp32 as it will be stored, and save it with that accuracy in its metadata, so "
+        "`capsviewer eval` reproduces it.")
+    parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
+    parser.add_argument("--output", type=Path, required=True, metavar="PATH",
+                        help="the averaged checkpoint")
+    parser.add_argument("--dtype", choices=DTYPES, default="fp32",
+                        help="weights stored in this dtype (fp16 halves the file, and the "
+                        "command says how many predictions that changes)")
+    add_data_root(parser)
+    add_device(parser)
+    parser.add_argument("--test-subset", type=positive_int, metavar="N",
+                        help="measure on N random test images (as `capsviewer eval --subset N`; "
+                        "default: all)")
+    parser.add_argument("--batch-size", type=positive_int, default=500,
+                        help="images per forward pass")
+    return parser
 
 
-def run_average(args) -> int:
-    return run_reporting_errors("average", lambda: _run(args), ())
-
-
-def _run(args) -> int:
+def run(args) -> int:
     import torch
 
     from capsviewer.data import load_dataset

@@ -4,9 +4,9 @@ random-affine set beside the clean one, for every model (matplotlib, Agg, no GUI
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
-from capsviewer.analysis.robustness import RobustnessReport, display_name
+from capsviewer.analysis.robustness import RobustnessReport
+from capsviewer.models import display_name
 
 # Colour-blind-safe pair (Okabe–Ito), the CapsNet first when present.
 _COLOURS = {"capsnet": "#0072B2", "cnn": "#D55E00"}
@@ -28,7 +28,7 @@ def figure_png(report: RobustnessReport, width_px: int = 900, height_px: int = 3
         1, 3, gridspec_kw={"width_ratios": [1.35, 1.0, 0.8]})
     others = iter(_OTHER_COLOURS)
     colours = {m.name: _COLOURS.get(m.name) or next(others, "#777777") for m in report.models}
-    labels = {m.name: display_name(m) for m in report.models}
+    labels = {m.name: display_name(m.name) for m in report.models}
 
     for axes, kind, unit, title in (
         (rotation_axes, "rotation", "°", "Rotation (counter-clockwise)"),
@@ -76,10 +76,3 @@ def figure_png(report: RobustnessReport, width_px: int = 900, height_px: int = 3
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=dpi, metadata={"Software": None})
     return buffer.getvalue()
-
-
-def save_figure(report: RobustnessReport, path, **options) -> Path:
-    """Write the figure to ``path`` (PNG)."""
-    path = Path(path)
-    path.write_bytes(figure_png(report, **options))
-    return path

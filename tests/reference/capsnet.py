@@ -2,7 +2,7 @@
 
 As the authors' TensorFlow code does it: the primary capsules are tiled to every digit capsule
 and the votes W_ij u_i are recomputed inside every routing iteration
-(:func:`capsviewer.maths.reference.dynamic_routing_recomputed`), in fp32. The convolutions and
+(:func:`reference.dynamic_routing.dynamic_routing_recomputed`), in fp32. The convolutions and
 the decoder are the model's own, so comparing the two measures the formulation, not the
 architecture. For checks and benchmarks only.
 """
@@ -13,8 +13,8 @@ import torch
 import torch.nn.functional as F
 
 from capsviewer.maths import squash
-from capsviewer.maths.reference import dynamic_routing_recomputed
 from capsviewer.models.capsnet import CapsNet, CapsNetOutput
+from reference.dynamic_routing import dynamic_routing_recomputed
 
 
 def reference_forward(

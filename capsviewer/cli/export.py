@@ -1,0 +1,30 @@
+"""``capsviewer export``: every view of the app for one input, as PNG, SVG and CSV, rendered
+offscreen without a window."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from capsviewer.cli.common import add_data_root, add_device, positive_int, sub_command
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub_command(sub, "export", run,
+                         "every view for one input as PNG, SVG and CSV, without a window")
+    parser.add_argument("--model", type=Path, action="append", metavar="PATH",
+                        help="checkpoint (repeat for both; default: as the app finds them)")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--index", type=int, default=0, help="test-set image")
+    source.add_argument("--image", type=Path, metavar="FILE", help="an image file instead")
+    parser.add_argument("--iterations", type=positive_int, help="routing iterations to show")
+    parser.add_argument("--out", type=Path, default=Path("capsviewer-export"), help="folder")
+    add_device(parser)
+    add_data_root(parser)
+    return parser
+
+
+def run(args) -> int:
+    from capsviewer.app.headless import export_views
+
+    return export_views(args)

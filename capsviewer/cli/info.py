@@ -1,0 +1,55 @@
+"""``capsviewer info``: what a checkpoint holds (architecture, config, training, metrics)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from capsviewer.cli.common import sub_command
+
+
+def add_parser(sub) -> argparse.ArgumentParser:
+    parser = sub_command(sub, "info", run, "what a checkpoint holds")
+    parser.add_argument("checkpoint", type=Path)
+    parser.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
+    return parser
+
+
+def run(args) -> int:
+    from capsviewer.training import read_metadata
+
+    meta = read_metadata(args.checkpoint)
+    if args.json:
+        print(json.dumps(meta, indent=2))
+        return 0
+    size = args.checkpoint.stat().st_size
+    print(f"{args.checkpoint} ({size / 1e6:.1f} MB)")
+    print(f"  architecture     {meta['architecture']}")
+    for key, value in meta.get("config", {}).items():
+        print(f"    {key:<23}{value}")
+    for key in ("epoch", "seed", "device", "training_seconds", "torch_version", "saved"):
+        if key in meta:
+            print(f"  {key:<17}{meta[key]}")
+    if meta.get("averaged"):
+        epochs = ", ".join(str(a.get("epoch")) for a in meta["averaged"])
+        print(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
+    if meta.get("initialised_from"):
+        print("  initialised from " + provenance(meta["initialised_from"]))
+    for key, value in meta.get("metrics", {}).items():
+        print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
+    if "dataset" in meta:
+        print("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+    return 0
+
+
+def provenance(source: dict) -> str:
+    """``initialised_from`` in words: the file a fine-tuning run started from, and its run."""
+    parts = []
+    if source.get("averaged_epochs"):
+        parts.append("mean of epochs " + ", ".join(map(str, source["averaged_epochs"])))
+    elif source.get("epoch") is not None:
+        parts.append(f"epoch {source['epoch']}")
+    if source.get("training_seconds") is not None:
+        parts.append(f"{source['training_seconds']} s of training before this run")
+    return source.get("file", "?") + (f" ({'; '.join(parts)})" if parts else "")

@@ -1,0 +1,184 @@
+"""What a training run is: :class:`TrainConfig`, with every user-facing option declared once on
+its field (help text, range, choices, the Training tab's label). ``capsviewer train``'s parser
+and the Training tab's form are both built from :func:`train_options`."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from capsviewer.data.datasets import DATA_ROOT_HELP, DATASET_TITLES, DATASETS
+from capsviewer.models import MODELS, TITLES, default_routing_iterations
+from capsviewer.training.devices import DEVICE_HELP, PRECISIONS
+
+TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's splits
+
+
+@dataclass(frozen=True)
+class Option:
+    """How one TrainConfig field is offered to a user."""
+
+    help: str  # the command line's help and the Training tab's tooltip
+    label: str | None = None  # the Training tab's row; None: the tab does not show it
+    flag: str | None = None  # default --field-name
+    metavar: str | None = None
+    minimum: float | None = None
+    maximum: float | None = None
+    choices: tuple[str, ...] | None = None
+    titles: Mapping[str, str] | None = None  # the tab's name for each choice
+    step: float | None = None  # the tab's spin-box step
+    key: str | None = None  # for a dict field: the entry the value sets (model_config)
+    kind: str = "text"  # "device" and "path" get their own widgets in the tab
+    # From the field (train_options fills them in):
+    name: str = ""
+    type: type = str  # int, float, str or bool
+    default: Any = None
+    optional: bool = False  # None is allowed: "all images", "the architecture's default"
+
+    @property
+    def cli_flag(self) -> str:
+        return self.flag or "--" + (self.key or self.name).replace("_", "-")
+
+    def problem(self, value) -> str | None:
+        """Why ``value`` is not allowed here (a phrase such as "must be at least 1"), or None."""
+        if value is None:
+            return None if self.optional else "must be given"
+        if self.choices is not None:
+            return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
+        if self.type in (int, float):
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return "must be a number"
+            if self.type is int and not float(value).is_integer():
+                return "must be a whole number"
+            if not math.isfinite(value):
+                return "must be a finite number"
+            return range_problem(value, self.minimum, self.maximum, self.type)
+        return None
+
+
+def range_problem(value, minimum, maximum, kind: type = int) -> str | None:
+    """"must be at least 1", "must be between 1 and 10", … when ``value`` is out of range."""
+    def show(bound) -> str:
+        return f"{bound:,}" if kind is int else f"{bound:g}"
+
+    if (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
+        return None
+    if kind is int and minimum == 1 and maximum is None:
+        return "must be a positive integer"
+    if kind is int and minimum == 0 and maximum is None:
+        return "must be 0 or more"
+    if maximum is None:
+        return f"must be at least {show(minimum)}"
+    if minimum is None:
+        return f"must be at most {show(maximum)}"
+    return f"must be between {show(minimum)} and {show(maximum)}"
+
+
+def option(help: str, **details) -> dict:
+    """Field metadata declaring a user-facing option (see :class:`Option`)."""
+    return {"option": Option(help=help, **details)}
+
+
+@dataclass
+class TrainConfig:
+    model: str = field(default="capsnet", metadata=option(
+        "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, or matrix "
+        "capsules with EM routing (Hinton et al. 2018)", label="Model", choices=tuple(MODELS),
+        titles=TITLES))
+    model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
+        "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",
+        label="Routing iterations", key="routing_iterations", flag="--iterations",
+        metavar="ITERATIONS", minimum=1, maximum=10))
+    dataset: str = field(default="mnist", metadata=option(
+        "training and test set", label="Dataset", choices=tuple(DATASETS),
+        titles=DATASET_TITLES))
+    data_root: str | None = field(default=None, metadata=option(
+        DATA_ROOT_HELP, metavar="PATH", kind="path"))
+    download: bool = True  # fetch a missing data set (False: fail with a clear message)
+    epochs: int = field(default=10, metadata=option(
+        "passes over the data", label="Epochs", minimum=1, maximum=1000))
+    batch_size: int = field(default=128, metadata=option(
+        "images per step (shared among the processes under torchrun)", label="Batch size",
+        minimum=1, maximum=65_536))
+    learning_rate: float = field(default=1e-3, metadata=option(
+        "initial Adam learning rate, decayed exponentially per step as in the authors' code",
+        label="Learning rate", flag="--lr", metavar="LR", minimum=0.0, maximum=1.0,
+        step=1e-4))
+    # Exponential decay as in the authors' TensorFlow code: lr · 0.96^(step / 2000), per step.
+    lr_decay: float = field(default=0.96, metadata=option(
+        "the learning rate is multiplied by RATE every --decay-steps steps (smoothly, per step)",
+        metavar="RATE", minimum=1e-3, maximum=1.0))
+    decay_steps: int = field(default=2000, metadata=option(
+        "steps per --lr-decay factor (469 is one MNIST epoch at batch 128)", metavar="N",
+        minimum=1, maximum=10**9))
+    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation
+    subset: int | None = field(default=None, metadata=option(
+        "train on this many random images (default: all)", label="Training images",
+        minimum=1, maximum=TRAIN_IMAGES, step=1000))
+    test_subset: int | None = field(default=None, metadata=option(
+        "test on this many random images after each epoch (default: all)", label="Test images",
+        minimum=1, maximum=TEST_IMAGES, step=1000))
+    eval_batch_size: int = 500
+    seed: int = field(default=0, metadata=option(
+        "seed for weights, order and shifts", minimum=0, maximum=2**63 - 1))
+    device: str = field(default="auto", metadata=option(
+        DEVICE_HELP, label="Device", kind="device"))
+    output: str | None = field(default=None, metadata=option(  # None: keep in memory
+        "checkpoint written after every epoch", label="Checkpoint", metavar="PATH", kind="path"))
+    resume: bool = field(default=False, metadata=option(  # from ``output`` and its state
+        "continue an interrupted run at --output"))
+    keep_epochs: bool = field(default=False, metadata=option(  # see epoch_checkpoint
+        "also keep every epoch's checkpoint, in OUTPUT_STEM.epochs/ (for capsviewer average)"))
+    init_from: str | None = field(default=None, metadata=option(
+        "start from this checkpoint's weights (same architecture and config), with a fresh "
+        "optimizer and schedule: fine-tuning", metavar="PATH", kind="path"))
+    # "auto": bf16 convolutions (mixed precision) where the hardware does bf16 natively, else
+    # fp32; "fp32" is the plain path (no TF32 either). See devices.resolve_precision.
+    precision: str = field(default="auto", metadata=option(
+        "bf16: convolutions in bf16 (mixed precision); auto: bf16 where the GPU or CPU does "
+        "bf16 natively, else fp32", choices=PRECISIONS))
+    channels_last: bool | None = None  # channels-last conv weights; None: with bf16
+    compile: bool = field(default=False, metadata=option("torch.compile the model (GPUs)"))
+    # Seconds between BatchProgress events; None: every batch on the CPU, 0.1 s elsewhere
+    # (reading the metrics makes the host wait for the device).
+    progress_interval: float | None = None
+
+    def problems(self) -> list[str]:
+        """Sentences for the declared options whose values are out of range."""
+        found = []
+        for opt in train_options():
+            value = getattr(self, opt.name)
+            if opt.key is not None:
+                value = value.get(opt.key)
+            problem = opt.problem(value)
+            if problem:
+                found.append(f"{(opt.key or opt.name).replace('_', ' ')} {problem}, got {value!r}")
+        routed = default_routing_iterations()
+        if "routing_iterations" in self.model_config and self.model not in routed:
+            found.append(f"routing iterations apply to {' and '.join(routed)}, not to {self.model}")
+        return found
+
+
+def train_options() -> list[Option]:
+    """The declared options, in field order, with their field's name, type and default."""
+    hints = typing.get_type_hints(TrainConfig)
+    declared = []
+    for f in dataclasses.fields(TrainConfig):
+        if "option" not in f.metadata:
+            continue
+        opt: Option = f.metadata["option"]
+        kind = hints[f.name]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(kind))
+        if optional:
+            kind = args[0]
+        default = None if f.default is dataclasses.MISSING else f.default
+        if opt.key is not None:  # an entry of a dict field: an int, the model's default if unset
+            kind, default, optional = int, None, True
+        declared.append(dataclasses.replace(opt, name=f.name, type=kind, default=default,
+                                            optional=optional))
+    return declared
