@@ -14,6 +14,7 @@ from capsviewer.models.matrix_capsnet import (
     MatrixCapsNetConfig,
     MatrixCapsNetOutput,
 )
+from capsviewer.models.multimnist import MULTIMNIST_MODELS
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
@@ -43,6 +44,7 @@ def build_model(architecture: str, config: dict[str, Any] | None = None) -> nn.M
 
 __all__ = [
     "MODELS",
+    "MULTIMNIST_MODELS",
     "BaselineCNN",
     "CNNConfig",
     "CNNOutput",
