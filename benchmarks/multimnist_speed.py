@@ -7,8 +7,10 @@ A step is what the trainer does per batch (without the trainer, whose MultiMNIST
 comes later): compose the pairs on the fly (MNIST: random 2-pixel shifts), uint8 → float,
 forward under the trainer's precision (``auto``: bf16 convolutions where the CPU has native
 bf16, channels-last weights), loss, backward, fused Adam, learning-rate step, count correct.
-Images/s is the batch size over the median of ``--steps`` timed steps after two warm-up steps;
-the pair composition alone is timed too. Untrained models (timing does not depend on weights).
+Images/s is the batch size over the median of ``--steps`` timed steps after two warm-up steps,
+the models taking turns step by step (a changing load hits them alike, so the ratios to the
+MNIST CapsNet hold on a busy machine); the pair composition alone is timed too. Untrained
+models (timing does not depend on the weights).
 """
 
 from __future__ import annotations
@@ -39,38 +41,45 @@ MODELS = {  # label: (architecture, config, MultiMNIST?)
 }
 
 
-def step_seconds(architecture, config, multi, train, batch_size, steps, precision):
-    torch.manual_seed(0)
-    device = torch.device("cpu")
-    model = build_model(architecture, config)
-    if precision == "bf16":
-        model.to(memory_format=torch.channels_last)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, fused=True)
-    scheduler = torch.optim.lr_scheduler.ExponentialLR(optimizer, 0.96 ** (1 / 2000))
-    generator = torch.Generator().manual_seed(0)
-    order = torch.randperm(len(train), generator=generator)
-    plan = draw_pairs(train.labels, order, generator) if multi else None
-    times = []
-    for k in range(steps + 2):
-        start = time.perf_counter()
-        index = order[k * batch_size:(k + 1) * batch_size]
-        if multi:
-            batch = compose_pairs(train.images, train.labels, plan[k * batch_size:(k + 1) * batch_size])
+class Run:
+    """One model training on its own stream of batches, a step at a time."""
+
+    def __init__(self, architecture, config, multi, train, batch_size, precision):
+        torch.manual_seed(0)
+        self.model = build_model(architecture, config)
+        if precision == "bf16":
+            self.model.to(memory_format=torch.channels_last)
+        self.optimizer = torch.optim.Adam(self.model.parameters(), lr=1e-3, fused=True)
+        self.scheduler = torch.optim.lr_scheduler.ExponentialLR(self.optimizer, 0.96 ** (1 / 2000))
+        self.generator = torch.Generator().manual_seed(0)
+        self.order = torch.randperm(len(train), generator=self.generator)
+        self.plan = draw_pairs(train.labels, self.order, self.generator) if multi else None
+        self.train, self.batch_size, self.precision, self.steps = train, batch_size, precision, 0
+        self.wall: list[float] = []
+        self.cpu: list[float] = []
+
+    def step(self, timed: bool) -> None:
+        wall, cpu = time.perf_counter(), time.process_time()
+        window = slice(self.steps * self.batch_size, (self.steps + 1) * self.batch_size)
+        if self.plan is not None:
+            batch = compose_pairs(self.train.images, self.train.labels, self.plan[window])
             x, y, targets = to_float(batch.images), batch.labels, to_float(batch.digits)
         else:
-            x = to_float(random_shift(train.images[index], 2, generator))
-            y, targets = train.labels[index], x
-        with autocast(device, precision):
-            output = model(x, y)
-        loss = model.loss(output, targets, y).total
-        optimizer.zero_grad(set_to_none=True)
+            x = to_float(random_shift(self.train.images[self.order[window]], 2, self.generator))
+            y = self.train.labels[self.order[window]]
+            targets = x
+        with autocast(torch.device("cpu"), self.precision):
+            output = self.model(x, y)
+        loss = self.model.loss(output, targets, y).total
+        self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
-        optimizer.step()
-        scheduler.step()
+        self.optimizer.step()
+        self.scheduler.step()
         count_correct(output.scores.detach(), y).item()
-        if k >= 2:
-            times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        self.steps += 1
+        if timed:
+            self.wall.append(time.perf_counter() - wall)
+            self.cpu.append(time.process_time() - cpu)
 
 
 def compose_seconds(train, batch_size, repeats=50):
@@ -105,17 +114,28 @@ def main() -> None:
         per_batch, epoch_plan = compose_seconds(train, batch_size)
         print(f"pair composition, batch {batch_size}: {per_batch * 1e3:.2f} ms "
               f"({batch_size / per_batch:,.0f} pairs/s); an epoch's draw: {epoch_plan * 1e3:.0f} ms")
-    print("\n| model | batch | s/step | images/s | pairs in 1 h | 2 h | 4 h |")
-    print("|---|---:|---:|---:|---:|---:|---:|")
-    for label, (architecture, config, multi) in MODELS.items():
-        if args.only and label not in args.only:
-            continue
-        for batch_size in args.batch_sizes:
-            seconds = step_seconds(architecture, config, multi, train, batch_size, args.steps,
-                                   precision)
-            rate = batch_size / seconds
-            hours = " | ".join(f"{rate * 3600 * h / 1e6:.2f} M" for h in (1, 2, 4))
-            print(f"| {label} | {batch_size} | {seconds:.3f} | {rate:.0f} | {hours} |", flush=True)
+    labels = [label for label in MODELS if not args.only or label in args.only]
+    runs = {(label, b): Run(*MODELS[label], train, b, precision)
+            for label in labels for b in args.batch_sizes}
+    # Round robin, one step of each model per round: a change in the machine's load over the
+    # run hits every model alike, so the ratios hold even where the absolute figures drift.
+    for round_ in range(args.steps + 2):
+        for run in runs.values():
+            run.step(timed=round_ >= 2)
+    print("\nwall: median seconds per step; CPU: median process CPU seconds per step (both "
+          "threads together)\n")
+    print("| model | batch | s/step | images/s | × CapsNet 28×28 | CPU s/step "
+          "| pairs in 1 h | 2 h | 4 h |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for (label, batch_size), run in runs.items():
+        seconds = statistics.median(run.wall)
+        rate = batch_size / seconds
+        base = runs.get((next(iter(MODELS)), batch_size))
+        ratio = f"{statistics.median(base.wall) / seconds:.2f}" if base else "–"
+        hours = " | ".join(f"{rate * 3600 * h / 1e6:.2f} M" for h in (1, 2, 4))
+        print(f"| {label} | {batch_size} | {seconds:.3f} | {rate:.0f} | {ratio} "
+              f"| {statistics.median(run.cpu):.3f} | {hours} |", flush=True)
+    print(f"\nload average at the end {os.getloadavg()[0]:.1f}")
 
 
 if __name__ == "__main__":
