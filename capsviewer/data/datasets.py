@@ -100,9 +100,15 @@ class ImageSet:
 
     def checksum(self) -> str:
         """sha256 of images and labels, to record which data a model saw."""
-        digest = hashlib.sha256(self.images.contiguous().numpy().tobytes())
-        digest.update(self.labels.numpy().tobytes())
-        return digest.hexdigest()
+        return tensors_sha256(self.images, self.labels)
+
+
+def tensors_sha256(*tensors: torch.Tensor) -> str:
+    """sha256 of the tensors' bytes, one after the other (CPU tensors)."""
+    digest = hashlib.sha256()
+    for tensor in tensors:
+        digest.update(tensor.contiguous().numpy().tobytes())
+    return digest.hexdigest()
 
 
 def default_data_root() -> Path:

@@ -63,22 +63,25 @@ def draw_shifts(count: int, max_shift: int, generator: torch.Generator | None = 
     return torch.randint(-max_shift, max_shift + 1, (2, count), generator=generator)
 
 
-def shift_images(images: torch.Tensor, shifts: torch.Tensor, max_shift: int | None = None) -> torch.Tensor:
+def shift_images(images: torch.Tensor, shifts: torch.Tensor, max_shift: int | None = None,
+                 pad: int = 0) -> torch.Tensor:
     """Move image b by (shifts[0, b], shifts[1, b]) whole pixels (down, right), zero-filled:
     one gather for the whole batch, no interpolation.
 
     ``max_shift`` bounds |shift| (the padding). Give it, with ``shifts`` already on the images'
     device, and nothing here waits for the host (the trainer's batch loop); without it the
-    largest offset is read, and shifts of zero return ``images`` itself."""
+    largest offset is read, and shifts of zero return ``images`` itself. ``pad`` > 0 first
+    centres each image on a canvas ``pad`` pixels larger on every side (MultiMNIST: 28×28
+    digits on 36×36), in the same gather."""
     if max_shift is None:
         max_shift = int(shifts.abs().max()) if shifts.numel() else 0
-        if max_shift == 0:
+        if max_shift == 0 and pad == 0:
             return images
     batch, _, height, width = images.shape
     shifts = shifts.to(images.device)
-    padded = F.pad(images, (max_shift,) * 4)
-    rows = torch.arange(height, device=images.device) + max_shift - shifts[0, :, None]
-    cols = torch.arange(width, device=images.device) + max_shift - shifts[1, :, None]
+    padded = F.pad(images, (max_shift + pad,) * 4)
+    rows = torch.arange(height + 2 * pad, device=images.device) + max_shift - shifts[0, :, None]
+    cols = torch.arange(width + 2 * pad, device=images.device) + max_shift - shifts[1, :, None]
     index = torch.arange(batch, device=images.device)[:, None, None]
     # padded[b, :, rows[b, y], cols[b, x]] → (B, H, W, C), back to (B, C, H, W)
     return padded.permute(0, 2, 3, 1)[index, rows[:, :, None], cols[:, None, :]].permute(0, 3, 1, 2)

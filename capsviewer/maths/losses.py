@@ -22,16 +22,35 @@ def margin_loss(
     down_weight: float = 0.5,
 ) -> torch.Tensor:
     """L = Σ_k T_k max(0, m⁺ − ‖v_k‖)² + λ (1 − T_k) max(0, ‖v_k‖ − m⁻)², summed over classes
-    k and averaged over the batch."""
-    present = F.one_hot(labels, lengths.shape[-1]).to(lengths.dtype)
+    k and averaged over the batch. ``labels`` (B,): one class per image; (B, T): T classes
+    present in each image (MultiMNIST: T = 2), T_k = 1 for each of them."""
+    present = class_targets(labels, lengths.shape[-1]).to(lengths.dtype)
     loss = present * F.relu(m_plus - lengths).pow(2) + down_weight * (1 - present) * F.relu(
         lengths - m_minus
     ).pow(2)
     return loss.sum(dim=-1).mean()
 
 
+def class_targets(labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """T_k (B, classes): 1 for every class in ``labels`` (B,) or (B, T), else 0."""
+    present = F.one_hot(labels, num_classes)
+    return present if labels.ndim == 1 else present.amax(dim=1)
+
+
+def check_labels(labels: torch.Tensor, targets: int, batch: int) -> None:
+    """Labels are (B,) for one digit per image, (B, T) for T; anything else is refused."""
+    expected = (batch,) if targets == 1 else (batch, targets)
+    if tuple(labels.shape) != expected:
+        raise ValueError(f"labels of shape {tuple(labels.shape)} for {batch} images with "
+                         f"{targets} digit(s) each; expected {expected}")
+
+
 def reconstruction_error(reconstruction: torch.Tensor, images: torch.Tensor) -> torch.Tensor:
-    """Sum of squared pixel differences per image, averaged over the batch."""
+    """Sum of squared pixel differences per image, averaged over the batch. With T digits per
+    image, (B, T, C, H, W) each (every digit against its own image), the T errors add up."""
+    if reconstruction.shape != images.shape:
+        raise ValueError(f"reconstruction {tuple(reconstruction.shape)} and its target "
+                         f"{tuple(images.shape)} differ in shape")
     return (reconstruction - images).pow(2).flatten(1).sum(dim=1).mean()
 
 

@@ -14,6 +14,7 @@ from capsviewer.models.matrix_capsnet import (
     MatrixCapsNetConfig,
     MatrixCapsNetOutput,
 )
+from capsviewer.models.multimnist import MULTIMNIST_MODELS
 
 MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
@@ -57,6 +58,7 @@ def build_model(architecture: str, config: dict[str, Any] | None = None) -> nn.M
 
 __all__ = [
     "MODELS",
+    "MULTIMNIST_MODELS",
     "TITLES",
     "BaselineCNN",
     "CNNConfig",

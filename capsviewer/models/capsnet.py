@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from capsviewer.maths import RoutingResult, dynamic_routing, predict_votes, squash
-from capsviewer.maths.losses import capsule_loss
+from capsviewer.maths.losses import capsule_loss, check_labels
 from capsviewer.models.precision import full_precision
 
 
@@ -35,13 +35,17 @@ class CapsNetConfig:
     # A learned bias b_j on s_j in every routing iteration, initialised to this value, as the
     # authors' TensorFlow code has (0.1 there); None: none, as in the paper's text.
     routing_bias: float | None = None
+    # Digits in each image: 1 (MNIST), 2 (MultiMNIST, image_size 36). With 2, labels are (B, 2)
+    # and the decoder reconstructs each digit from its own capsule, (B, 2, C, H, W).
+    num_targets: int = 1
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     @property
     def primary_grid(self) -> tuple[int, int, int]:
-        """(maps, rows, cols) of the primary capsules: (32, 6, 6) for the paper's MNIST model."""
+        """(maps, rows, cols) of the primary capsules: (32, 6, 6) for the paper's MNIST model,
+        (32, 10, 10) for its 36×36 MultiMNIST model."""
         side = (self.image_size - self.kernel_size + 1 - self.kernel_size) // 2 + 1
         return (self.primary_maps, side, side)
 
@@ -66,7 +70,7 @@ class CapsNetConfig:
 class CapsNetOutput:
     scores: torch.Tensor  # ‖v_j‖, the class evidence (B, 10)
     digit_capsules: torch.Tensor  # v_j (B, 10, 16)
-    reconstruction: torch.Tensor  # decoder output (B, C, H, W)
+    reconstruction: torch.Tensor  # decoder output (B, C, H, W); (B, T, C, H, W) for T digits
     primary_capsules: torch.Tensor | None = None  # u_i (B, 1152, 8)
     votes: torch.Tensor | None = None  # û_{j|i} (B, 1152, 10, 16)
     routing: RoutingResult | None = None
@@ -122,9 +126,12 @@ class CapsNet(nn.Module):
         return dynamic_routing(votes, iterations, **options)
 
     def decode(self, digit_capsules: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        """Reconstruct images from the poses (B, 10, 16), keeping only capsule ``classes``."""
+        """Reconstruct images from the poses (B, 10, 16), keeping only capsule ``classes``:
+        (B,) gives (B, C, H, W); (B, T) one image from each listed capsule, (B, T, C, H, W)."""
         mask = F.one_hot(classes, self.config.num_classes).to(digit_capsules.dtype)
-        return self.decode_flat((digit_capsules * mask[..., None]).flatten(1))
+        poses = digit_capsules if classes.ndim == 1 else digit_capsules.unsqueeze(1)
+        masked = (poses * mask[..., None]).flatten(-2)
+        return self.decode_flat(masked.flatten(0, -2)).unflatten(0, classes.shape)
 
     def decode_pose(self, pose: torch.Tensor, classes: torch.Tensor | int) -> torch.Tensor:
         """Reconstruct from one pose per image: pose (B, 16) placed in capsule ``classes``."""
@@ -149,9 +156,13 @@ class CapsNet(nn.Module):
         trace: bool = False,
         **routing_options,
     ) -> CapsNetOutput:
-        """Classify and reconstruct. The decoder is masked by ``labels`` when given (training),
-        else by the longest digit capsule (inference). ``intermediates`` keeps u, û and the
-        routing result; ``trace`` records every routing iteration."""
+        """Classify and reconstruct. The decoder is masked by ``labels`` when given (training;
+        (B, T) for T digits per image), else by the longest (T longest) digit capsule(s)
+        (inference). ``intermediates`` keeps u, û and the routing result; ``trace`` records
+        every routing iteration."""
+        targets = self.config.num_targets
+        if labels is not None:
+            check_labels(labels, targets, len(images))
         primary = self.primary_capsules(images)
         keep = intermediates or trace
         # Under autocast (mixed-precision training) only the convolutions, nearly all of the
@@ -164,7 +175,12 @@ class CapsNet(nn.Module):
                 votes, routing = None, self._route_in_chunks(primary, iterations)
             digit = routing.outputs
             scores = digit.norm(dim=-1)
-            mask_by = labels if labels is not None else scores.argmax(dim=1)
+            if labels is not None:
+                mask_by = labels
+            elif targets == 1:
+                mask_by = scores.argmax(dim=1)
+            else:
+                mask_by = scores.topk(targets, dim=1).indices
             reconstruction = self.decode(digit, mask_by)
         return CapsNetOutput(
             scores=scores,
@@ -184,6 +200,9 @@ class CapsNet(nn.Module):
                              torch.cat([p.couplings for p in parts]))
 
     def loss(self, output: CapsNetOutput, images: torch.Tensor, labels: torch.Tensor):
+        """Margin loss plus the weighted reconstruction error. ``images``: what the decoder
+        should reproduce, the input (B, C, H, W), or with T digits per image each digit alone
+        (B, T, C, H, W), each reconstructed from its own capsule, the T errors summed."""
         return capsule_loss(
             output.scores, labels, output.reconstruction, images,
             self.config.reconstruction_weight,

@@ -1,4 +1,10 @@
-"""Baseline CNN with max-pooling, the paper's point of comparison, kept small enough to ship."""
+"""Baseline CNN with max-pooling, the paper's point of comparison, kept small enough to ship.
+
+With ``num_targets`` 2 (MultiMNIST) it is a multi-label classifier: one sigmoid per class, is
+this digit present, trained by binary cross-entropy against T_k = 1 for both present classes;
+its prediction is the two highest scores. The authors' released code trains its MultiMNIST
+baseline with a sigmoid cross-entropy too (against T_k / 2).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from capsviewer.maths.losses import LossBreakdown
+from capsviewer.maths.losses import LossBreakdown, check_labels, class_targets
 from capsviewer.models.precision import full_precision
 
 
@@ -21,6 +27,7 @@ class CNNConfig:
     kernel_sizes: tuple[int, ...] = (5, 5, 3)
     hidden: int = 256
     dropout: float = 0.5
+    num_targets: int = 1  # digits in each image: 1 (MNIST, softmax), 2 (MultiMNIST, sigmoids)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -28,7 +35,7 @@ class CNNConfig:
 
 @dataclass
 class CNNOutput:
-    scores: torch.Tensor  # class probabilities (B, 10)
+    scores: torch.Tensor  # class probabilities (B, 10): softmax; per-class sigmoids for T > 1
     logits: torch.Tensor  # (B, 10)
     features: torch.Tensor  # penultimate activations (B, hidden)
 
@@ -64,11 +71,20 @@ class BaselineCNN(nn.Module):
         return self.penultimate(self.features(images))
 
     def forward(self, images: torch.Tensor, labels: torch.Tensor | None = None) -> CNNOutput:
+        if labels is not None:
+            check_labels(labels, self.config.num_targets, len(images))
         features = self.forward_features(images)
         logits = full_precision(self.classifier(self.dropout(features)))  # fp32 under autocast
         features = full_precision(features)
-        return CNNOutput(scores=logits.softmax(dim=-1), logits=logits, features=features)
+        scores = logits.softmax(dim=-1) if self.config.num_targets == 1 else logits.sigmoid()
+        return CNNOutput(scores=scores, logits=logits, features=features)
 
     def loss(self, output: CNNOutput, images: torch.Tensor, labels: torch.Tensor) -> LossBreakdown:
-        ce = F.cross_entropy(output.logits, labels)
+        """Cross-entropy; with T digits per image, binary cross-entropy summed over classes."""
+        if self.config.num_targets == 1:
+            ce = F.cross_entropy(output.logits, labels)
+        else:
+            present = class_targets(labels, self.config.num_classes).to(output.logits.dtype)
+            ce = F.binary_cross_entropy_with_logits(output.logits, present, reduction="none")
+            ce = ce.sum(dim=-1).mean()
         return LossBreakdown(ce, ce, ce.new_zeros(()))
