@@ -62,6 +62,20 @@ class EMIteration:
     cost: torch.Tensor  # cost_j^h (B, J, H)
     inverse_temperature: float  # λ of this iteration
 
+    # The trace interface every routing algorithm shares (see capsviewer.maths.routings).
+    @property
+    def assignments(self) -> torch.Tensor:
+        """R_ij, the responsibilities this M-step weighted the votes by (B, I, J)."""
+        return self.responsibilities
+
+    @property
+    def parent_poses(self) -> torch.Tensor:
+        return self.mean
+
+    @property
+    def parent_activations(self) -> torch.Tensor:
+        return self.activations
+
 
 @dataclass(frozen=True)
 class EMRoutingResult:
