@@ -141,38 +141,68 @@ def make_plan(args, epochs: int) -> Plan:
 
 # -- speed ------------------------------------------------------------------------------------
 
-def step_speeds(plan: Plan, device, steps: int = 4) -> dict[str, tuple[float, float]]:
-    """Training and evaluation images/s of each entry, timed on random images (after a
-    warm-up step), as the trainer runs a step: forward, loss, backward, Adam."""
+@dataclasses.dataclass(frozen=True)
+class Speed:
+    """Images/s of one entry: by the clock (what this machine gives now) and by the process's
+    CPU time (what one core gives when it is not shared; equal on a quiet machine)."""
+
+    train: float
+    evaluation: float
+    train_cpu: float
+    evaluation_cpu: float
+
+
+def step_speeds(plan: Plan, device, steps: int = 5) -> dict[str, Speed]:
+    """Training and evaluation speed of each entry on random images, as the trainer runs a step
+    (forward under its precision, loss, backward, Adam), the entries taking turns step by step
+    (a changing load hits them alike); medians of ``steps`` timed steps after a warm-up step."""
     import torch
 
     from capsviewer.models import build_model
+    from capsviewer.training.devices import autocast, resolve_precision
 
-    speeds = {}
+    precision = resolve_precision("auto", device)
+    x = torch.rand(plan.batch_size, 1, 28, 28, device=device)
+    y = torch.randint(0, 10, (plan.batch_size,), device=device)
+    models, optimizers = {}, {}
     for entry in plan.entries:
         torch.manual_seed(0)
         model = build_model(entry.architecture,
                             entry.config(plan.model_overrides.get(entry.architecture))).to(device)
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
-        x = torch.rand(plan.batch_size, 1, 28, 28, device=device)
-        y = torch.randint(0, 10, (plan.batch_size,), device=device)
-        model.train()
-        for k in range(steps + 1):
-            if k == 1:
-                start = time.perf_counter()
-            loss = model.loss(model(x, y), x, y).total
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        train = steps * plan.batch_size / (time.perf_counter() - start)
-        model.eval()
-        with torch.no_grad():
-            model(x)
-            start = time.perf_counter()
-            for _ in range(steps):
-                model(x)
-        speeds[entry.name] = (train, steps * plan.batch_size / (time.perf_counter() - start))
-    return speeds
+        if precision == "bf16":
+            model.to(memory_format=torch.channels_last)
+        models[entry.name] = model
+        optimizers[entry.name] = torch.optim.Adam(model.parameters(), lr=1e-3)
+
+    def train_step(name):
+        with autocast(device, precision):
+            output = models[name](x, y)
+        loss = models[name].loss(output, x, y).total
+        optimizers[name].zero_grad()
+        loss.backward()
+        optimizers[name].step()
+
+    def eval_step(name):
+        with torch.no_grad(), autocast(device, precision):
+            models[name](x)
+
+    timings = {(name, kind): ([], []) for name in models for kind in ("train", "eval")}
+    for kind, step in (("train", train_step), ("eval", eval_step)):
+        for name, model in models.items():
+            model.train(kind == "train")
+        for round_ in range(steps + 1):
+            for name in models:
+                wall, cpu = time.perf_counter(), time.process_time()
+                step(name)
+                if round_:  # the first round warms up
+                    timings[name, kind][0].append(time.perf_counter() - wall)
+                    timings[name, kind][1].append(time.process_time() - cpu)
+
+    def rate(name, kind, which):
+        return plan.batch_size / statistics.median(timings[name, kind][which])
+
+    return {name: Speed(rate(name, "train", 0), rate(name, "eval", 0), rate(name, "train", 1),
+                        rate(name, "eval", 1)) for name in models}
 
 
 def evaluated_images(plan: Plan) -> int:
@@ -188,23 +218,34 @@ def run_seconds(plan: Plan, train_speed: float, eval_speed: float, epochs: int) 
             + evaluated_images(plan) / eval_speed)
 
 
-def estimate_table(plan: Plan, speeds, epochs: int) -> tuple[str, float]:
-    lines = [f"{'entry':<20} {'train img/s':>11} {'eval img/s':>10} {'hours per run':>13}"]
-    total = 0.0
+def estimate_table(plan: Plan, speeds: dict[str, Speed], epochs: int) -> tuple[str, float]:
+    """A line per entry and the total hours, by the clock and by CPU time (a quiet core)."""
+    lines = [f"{'entry':<20} {'train img/s':>11} {'eval img/s':>10} {'hours per run':>13}"
+             f" {'(CPU time: train, eval img/s, hours)':>37}"]
+    total = total_cpu = 0.0
     for entry in plan.entries:
-        train, evaluation = speeds[entry.name]
-        seconds = run_seconds(plan, train, evaluation, epochs)
+        speed = speeds[entry.name]
+        seconds = run_seconds(plan, speed.train, speed.evaluation, epochs)
+        quiet = run_seconds(plan, speed.train_cpu, speed.evaluation_cpu, epochs)
         total += seconds * len(plan.seeds)
-        lines.append(f"{entry.name:<20} {train:>11.1f} {evaluation:>10.1f} {seconds / 3600:>13.2f}")
+        total_cpu += quiet * len(plan.seeds)
+        lines.append(f"{entry.name:<20} {speed.train:>11.1f} {speed.evaluation:>10.1f} "
+                     f"{seconds / 3600:>13.2f} {speed.train_cpu:>17.1f} "
+                     f"{speed.evaluation_cpu:>8.1f} {quiet / 3600:>9.2f}")
     lines.append(f"{len(plan.entries)} entries × {len(plan.seeds)} seeds × {epochs} epochs of "
-                 f"{plan.subset or TRAIN_IMAGES:,} images: about {total / 3600:.1f} hours")
+                 f"{plan.subset or TRAIN_IMAGES:,} images: about {total / 3600:.1f} hours at "
+                 f"these clock rates, {total_cpu / 3600:.1f} hours of CPU time")
     return "\n".join(lines), total
 
 
-def epochs_for_budget(plan: Plan, speeds, hours: float) -> int:
-    per_epoch = sum(run_seconds(plan, *speeds[e.name], 1) - run_seconds(plan, *speeds[e.name], 0)
-                    for e in plan.entries) * len(plan.seeds)
-    fixed = sum(run_seconds(plan, *speeds[e.name], 0) for e in plan.entries) * len(plan.seeds)
+def epochs_for_budget(plan: Plan, speeds: dict[str, Speed], hours: float) -> int:
+    """The most epochs for which every run fits in ``hours`` at the measured clock rates."""
+    def seconds(entry, epochs):
+        speed = speeds[entry.name]
+        return run_seconds(plan, speed.train, speed.evaluation, epochs)
+
+    per_epoch = sum(seconds(e, 1) - seconds(e, 0) for e in plan.entries) * len(plan.seeds)
+    fixed = sum(seconds(e, 0) for e in plan.entries) * len(plan.seeds)
     epochs = math.floor((hours * 3600 - fixed) / per_epoch)
     if epochs < 1:
         raise CommandError(f"{hours:g} hours do not fit one epoch of every run here (one epoch "

@@ -80,7 +80,8 @@ def test_budget_hours_become_one_number_of_epochs():
     args = script.build_parser().parse_args(["--subset", "1000", "--entries", "dynamic",
                                              "uniform"])
     plan = script.make_plan(args, 1)
-    speeds = {"dynamic": (100.0, 1000.0), "uniform": (200.0, 1000.0)}
+    speeds = {"dynamic": script.Speed(100.0, 1000.0, 1.0, 1.0),
+              "uniform": script.Speed(200.0, 1000.0, 1.0, 1.0)}
     fixed = script.evaluated_images(plan) / 1000.0 * 2 * 2  # two entries, two seeds
     per_epoch = (1000 / 100 + 1000 / 200 + 2 * plan.monitor_images / 1000) * 2
     hours = (fixed + 7.5 * per_epoch) / 3600
