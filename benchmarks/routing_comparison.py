@@ -36,16 +36,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from capsviewer.cli.common import (  # noqa: E402
-    CommandError,
-    HelpFormatter,
-    add_data_root,
-    add_device,
-    number,
-    positive_int,
-    run_command,
-    write_file,
-)
+from capsviewer.cli import common  # noqa: E402
+from capsviewer.cli.common import CommandError, write_file  # noqa: E402
 
 PROG = "python benchmarks/routing_comparison.py"
 START, END = "<!-- routing-comparison:start -->", "<!-- routing-comparison:end -->"
@@ -63,30 +55,32 @@ def build_parser() -> argparse.ArgumentParser:
     from capsviewer.analysis.routing_comparison import ENTRIES
 
     parser = argparse.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
-                                     formatter_class=HelpFormatter)
+                                     formatter_class=common.HelpFormatter)
     how_long = parser.add_mutually_exclusive_group()
-    how_long.add_argument("--epochs", type=positive_int, help="epochs for every run (default 10)")
-    how_long.add_argument("--budget", type=number(float, 0.01), metavar="HOURS",
+    how_long.add_argument("--epochs", type=common.positive_int,
+                          help="epochs for every run (default 10)")
+    how_long.add_argument("--budget", type=common.number(float, 0.01), metavar="HOURS",
                           help="choose the epochs so that the whole comparison takes about "
                           "this long on this machine (measured before training)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1], help="one run per seed")
     parser.add_argument("--entries", nargs="+", choices=[e.name for e in ENTRIES],
                         help="only these entries (default: all)")
-    parser.add_argument("--batch-size", type=positive_int, default=128)
-    parser.add_argument("--subset", type=positive_int,
+    parser.add_argument("--batch-size", type=common.positive_int, default=128)
+    parser.add_argument("--subset", type=common.positive_int,
                         help="train on this many random images (default: all 60,000)")
-    parser.add_argument("--monitor-images", type=positive_int, default=1000,
+    parser.add_argument("--monitor-images", type=common.positive_int, default=1000,
                         help="test images evaluated after each epoch (shown, never used to "
                         "choose weights)")
-    parser.add_argument("--test-images", type=positive_int,
+    parser.add_argument("--test-images", type=common.positive_int,
                         help="test images for the final accuracy (default: all 10,000)")
-    parser.add_argument("--robustness-images", type=positive_int, default=2000,
+    parser.add_argument("--robustness-images", type=common.positive_int, default=2000,
                         help="first test images under rotation and random affine transforms")
-    parser.add_argument("--support-images", type=positive_int, default=300,
+    parser.add_argument("--support-images", type=common.positive_int, default=300,
                         help="first test images for the entropy and the dominant capsule")
-    add_data_root(parser)
-    add_device(parser)
-    parser.add_argument("--threads", type=positive_int, help="torch threads (default: torch's)")
+    common.add_data_root(parser)
+    common.add_device(parser)
+    parser.add_argument("--threads", type=common.positive_int,
+                        help="torch threads (default: torch's)")
     parser.add_argument("--work", type=Path, help="checkpoints and per-run results, resumable "
                         "(default: runs/routing-comparison, with --dry-run "
                         "runs/routing-comparison-dry-run)")
@@ -470,7 +464,7 @@ def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
     args.argv = argv
-    return run_command(args)
+    return common.run_command(args)
 
 
 if __name__ == "__main__":

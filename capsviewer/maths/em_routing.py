@@ -63,18 +63,10 @@ class EMIteration:
     inverse_temperature: float  # λ of this iteration
 
     # The trace interface every routing algorithm shares (see capsviewer.maths.routings).
-    @property
-    def assignments(self) -> torch.Tensor:
-        """R_ij, the responsibilities this M-step weighted the votes by (B, I, J)."""
-        return self.responsibilities
-
-    @property
-    def parent_poses(self) -> torch.Tensor:
-        return self.mean
-
-    @property
-    def parent_activations(self) -> torch.Tensor:
-        return self.activations
+    assignments = property(lambda self: self.responsibilities,
+                           doc="R_ij, the responsibilities this M-step weighted the votes by")
+    parent_poses = property(lambda self: self.mean, doc="μ_j (B, J, H)")
+    parent_activations = property(lambda self: self.activations, doc="a_j (B, J)")
 
 
 @dataclass(frozen=True)

@@ -42,19 +42,10 @@ class RoutingIteration:
     agreement: torch.Tensor  # û_{j|i}·v_j (B, I, J)
 
     # The trace interface every routing algorithm shares (see capsviewer.maths.routings).
-    @property
-    def assignments(self) -> torch.Tensor:
-        """c_ij: how much of child i went to parent j in this iteration (B, I, J)."""
-        return self.couplings
-
-    @property
-    def parent_poses(self) -> torch.Tensor:
-        return self.outputs
-
-    @property
-    def parent_activations(self) -> torch.Tensor | None:
-        """‖v_j‖, the probability that parent j exists (B, J)."""
-        return self.outputs.norm(dim=-1)
+    assignments = property(lambda self: self.couplings, doc="c_ij (B, I, J)")
+    parent_poses = property(lambda self: self.outputs, doc="v_j (B, J, D)")
+    parent_activations = property(lambda self: self.outputs.norm(dim=-1),
+                                  doc="‖v_j‖, the probability that parent j exists (B, J)")
 
 
 @dataclass(frozen=True)
