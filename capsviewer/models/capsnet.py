@@ -112,13 +112,14 @@ def capsule_decoder(c) -> nn.Sequential:
 
 @dataclass
 class CapsNetOutput:
-    scores: torch.Tensor  # ‖v_j‖, the class evidence (B, 10)
+    # ‖v_j‖, the class evidence (B, 10); with a read-out (inverted attention) its softmax
+    scores: torch.Tensor
     digit_capsules: torch.Tensor  # v_j (B, 10, 16)
     reconstruction: torch.Tensor  # decoder output (B, C, H, W); (B, T, C, H, W) for T digits
     primary_capsules: torch.Tensor | None = None  # u_i (B, 1152, 8)
     votes: torch.Tensor | None = None  # û_{j|i} (B, 1152, 10, 16)
     routing: RoutingResult | None = None
-    logits: torch.Tensor | None = None  # class logits of a read-out (inverted attention), else None
+    logits: torch.Tensor | None = None  # a read-out's class logits (inverted attention)
 
 
 class CapsNet(nn.Module):
