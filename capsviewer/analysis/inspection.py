@@ -25,7 +25,7 @@ class IterationSnapshot:
     logits: np.ndarray  # b_ij the couplings came from (32, 6, 6, 10)
     couplings: np.ndarray  # c_ij = softmax_j b_ij (32, 6, 6, 10); Σ_j = 1
     agreement: np.ndarray  # û_{j|i}·v_j (32, 6, 6, 10), added to b_ij for iteration r+1
-    parent_lengths: np.ndarray  # ‖v_j‖ (10,)
+    parent_lengths: np.ndarray  # the class scores ‖v_j‖ (the read-out for inverted attention) (10,)
     parent_poses: np.ndarray  # v_j (10, 16)
 
 
@@ -91,7 +91,7 @@ def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
             logits=on_grid(step.logits),
             couplings=on_grid(step.couplings),
             agreement=on_grid(step.agreement),
-            parent_lengths=step.outputs[0].norm(dim=-1).cpu().numpy(),
+            parent_lengths=model.class_scores(step.outputs)[0].cpu().numpy(),
             parent_poses=step.outputs[0].cpu().numpy(),
         )
         for step in out.routing.trace

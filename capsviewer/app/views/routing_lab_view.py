@@ -2,7 +2,8 @@
 
 Children vote for a handful of parents on a canvas; dynamic routing and EM routing run on the
 same votes, side by side, with one iteration scrubber; the tabs below plot the theory (fixed
-point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen.
+point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen,
+and the two attention routings (inverted dot-product, self-attention) on the same votes.
 The scene (votes and settings) lives in the app state; a Controller computes it in the
 background (:func:`capsviewer.analysis.routing_lab.compute`) and the view draws the result.
 Drags are throttled (qthrottled) to at most 30 scenes a second.
@@ -54,6 +55,7 @@ from capsviewer.app.views.routing_lab_canvas import VoteCanvas
 from capsviewer.app.views.routing_lab_panels import (
     AssignmentPanel,
     AttentionPanel,
+    AttentionRoutingsPanel,
     CouplingsPanel,
     EquivariancePanel,
     FixedPointPanel,
@@ -228,11 +230,13 @@ class RoutingLabView(QWidget, ExportableView):
         self.attention_panel = AttentionPanel()
         self.jacobian_panel = JacobianPanel()
         self.equivariance_panel = EquivariancePanel()
+        self.attention_routings_panel = AttentionRoutingsPanel()
         self.panels = {
             "couplings": self.couplings_panel, "fixed_point": self.fixed_point_panel,
             "objective": self.objective_panel, "lp": self.lp_panel,
             "attention": self.attention_panel, "jacobians": self.jacobian_panel,
             "equivariance": self.equivariance_panel,
+            "attention_routings": self.attention_routings_panel,
         }
         self.tabs = QTabWidget()
         for panel in self.panels.values():
@@ -453,6 +457,9 @@ class RoutingLabView(QWidget, ExportableView):
                                                    result.softmax_jacobian(r, child), child, r)
             elif name == "equivariance":
                 self.equivariance_panel.show(result.equivariance)
+            elif name == "attention_routings":
+                self.attention_routings_panel.show(result.inverted_attention,
+                                                   result.self_attention, r)
 
     def _sync_scrubber(self) -> None:
         count = self._drawn.iterations
