@@ -198,3 +198,55 @@ def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -
             done += 1
             progress(done, total)
     return written
+
+
+# -- the routing animation -------------------------------------------------------------------
+
+FRAME_MS = 900  # how long each routing iteration stays on screen in the GIF
+
+
+def _frame(view, r: int) -> tuple[bytes, int, int]:
+    """UI thread: show iteration r and grab the routing picture (RGBA bytes, width, height)."""
+    view.set_iteration(r)
+    image = view.animation_widget().grab().toImage().convertToFormat(QImage.Format.Format_RGBA8888)
+    width, height = image.width(), image.height()
+    stride = image.bytesPerLine()
+    bits = bytes(image.constBits())[:stride * height]
+    rows = [bits[y * stride:y * stride + 4 * width] for y in range(height)]
+    return b"".join(rows), width, height
+
+
+def write_gif(path: Path, frames: list[tuple[bytes, int, int]], frame_ms: int = FRAME_MS,
+              width: int | None = None) -> Path:
+    """Any thread: the frames as a looping GIF (one shared palette), scaled to ``width``."""
+    from PIL import Image
+
+    images = [Image.frombytes("RGBA", (w, h), data).convert("RGB") for data, w, h in frames]
+    if width is not None and images[0].width > width:
+        height = round(images[0].height * width / images[0].width)
+        images = [image.resize((width, height), Image.Resampling.LANCZOS) for image in images]
+    palette = images[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+    frames_p = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    frames_p[0].save(path, save_all=True, append_images=frames_p[1:], duration=frame_ms,
+                     loop=0, optimize=True, disposal=1)
+    return path
+
+
+def animation_job(view, path: Path, should_stop: Callable[[], bool], progress,
+                  width: int | None = None) -> list[Path]:
+    """On the export lane: every routing iteration of ``view`` (a RoutingView) grabbed on the
+    UI thread, one step each, then encoded here as an animated GIF; the iteration on screen
+    comes back afterwards."""
+    count, shown = on_ui_thread(lambda: (view.iteration_count, view.iteration),
+                                should_stop=should_stop)
+    frames = []
+    try:
+        for r in range(1, count + 1):
+            frames.append(on_ui_thread(_frame, view, r, should_stop=should_stop))
+            progress(r, count + 1)
+    finally:
+        on_ui_thread(view.set_iteration, shown, should_stop=lambda: False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_gif(Path(path), frames, width=width)
+    progress(count + 1, count + 1)
+    return [Path(path)]
