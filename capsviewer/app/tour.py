@@ -29,9 +29,10 @@ HIGHLIGHT = QColor(240, 140, 30)
 @dataclass(frozen=True)
 class TourStep:
     title: str
-    text: str  # plain words, at most one formula (rendered with rich())
+    text: str  # plain words, no formula
     tab: str  # the window attribute of the view shown: "routing_view"
     targets: Callable  # window → widgets framed together
+    formula: str | None = None  # at most one, on its own line (rendered with rich())
     image: int = 0  # the test image shown
     capsule: int | None = None  # digit capsule j; None: the predicted one
     step: int | None = None  # routing iteration r; None: the last
@@ -44,9 +45,10 @@ class TourStep:
 STEPS = (
     TourStep("A capsule is a vector",
              "Each digit has a capsule: a list of 16 numbers, a vector. Its length says how sure "
-             "the network is that this digit is in the image, from 0 to 1. Here the capsule of "
-             "the digit drawn is long and the other nine are short: ‖v_j‖.",
-             "prediction_view", lambda w: [w.prediction_view.capsule_bars]),
+             "the network is that this digit is in the image. Here the capsule of the digit "
+             "drawn is long and the other nine are short.",
+             "prediction_view", lambda w: [w.prediction_view.capsule_bars],
+             formula="0 ≤ ‖v_j‖ < 1"),
     TourStep("Small capsules look at parts",
              "Below the digit capsules sit 1,152 primary capsules: 32 kinds at each of 6 × 6 "
              "places. Each looks at a patch of the image; a bright cell is an active one.",
@@ -54,31 +56,32 @@ STEPS = (
     TourStep("Direction is pose",
              "The direction of the winning capsule's vector describes how the digit is drawn: "
              "its slant, its thickness, its width. Move a slider and the decoder redraws the "
-             "digit from the changed vector; one is moved for you.",
+             "digit from the changed vector; one slider is moved for you.",
              "pose_view", lambda w: [*w.pose_view.sliders[:8], w.pose_view.reconstruction_box],
              pose={5: -0.2}),
     TourStep("Every part votes",
-             "Each primary capsule i predicts what every digit capsule j should look like: a "
-             "vote. At the first routing iteration every vote counts the same, c_ij = 1/J, so "
-             "the map of couplings compared with uniform is blank.",
-             "routing_view", lambda w: [w.routing_view.mosaic], step=1,
-             routing_map="deviation"),
+             "Each primary capsule predicts what every digit capsule should look like: a vote. "
+             "At the first routing iteration every vote counts the same, so the map of "
+             "couplings compared with uniform is blank.",
+             "routing_view", lambda w: [w.routing_view.mosaic], formula="c_ij = 1/J",
+             step=1, routing_map="deviation"),
     TourStep("Agreeing votes get more say",
              "After each iteration, votes that point where the result points get a larger share "
              "of the next one. Red parts now send more of their vote to this capsule than the "
-             "uniform share, blue parts less: b_ij ← b_ij + û_{j|i}·v_j.",
-             "routing_view", lambda w: [w.routing_view.mosaic], routing_map="deviation"),
+             "uniform share, blue parts less.",
+             "routing_view", lambda w: [w.routing_view.mosaic],
+             formula="b_ij ← b_ij + û_{j|i}·v_j", routing_map="deviation"),
     TourStep("Step through it",
              "Shown now: what the second iteration changed. Step with the buttons or scrub the "
              "slider and watch which parts gain and which lose.",
              "routing_view", lambda w: [w.routing_view.slider, w.routing_view.mosaic],
              step=2, routing_map="change"),
     TourStep("What the numbers say",
-             "The sentence under the map is measured on this image: which part carries the "
-             "most support for the capsule, and where on the image it looks. The boxes on the "
-             "small picture frame the strongest parts.",
+             "The sentence under the map is measured on this image: which part adds the most "
+             "to the capsule, and where on the image it looks. The boxes on the small picture "
+             "frame the strongest parts.",
              "routing_view", lambda w: [w.routing_view.finding_text, w.routing_view.overlay],
-             routing_map="deviation"),
+             formula="support of part i: c_ij ‖û_{j|i}‖", routing_map="deviation"),
     TourStep("Turn the digit",
              "Rotate the digit and compare the CNN's probability with the capsule's length for "
              "the same class. The sweep tries every angle and says how far each model keeps "
@@ -213,7 +216,8 @@ class Tour(QObject):
         apply_step(self.window, step)
         card = self.card
         card.title.setText(step.title)
-        card.text.setText(rich(step.text))
+        text = step.text + (f"<br><br><b>{rich(step.formula)}</b>" if step.formula else "")
+        card.text.setText(text)
         card.counter.setText(f"{index + 1} of {len(self.steps)}")
         card.back_button.setEnabled(index > 0)
         card.next_button.setText("Done" if index == len(self.steps) - 1 else "Next")

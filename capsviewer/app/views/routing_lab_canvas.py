@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QMenu, QWidget
 
 import pyqtgraph as pg  # after PySide6
 
+from capsviewer.app.views.common import rich
+
 # Parent j's colour: readable on the light and the dark plot background.
 PARENT_COLOURS = ("#3b8ed0", "#e0533d", "#3aa55d", "#a070d0")
 ACTIVATION_CHOICES = (1.0, 0.75, 0.5, 0.25, 0.1)
@@ -44,7 +46,7 @@ class VoteCanvas(pg.PlotWidget):
     def __init__(self, title: str, unit_circle: bool, parent: QWidget | None = None):
         super().__init__(parent)
         plot = self.getPlotItem()
-        plot.setTitle(title)
+        plot.setTitle(rich(title))
         plot.setAspectLocked(True)
         plot.showGrid(x=True, y=True, alpha=0.15)
         plot.hideButtons()

@@ -15,7 +15,7 @@ from capsviewer.analysis.routing_theory import (
     EquivarianceErrors,
     sigmoid_norm_unit_gain,
 )
-from capsviewer.app.views.common import FORMULAS, Table, lut, set_image, static_plot
+from capsviewer.app.views.common import FORMULAS, Table, lut, rich, set_image, static_plot
 from capsviewer.app.views.routing_lab_canvas import parent_colour
 
 CHILD_SYMBOLS = ("o", "s", "t", "d", "+", "x", "star", "h")
@@ -85,7 +85,7 @@ class TheoryPanel(QWidget):
         layout.addWidget(self.readout)
 
     def add_plot(self, title: str, x_label: str, y_label: str, col: int) -> pg.PlotItem:
-        plot = self.plots.addPlot(row=0, col=col, title=title)
+        plot = self.plots.addPlot(row=0, col=col, title=rich(title))
         return static_plot(plot, y_label, x_label, mouse=True)
 
     def tables(self) -> dict[str, Table]:

@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -112,6 +113,9 @@ class RoutingLabView(QWidget, ExportableView):
         for key, preset in PRESETS.items():
             self.preset_combo.addItem(preset.title, key)
         self.preset_combo.setToolTip("Start from one of the theory's set-ups (replaces the votes)")
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(16)  # long titles elide: fits 1280 px
         self.preset_combo.currentIndexChanged.connect(
             lambda index: self.load_preset(self.preset_combo.itemData(index)))
         self.iterations_spin = QSpinBox()
@@ -126,7 +130,7 @@ class RoutingLabView(QWidget, ExportableView):
                                  + FORMULAS["routing"])
         self.scrubber.valueChanged.connect(self.set_iteration)
         self.iteration_label = QLabel()
-        self.iteration_label.setMinimumWidth(110)
+        self.iteration_label.setMinimumWidth(80)
         self.lambda_spin = QDoubleSpinBox()
         self.lambda_spin.setRange(0.01, 100.0)
         self.lambda_spin.setDecimals(2)
@@ -165,7 +169,7 @@ class RoutingLabView(QWidget, ExportableView):
         self.perturb_slider.setValue(DEFAULT_PERTURBATION)
         for check, slider in ((self.bias_check, self.bias_slider),
                               (self.perturb_check, self.perturb_slider)):
-            slider.setMinimumWidth(150)
+            slider.setMinimumWidth(100)
             slider.setToolTip(check.toolTip())
             check.toggled.connect(self._on_priors)
             slider.valueChanged.connect(self._on_priors)
@@ -190,13 +194,18 @@ class RoutingLabView(QWidget, ExportableView):
         row = QHBoxLayout()
         row.addWidget(self.bias_check)
         row.addWidget(self.bias_slider, 1)
-        row.addSpacing(10)
+        row.addSpacing(6)
         row.addWidget(self.perturb_check)
         row.addWidget(self.perturb_slider, 1)
-        row.addSpacing(10)
+        row.addSpacing(6)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(2)
         for button in (self.add_child_button, self.remove_child_button, self.add_parent_button,
                        self.remove_parent_button, self.reset_button):
-            row.addWidget(button)
+            button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            button.setStyleSheet("padding: 3px 6px")  # compact: five of them share a row
+            buttons.addWidget(button)
+        row.addLayout(buttons)
         return row
 
     def _build_canvases(self) -> QWidget:

@@ -728,7 +728,10 @@ class RoutingView(QWidget, ExportableView):
             curve.setData(steps, lengths[:, k])
             curve.setPen(pg.mkPen(colour, width=3.5 if k == j else 1.2))
             curve.setZValue(1 if k == j else 0)
-            text.setText(capsules.class_names[k])
+            # named at the end of the curve: the chosen capsule and any that stands out (the
+            # short ones would pile up near 0)
+            shown = k == j or lengths[-1, k] >= 0.2
+            text.setText(capsules.class_names[k] if shown else "")
             text.setPos(steps[-1] + 0.08, float(lengths[-1, k]))
         self.iteration_line.setPos(r)
         plot = self.history.getPlotItem()
