@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize
 from PySide6.QtGui import QImage, QPainter, QPicture
@@ -205,44 +206,54 @@ def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -
 FRAME_MS = 900  # how long each routing iteration stays on screen in the GIF
 
 
-def _frame(view, r: int) -> tuple[bytes, int, int]:
-    """UI thread: show iteration r and grab the routing picture (RGBA bytes, width, height)."""
-    view.set_iteration(r)
-    image = view.animation_widget().grab().toImage().convertToFormat(QImage.Format.Format_RGBA8888)
-    width, height = image.width(), image.height()
-    stride = image.bytesPerLine()
-    bits = bytes(image.constBits())[:stride * height]
-    rows = [bits[y * stride:y * stride + 4 * width] for y in range(height)]
-    return b"".join(rows), width, height
+def _pixels(strips: list[QImage]) -> np.ndarray:
+    """Any thread: grabbed strips of one picture, stacked as RGB (H, W, 3) uint8."""
+    rows = []
+    for strip in strips:
+        image = strip.convertToFormat(QImage.Format.Format_RGB888)
+        stride, width, height = image.bytesPerLine(), image.width(), image.height()
+        data = np.frombuffer(bytes(image.constBits()), np.uint8)[:stride * height]
+        rows.append(data.reshape(height, stride)[:, :3 * width].reshape(height, width, 3))
+    return np.concatenate(rows)
 
 
-def write_gif(path: Path, frames: list[tuple[bytes, int, int]], frame_ms: int = FRAME_MS,
+def write_gif(path: Path, frames: list[np.ndarray], frame_ms: int = FRAME_MS,
               width: int | None = None) -> Path:
-    """Any thread: the frames as a looping GIF (one shared palette), scaled to ``width``."""
+    """Any thread: RGB frames (H, W, 3) as a looping GIF with one shared palette, scaled down
+    to ``width`` pixels when wider."""
     from PIL import Image
 
-    images = [Image.frombytes("RGBA", (w, h), data).convert("RGB") for data, w, h in frames]
+    images = [Image.fromarray(frame) for frame in frames]
+    size = images[0].size  # a frame laid out a pixel taller is fitted to the first
+    images = [image if image.size == size else image.resize(size) for image in images]
     if width is not None and images[0].width > width:
         height = round(images[0].height * width / images[0].width)
         images = [image.resize((width, height), Image.Resampling.LANCZOS) for image in images]
     palette = images[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
-    frames_p = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
-    frames_p[0].save(path, save_all=True, append_images=frames_p[1:], duration=frame_ms,
-                     loop=0, optimize=True, disposal=1)
+    indexed = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=frame_ms, loop=0,
+                    optimize=True, disposal=1)
     return path
 
 
 def animation_job(view, path: Path, should_stop: Callable[[], bool], progress,
                   width: int | None = None) -> list[Path]:
-    """On the export lane: every routing iteration of ``view`` (a RoutingView) grabbed on the
-    UI thread, one step each, then encoded here as an animated GIF; the iteration on screen
-    comes back afterwards."""
+    """On the export lane: every routing iteration of ``view`` (a RoutingView) shown and
+    grabbed on the UI thread, a strip at a time, then encoded here as an animated GIF; the
+    iteration on screen comes back afterwards."""
     count, shown = on_ui_thread(lambda: (view.iteration_count, view.iteration),
                                 should_stop=should_stop)
+    widget = view.animation_widget()
     frames = []
     try:
         for r in range(1, count + 1):
-            frames.append(on_ui_thread(_frame, view, r, should_stop=should_stop))
+            height, shown_now = on_ui_thread(
+                lambda r=r: (view.set_iteration(r), widget.height(), widget.isVisible())[1:],
+                should_stop=should_stop)
+            step = STRIP_HEIGHT if shown_now else height  # a hidden tab: grabbed at once
+            strips = [on_ui_thread(_grab_strip, widget, top, min(step, height - top),
+                                   should_stop=should_stop) for top in range(0, height, step)]
+            frames.append(_pixels(strips))
             progress(r, count + 1)
     finally:
         on_ui_thread(view.set_iteration, shown, should_stop=lambda: False)

@@ -140,6 +140,7 @@ class RoutingView(QWidget, ExportableView):
         self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
         self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
         self.finding = None  # StrongestPart of (r, j)
+        self._history_of: tuple | None = None  # (inspection, j) the history curves show
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(PLAY_INTERVAL_MS)
         self.play_timer.timeout.connect(self._advance)
@@ -281,7 +282,9 @@ class RoutingView(QWidget, ExportableView):
         self.finding_text.setTextFormat(Qt.TextFormat.RichText)
         self.finding_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.finding_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.finding_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Minimum)
+        self.finding_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        # room for five lines whatever the sentence: stepping never moves the layout
+        self.finding_text.setFixedHeight(5 * self.finding_text.fontMetrics().lineSpacing() + 4)
         self.finding_text.setToolTip("Measured from this input's routing: the part with the most "
                                      "support c_ij‖û_{j|i}‖ for digit capsule j\n"
                                      + FORMULAS["votes"])
@@ -721,6 +724,10 @@ class RoutingView(QWidget, ExportableView):
         return self.decoder_view.children
 
     def _draw_history(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        self.iteration_line.setPos(r)
+        if self._history_of == (id(capsules), j):  # the same curves: only the marker moved
+            return
+        self._history_of = (id(capsules), j)
         lengths = np.stack([s.parent_lengths for s in capsules.iterations])  # (R, 10)
         steps = np.arange(1, len(lengths) + 1)
         for k, (curve, text) in enumerate(zip(self.history_curves, self.history_labels)):
@@ -733,7 +740,6 @@ class RoutingView(QWidget, ExportableView):
             shown = k == j or lengths[-1, k] >= 0.2
             text.setText(capsules.class_names[k] if shown else "")
             text.setPos(steps[-1] + 0.08, float(lengths[-1, k]))
-        self.iteration_line.setPos(r)
         plot = self.history.getPlotItem()
         plot.setXRange(0.8, len(steps) + 0.5, padding=0)
         plot.setYRange(0, max(0.1, float(lengths.max()) * 1.1), padding=0)
@@ -838,6 +844,7 @@ class RoutingView(QWidget, ExportableView):
         self.mosaic.show_message(message)
         self.length_bars.show_message(message)
         self.share_bars.show_message(message)
+        self._history_of = None
         for curve in self.history_curves:
             curve.setData([], [])
         for text in self.history_labels:
