@@ -223,8 +223,12 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 800)
+        else:  # 1280 × 800, or the screen's free area when smaller (window frame included)
+            screen = self.screen().availableGeometry() if self.screen() else None
+            width, height = 1280, 800
+            if screen is not None and screen.width() > 0:
+                width, height = min(width, screen.width()), min(height, screen.height() - 40)
+            self.resize(width, height)
         state = self.settings.value("window_state")
         self._fit_dock = not (isinstance(state, QByteArray) and self.restoreState(state))
         self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))

@@ -79,6 +79,21 @@ def rich(text: str) -> str:
     return _SCRIPT.sub(script, html.escape(text, quote=False)).replace("\n", "<br>")
 
 
+_SUBSCRIPTS = dict(zip("0123456789aehijklmnoprstuvx|", "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ|"))
+
+
+def unicode_scripts(text: str) -> str:
+    """Plain notation → Unicode subscripts, for widgets that cannot show rich text (combo
+    boxes): ``c_ij`` → cᵢⱼ, ``û_{j|i}`` → ûⱼ|ᵢ. A subscript without Unicode forms stays."""
+    def script(match: re.Match) -> str:
+        body = match.group(2).strip("{}")
+        if match.group(1) != "_" or not all(c in _SUBSCRIPTS for c in body):
+            return match.group(0)
+        return "".join(_SUBSCRIPTS[c] for c in body)
+
+    return _SCRIPT.sub(script, text)
+
+
 def tip(text: str) -> str:
     """A tooltip in rich text (Qt wraps it at a readable width)."""
     return text if text.startswith("<qt>") else f"<qt>{rich(text)}</qt>"

@@ -104,6 +104,12 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
             for baseline in self.baselines.values():
                 baseline.setVisible(False)
             self.summary.setText("No CapsNet analysis yet")
+            for plot in self.plots.values():  # an empty frame of r = 1…3, not ticks about 0
+                plot.setXRange(0.7, 3.3, padding=0)
+                plot.setYRange(0, 1, padding=0)
+                plot.getAxis("bottom").setTicks([[(r, str(r)) for r in (1, 2, 3)]])
+            for marker in self.markers:
+                marker.setPos(1)
             return
         steps = np.arange(1, diagnostics.iterations + 1)
         for name, curve in self.curves.items():

@@ -33,6 +33,7 @@ from capsviewer.analysis.routing_maps import (
 from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import (
     FORMULAS, ExportableView, Table, class_colour, lut, rich, set_image, static_plot,
+    unicode_scripts,
 )
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
@@ -223,7 +224,7 @@ class RoutingView(QWidget, ExportableView):
         row.addWidget(QLabel("Show:"))
         self.map_combo = QComboBox()
         for key, mode in MAP_MODES.items():
-            self.map_combo.addItem(mode.label.replace("_{j|i}", "").replace("_", ""), key)
+            self.map_combo.addItem(unicode_scripts(mode.label), key)
             self.map_combo.setItemData(self.map_combo.count() - 1,
                                        mode.explanation + "\n" + FORMULAS[FORMULA_OF[key]],
                                        Qt.ItemDataRole.ToolTipRole)
