@@ -63,8 +63,8 @@ class TheoryPanel(QWidget):
     def __init__(self, explanation: str, formula: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.formula = formula
-        self.explanation = QLabel(explanation)
-        self.explanation.setTextFormat(Qt.TextFormat.PlainText)
+        self.explanation = QLabel(rich(explanation))
+        self.explanation.setTextFormat(Qt.TextFormat.RichText)
         self.explanation.setWordWrap(True)
         self.explanation.setToolTip(formula)
         self.plots = pg.GraphicsLayoutWidget()

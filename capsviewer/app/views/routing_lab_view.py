@@ -100,10 +100,7 @@ class RoutingLabView(QWidget, ExportableView):
         layout.addWidget(splitter, 1)
         self._app.events.lab.connect(self._scene_changed)
         self._app.events.lab_result.connect(self._render)
-        preset = PRESETS[self.preset]
-        self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
-                                 f"{html.escape(preset.explanation)}")
-        self.tabs.setCurrentWidget(self.panels[preset.panel])
+        self._shown_preset: str | None = None
         self._scene_changed()
         self._render()
 
@@ -284,10 +281,15 @@ class RoutingLabView(QWidget, ExportableView):
 
     def load_preset(self, key: str) -> None:
         """Replace the lab with a preset: its votes, R, priors off, θ = 0, T = 1, and its tab."""
-        preset = PRESETS[key]
         self._fit_next = True
-        self._iteration = preset.iterations
+        self._iteration = PRESETS[key].iterations
         self._app.lab = LabScene.from_preset(key)
+        self._show_preset(key)
+
+    def _show_preset(self, key: str) -> None:
+        """The preset's words and its tab."""
+        preset = PRESETS[key]
+        self._shown_preset = key
         self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
                                  f"{html.escape(preset.explanation)}")
         self.tabs.setCurrentWidget(self.panels[preset.panel])
@@ -371,6 +373,10 @@ class RoutingLabView(QWidget, ExportableView):
     def _scene_changed(self, *_) -> None:
         """Controls follow the scene (a preset, an edit): without sending edits back."""
         lab, preset = self.state, self.preset
+        if preset != self._shown_preset:  # another preset, set from elsewhere (the tour)
+            self._fit_next = True
+            self._iteration = PRESETS[preset].iterations
+            self._show_preset(preset)
         widgets = (self.preset_combo, self.iterations_spin, self.bias_check, self.perturb_check,
                    self.attention_panel.temperature, self.equivariance_panel.theta,
                    self.lambda_spin)
