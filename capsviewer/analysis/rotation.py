@@ -81,35 +81,32 @@ def fit_pose_plane(poses: np.ndarray, angles_deg: np.ndarray) -> PosePlaneFit:
     return PosePlaneFit(phi, in_plane, basis, float(slope), float(intercept), residual, error)
 
 
-def present_run(lengths: np.ndarray, angles: np.ndarray) -> slice | None:
-    """The run of consecutive angles around 0° (the angle nearest 0) where the capsule's
-    length is at least PRESENT; None when it is below there already."""
-    present = np.asarray(lengths) >= PRESENT
+def _run_around_zero(angles: np.ndarray, holds: np.ndarray) -> slice | None:
+    """The run of consecutive angles around 0° (the angle nearest 0) where ``holds`` is true;
+    None when it is false there already."""
     start = int(np.argmin(np.abs(np.asarray(angles))))
-    if not present[start]:
+    if not holds[start]:
         return None
     low = high = start
-    while low > 0 and present[low - 1]:
+    while low > 0 and holds[low - 1]:
         low -= 1
-    while high < len(present) - 1 and present[high + 1]:
+    while high < len(holds) - 1 and holds[high + 1]:
         high += 1
     return slice(low, high + 1)
+
+
+def present_run(lengths: np.ndarray, angles: np.ndarray) -> slice | None:
+    """The angles around 0° where the capsule's length is at least PRESENT (see
+    :func:`_run_around_zero`)."""
+    return _run_around_zero(angles, np.asarray(lengths) >= PRESENT)
 
 
 def correct_range(angles: np.ndarray, predictions: np.ndarray, reference: int):
     """The run of consecutive angles around 0° (the angle nearest 0) where the prediction is
     ``reference``: (first, last) in degrees, or None when it is wrong there already."""
     angles = np.asarray(angles)
-    correct = np.asarray(predictions) == reference
-    start = int(np.argmin(np.abs(angles)))
-    if not correct[start]:
-        return None
-    low = high = start
-    while low > 0 and correct[low - 1]:
-        low -= 1
-    while high < len(angles) - 1 and correct[high + 1]:
-        high += 1
-    return float(angles[low]), float(angles[high])
+    run = _run_around_zero(angles, np.asarray(predictions) == reference)
+    return None if run is None else (float(angles[run.start]), float(angles[run.stop - 1]))
 
 
 @dataclass(frozen=True)

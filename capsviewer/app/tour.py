@@ -18,7 +18,6 @@ from PySide6.QtWidgets import (
     QFrame, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget,
 )
 
-from capsviewer.analysis.routing_lab import PRESETS
 from capsviewer.app.state import LabScene, POSE_DIMENSIONS
 from capsviewer.app.views.common import rich
 

@@ -218,7 +218,7 @@ class RotationView(QWidget, ExportableView):
             plot.setXRange(-180, 180, padding=0.02)
         self.plane_plot = self.sweep_widget.addPlot(row=0, col=1, rowspan=2)
         self.plane_plot.setTitle(f"pose angle φ: {_key(CAPSULE_COLOUR, '● measured')} · "
-                                 "— least-squares line")
+                                 "— fitted line")
         self.plane_plot.setLabel("bottom", "input angle θ (°)")
         self.plane_plot.setLabel("left", "φ (°)")
         self.plane_plot.setToolTip(PLANE_TIP)
@@ -313,7 +313,7 @@ class RotationView(QWidget, ExportableView):
                      self.capsule_prediction_points, self.plane_points, self.plane_line):
             item.setData([], [])
         self.reference_line.setVisible(False)  # nothing of the last input's sweep stays
-        self._set_score_title("reference class")
+        self._set_score_title(None)
         for plot, placeholder, (y_low, y_high), text in (
                 (self.score_plot, self.sweep_placeholders[0], (0, 1), "no sweep yet"),
                 (self.plane_plot, self.sweep_placeholders[1], (-90, 90), "φ: after a sweep")):
@@ -322,8 +322,9 @@ class RotationView(QWidget, ExportableView):
             placeholder.setText(text)
         self.summary.setText(message)
 
-    def _set_score_title(self, name: str, context: str = "") -> None:
-        self.score_plot.setTitle(f"class {name}{context}: {_key(CNN_COLOUR, '— CNN probability')}"
+    def _set_score_title(self, name: str | None, context: str = "") -> None:
+        followed = "the class followed" if name is None else f"class {name}{context}"
+        self.score_plot.setTitle(f"{followed}: {_key(CNN_COLOUR, '— CNN probability')}"
                                  f" · {_key(CAPSULE_COLOUR, '— capsule length')}")
 
     # -- what the controller calls -----------------------------------------------------------

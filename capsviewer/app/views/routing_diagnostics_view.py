@@ -80,8 +80,8 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         self.summary.setToolTip(FORMULAS["coupling_entropy"] + "\n" + FORMULAS["routing_objective"])
         header = QHBoxLayout()
         intro = QLabel(rich(  # the curves' key, off the data
-            "Per iteration r, for this image: how far the couplings are from uniform, and what "
-            f"routing maximises. <span style='color:{MEAN_PEN.color().name()}'>● mean over "
+            "Per iteration r: how far the couplings are from uniform, and what routing "
+            f"maximises. <span style='color:{MEAN_PEN.color().name()}'>● mean over "
             f"parts i</span> · <span style='color:{WEIGHTED_PEN.color().name()}'>■ weighted by "
             "‖u<sub>i</sub>‖</span>"))
         intro.setWordWrap(True)
