@@ -114,7 +114,7 @@ class AblationView(QWidget, ExportableView):
                                     f"{ablation.lengths[n, predicted]:.3f}")
             self.images[n].set_image(ablation.reconstructions[n])
         self._draw_lengths(ablation)
-        self.summary.setText(ablation_summary(ablation, self.names))
+        self.summary.setText(rich(ablation_summary(ablation, self.names)))
         self._show_scores()
 
     @Slot(object)

@@ -124,7 +124,7 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         ticks = [[(int(s), str(int(s))) for s in steps]]
         for plot in self.plots.values():
             plot.getAxis("bottom").setTicks(ticks)
-        self.summary.setText(diagnostics.summary())
+        self.summary.setText(rich(diagnostics.summary()))
         self._fit()
         self.set_iteration(self._iteration)
 

@@ -152,12 +152,12 @@ class VoteCloudView(QWidget, ExportableView):
         self.plot.setTitle(rich(f"Votes û_{{j|i}} for digit capsule {name} · iteration {r} of "
                                 f"{count}"))
         spread = couplings.max() - couplings.min()
-        self.caption.setText(
+        self.caption.setText(rich(
             f"Dot diameter ∝ c_ij (c = 1/J → {DOT_SCALE / 10:.0f} px): at iteration {r} the couplings "
             f"to {name} run from {couplings.min():.3f} to {couplings.max():.3f}"
             + (" (uniform)" if spread < 1e-6 else "")
             + f". s_j and v_j = squash(s_j) lie on the dashed ray, far beyond single votes "
-            f"({100 * cloud.in_plane[r - 1]:.1f} % of v_j's length lies in this plane).")
+            f"({100 * cloud.in_plane[r - 1]:.1f} % of v_j's length lies in this plane)."))
 
     def _draw_ray(self, origin: np.ndarray, target: np.ndarray) -> None:
         """From the zero vector towards v_j, long enough to cross the cloud."""
