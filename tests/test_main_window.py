@@ -654,4 +654,5 @@ def test_tooltips_render_the_notation_and_the_formulas_window_scrolls(qtbot, win
     for formula, label in zip(FORMULA_SHEET, dialog.formula_labels):
         assert "_" not in formula.heading  # plain words, not code identifiers
         assert label.pixmap().width() > 20
+        assert label.pixmap().toImage().pixelColor(0, 0).alpha() == 0  # reads on dark too
     dialog.close()

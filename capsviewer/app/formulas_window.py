@@ -112,12 +112,14 @@ FORMULA_SHEET = (
 
 def render_formula(tex: str, colour: str, size: float = 13.0, dpi: int = 100) -> bytes:
     """A PNG of ``tex`` typeset by matplotlib's mathtext (Agg; any thread, one at a time)."""
+    import matplotlib
     from matplotlib import mathtext
     from matplotlib.font_manager import FontProperties
 
     buffer = io.BytesIO()
-    mathtext.math_to_image(tex, buffer, dpi=dpi, format="png", prop=FontProperties(size=size),
-                           color=colour)
+    with matplotlib.rc_context({"savefig.transparent": True}):  # on light and dark windows
+        mathtext.math_to_image(tex, buffer, dpi=dpi, format="png",
+                               prop=FontProperties(size=size), color=colour)
     return buffer.getvalue()
 
 
