@@ -206,15 +206,16 @@ def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -
 FRAME_MS = 900  # how long each routing iteration stays on screen in the GIF
 
 
-def _pixels(strips: list[QImage]) -> np.ndarray:
-    """Any thread: grabbed strips of one picture, stacked as RGB (H, W, 3) uint8."""
-    rows = []
-    for strip in strips:
-        image = strip.convertToFormat(QImage.Format.Format_RGB888)
-        stride, width, height = image.bytesPerLine(), image.width(), image.height()
-        data = np.frombuffer(bytes(image.constBits()), np.uint8)[:stride * height]
-        rows.append(data.reshape(height, stride)[:, :3 * width].reshape(height, width, 3))
-    return np.concatenate(rows)
+def _grab_rgb(widget, top: int, height: int) -> np.ndarray | None:
+    """UI thread: a strip of ``widget`` as RGB pixels (height, width, 3) uint8, copied; None
+    below the widget's bottom (it can shrink while the status bar shows the progress)."""
+    height = min(height, widget.height() - top)
+    if height <= 0:
+        return None
+    image = _grab_strip(widget, top, height).convertToFormat(QImage.Format.Format_RGB888)
+    stride, width = image.bytesPerLine(), image.width()
+    rows = np.frombuffer(image.constBits(), np.uint8, count=stride * image.height())
+    return rows.reshape(image.height(), stride)[:, :3 * width].reshape(-1, width, 3).copy()
 
 
 def write_gif(path: Path, frames: list[np.ndarray], frame_ms: int = FRAME_MS,
@@ -251,9 +252,9 @@ def animation_job(view, path: Path, should_stop: Callable[[], bool], progress,
                 lambda r=r: (view.set_iteration(r), widget.height(), widget.isVisible())[1:],
                 should_stop=should_stop)
             step = STRIP_HEIGHT if shown_now else height  # a hidden tab: grabbed at once
-            strips = [on_ui_thread(_grab_strip, widget, top, min(step, height - top),
+            strips = [on_ui_thread(_grab_rgb, widget, top, min(step, height - top),
                                    should_stop=should_stop) for top in range(0, height, step)]
-            frames.append(_pixels(strips))
+            frames.append(np.concatenate([strip for strip in strips if strip is not None]))
             progress(r, count + 1)
     finally:
         on_ui_thread(view.set_iteration, shown, should_stop=lambda: False)
