@@ -75,13 +75,13 @@ class VoteCloudView(QWidget, ExportableView):
         self.selected.setZValue(2)
         self.centre.setZValue(3)
         # The key, off the dots: in the symbols' colours, above the plot.
-        self.key = QLabel(rich(
-            f"<span style='color:{DOT_BRUSH.color().name()}'>●</span> votes û_{{j|i}} "
-            "(diameter ∝ c_ij) · ✕ zero vector · "
-            f"<span style='color:{CENTRE_BRUSH.color().name()}'>★</span> s_j / Σ_i c_ij "
-            "(coupling-weighted mean vote) · "
-            f"<span style='color:{RAY_PEN.color().name()}'>- -</span> direction of s_j and "
-            f"v_j · <span style='color:{SELECTED_PEN.color().name()}'>○</span> chosen to decode"))
+        self.key = QLabel(" · ".join(
+            f"<span style='color:{colour}'>{symbol}</span> {rich(text)}" for symbol, colour, text in (
+                ("●", DOT_BRUSH.color().name(), "votes û_{j|i} (diameter ∝ c_ij)"),
+                ("✕", pg.mkColor(foreground).name(), "zero vector"),
+                ("★", CENTRE_BRUSH.color().name(), "s_j / Σ_i c_ij (coupling-weighted mean vote)"),
+                ("- -", RAY_PEN.color().name(), "direction of s_j and v_j"),
+                ("○", SELECTED_PEN.color().name(), "chosen to decode"))))
         self.key.setWordWrap(True)
         self.plot_widget.setToolTip(FORMULAS["vote_cloud"] + "\n" + FORMULAS["votes"])
         self.readout = QLabel(" ")
