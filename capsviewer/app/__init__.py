@@ -37,6 +37,7 @@ def run_app(args) -> int:
     theme.apply_theme(app, str(settings.value("theme", "system")))  # before any plot is built
     window = MainWindow(models, data_root=args.data_root, device=args.device, settings=settings)
     window.show()
+    window.offer_tour()  # once, on the first launch; remembered in the settings
     code = app.exec()
     collector.timer.stop()
     window.deleteLater()  # Qt objects go before the interpreter tears down

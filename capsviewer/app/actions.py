@@ -49,6 +49,9 @@ def window_actions(w) -> list[Action]:
                "PNG (and SVG) of the view, its numbers as CSV, written in the background"),
         Action("&File", "Export &all views…", lambda w: dialogs.export(w, current=False),
                "Ctrl+Shift+E"),
+        Action("&File", "Export routing a&nimation (GIF)…", dialogs.export_animation,
+               tip="Every routing iteration of the Routing tab as an animated GIF, written in "
+                   "the background"),
         Action("&File", "-", None),
         Action("&File", "&Quit", lambda w: w.close(), Key.Quit),
         Action("&Navigate", "&Next image", lambda w: w.input_view.next_image(), "Alt+Right"),
@@ -81,6 +84,8 @@ def window_actions(w) -> list[Action]:
         actions.append(Action("&Model/&Device", name, lambda w, n=name: w.set_device(n),
                               group="device", checked=lambda w, n=name: n == "auto"))
     actions += [
+        Action("&Help", "&Tour", lambda w: w.start_tour(),
+               tip="A few steps over the views: what a capsule is, how routing works"),
         Action("&Help", "&Formulas", dialogs.formulas, Key.HelpContents),
         Action("&Help", "&About capsviewer", dialogs.about),
     ]

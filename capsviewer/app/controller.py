@@ -35,7 +35,7 @@ from capsviewer.analysis.routing_diagnostics import (
     routing_ablation,
 )
 from capsviewer.app.compute import ComputeLane
-from capsviewer.app.export import export_job
+from capsviewer.app.export import animation_job, export_job
 from capsviewer.app.state import AppState, Result, TestSetPredictions
 from capsviewer.data.transforms import as_batch, model_device, rotate_images
 from capsviewer.training.evaluation import EvaluationCancelled
@@ -253,10 +253,18 @@ class Controller(QObject):
     # -- actions --------------------------------------------------------------------------------
     def export(self, views, folder: str | Path) -> None:
         """Write ``views`` to ``folder`` in the background (state.export shows the progress)."""
+        self._export(str(folder), export_job, list(views), Path(folder))
+
+    def export_animation(self, routing_view, path: str | Path, width: int | None = None) -> None:
+        """Every routing iteration of ``routing_view`` as an animated GIF at ``path``, in the
+        background like other exports."""
+        self._export(str(path), partial(animation_job, width=width), routing_view, Path(path))
+
+    def _export(self, target: str, job, *args) -> None:
         lane = self.lanes["export"]
-        key = ("export", str(folder), self._revisions["export"] + 1)
+        key = ("export", target, self._revisions["export"] + 1)
         self.state.export = Result(key, pending=True, progress=(0, 1))
-        lane.submit("export", export_job, list(views), Path(folder), lane.should_stop,
+        lane.submit("export", job, *args, lane.should_stop,
                     on_done=lambda written: self._export_done(key, written),
                     on_error=lambda error: self._export_failed(key, error),
                     on_progress=lambda done, total: self._export_progress(key, done, total))

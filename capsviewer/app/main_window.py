@@ -23,7 +23,7 @@ from capsviewer.app.state import AppState
 from capsviewer.app.status_bar import NO_MODEL, StatusBar
 from capsviewer.app.settings import user_settings
 from capsviewer.app.training_runner import TrainingRunner
-from capsviewer.app.views.common import FORMULAS
+from capsviewer.app.views.common import FORMULAS, render_tooltips
 from capsviewer.app.views.input_view import InputView
 from capsviewer.app.views.pose_view import PoseView
 from capsviewer.app.views.prediction_view import PredictionView
@@ -61,6 +61,7 @@ class MainWindow(QMainWindow):
         self.download_action = self.menu_actions["&File/&Download the full test set"]
         self.export_progress, self.export_cancel = bar.export_progress, bar.export_cancel
         self._connect()
+        render_tooltips(self)  # the paper's notation with sub- and superscripts
         self._restore_layout()
         self._dataset_changed(self.state.dataset)
         self.session.load_test_set(self.state.dataset)  # the sample when MNIST is not here
@@ -173,6 +174,24 @@ class MainWindow(QMainWindow):
     def set_theme(self, name: str) -> None:
         self.settings.setValue("theme", name)
         theme.apply_theme(QApplication.instance(), name)
+        formulas = getattr(self, "formulas_window", None)
+        if formulas is not None:  # typeset in the old colours: typeset again when next opened
+            formulas.close()
+            formulas.deleteLater()
+            self.formulas_window = None
+
+    def start_tour(self):
+        """Help ▸ Tour: from its first step."""
+        from capsviewer.app.tour import start_tour
+
+        return start_tour(self)
+
+    def offer_tour(self) -> bool:
+        """Offer the tour on the app's first launch (``run_app`` calls this; windows built by
+        tests and ``capsviewer export`` never do). True when offered."""
+        from capsviewer.app.tour import offer_tour
+
+        return offer_tour(self)
 
     @Slot(str, str)
     def report_error(self, title: str, message: str) -> None:
@@ -204,8 +223,12 @@ class MainWindow(QMainWindow):
         geometry = self.settings.value("geometry")
         if isinstance(geometry, QByteArray):
             self.restoreGeometry(geometry)
-        else:
-            self.resize(1280, 800)
+        else:  # 1280 × 800, or the screen's free area when smaller (window frame included)
+            screen = self.screen().availableGeometry() if self.screen() else None
+            width, height = 1280, 800
+            if screen is not None and screen.width() > 0:
+                width, height = min(width, screen.width()), min(height, screen.height() - 40)
+            self.resize(width, height)
         state = self.settings.value("window_state")
         self._fit_dock = not (isinstance(state, QByteArray) and self.restoreState(state))
         self.tabs.setCurrentIndex(int(self.settings.value("tab", 0)))

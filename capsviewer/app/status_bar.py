@@ -103,5 +103,8 @@ class StatusBar(QStatusBar):
             self.say("Export cancelled" if result.error == "cancelled"
                      else f"Export failed: {result.error}")
         elif result.value is not None:
-            folder = result.value[0].parent if result.value else ""
-            self.say(f"Exported {len(result.value)} files to {folder}")
+            if len(result.value) == 1:
+                self.say(f"Exported {result.value[0]}")
+            else:
+                folder = result.value[0].parent if result.value else ""
+                self.say(f"Exported {len(result.value)} files to {folder}")

@@ -27,7 +27,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from PIL import Image
-from superqt.utils import signals_blocked
+from superqt.utils import qthrottled, signals_blocked
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds it
 from capsviewer.analysis.preprocess import (
@@ -42,6 +42,7 @@ from capsviewer.app.views.common import ExportableView, Table, image_box, image_
 from capsviewer.app.views.draw_canvas import DrawCanvas
 
 LEVELS = (0.0, 255.0)
+LIVE_MS = 150  # while drawing, the drawing is classified at most this often
 NO_PREDICTIONS_TIP = "Available once the model has classified the whole test set."
 
 
@@ -139,6 +140,10 @@ class InputView(QWidget, ExportableView):
         page = QWidget()
         self._canvas = DrawCanvas()
         self._canvas.stroke_finished.connect(self._stroke_finished)
+        # Live: the prediction follows the pen, at most every LIVE_MS (the analysis runs in
+        # the background, latest drawing wins); the release classifies the final drawing.
+        self._live = qthrottled(self._classify_drawing, timeout=LIVE_MS, parent=self)
+        self._canvas.drawn.connect(self._live)
         self._brush = QSpinBox()
         self._brush.setRange(4, 48)
         self._brush.setValue(self._canvas.brush)
@@ -343,6 +348,7 @@ class InputView(QWidget, ExportableView):
     @Slot()
     def clear_drawing(self) -> None:
         """An empty canvas; when the drawing was the input, there is no input any more."""
+        self._live.cancel()  # no pending update brings the old drawing back
         self._canvas.clear()
         set_image(self._drawing_item, np.zeros((28, 28)), LEVELS)
         drawn = self._last_of.pop(self._drawing, None)
@@ -352,9 +358,19 @@ class InputView(QWidget, ExportableView):
             self.image_cleared.emit()
 
     def _stroke_finished(self, drawing: np.ndarray) -> None:
+        self._live.cancel()
+        self._classify(drawing)
+
+    def _classify_drawing(self) -> None:
+        self._classify(self._canvas.pixels())
+
+    def _classify(self, drawing: np.ndarray) -> None:
         if is_blank(drawing, invert=False):
             return
         pixels = to_mnist(drawing, invert=False)  # the canvas is white ink on black
+        previous = self._last_of.get(self._drawing)
+        if previous is not None and np.array_equal(previous.pixels, pixels):
+            return  # the pen moved without changing what the models see
         set_image(self._drawing_item, pixels, LEVELS)
         self._choose(self._drawing, InputImage(pixels, None, "drawing"))
 

@@ -15,7 +15,7 @@ from capsviewer.analysis.routing_theory import (
     EquivarianceErrors,
     sigmoid_norm_unit_gain,
 )
-from capsviewer.app.views.common import FORMULAS, Table, lut, set_image, static_plot
+from capsviewer.app.views.common import FORMULAS, Table, lut, rich, set_image, static_plot
 from capsviewer.app.views.routing_lab_canvas import parent_colour
 
 CHILD_SYMBOLS = ("o", "s", "t", "d", "+", "x", "star", "h")
@@ -104,8 +104,8 @@ class TheoryPanel(QWidget):
     def __init__(self, explanation: str, formula: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.formula = formula
-        self.explanation = QLabel(explanation)
-        self.explanation.setTextFormat(Qt.TextFormat.PlainText)
+        self.explanation = QLabel(rich(explanation))
+        self.explanation.setTextFormat(Qt.TextFormat.RichText)
         self.explanation.setWordWrap(True)
         self.explanation.setToolTip(formula)
         self.plots = pg.GraphicsLayoutWidget()
@@ -126,7 +126,7 @@ class TheoryPanel(QWidget):
         layout.addWidget(self.readout)
 
     def add_plot(self, title: str, x_label: str, y_label: str, col: int) -> pg.PlotItem:
-        plot = self.plots.addPlot(row=0, col=col, title=title)
+        plot = self.plots.addPlot(row=0, col=col, title=rich(title))
         return static_plot(plot, y_label, x_label, mouse=True)
 
     def tables(self) -> dict[str, Table]:
