@@ -1,5 +1,7 @@
 """What every sub-command shares: the help format, argument types with their ranges, the
-common options, writing files, and turning expected failures into one line and an exit status."""
+common options, writing files, and turning expected failures into one line and an exit status.
+
+Light to import (no torch): ``capsviewer --help`` and the app's start read it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASETS
-from capsviewer.training.config import range_problem
 from capsviewer.training.devices import DEVICE_HELP
 
 
@@ -40,6 +41,8 @@ def number(kind: type = int, minimum: float | None = None,
                 f"{'a whole number' if kind is int else 'a number'} is needed, got {text!r}") from None
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        from capsviewer.training.config import range_problem
+
         problem = range_problem(value, minimum, maximum, kind)
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text}")
