@@ -121,7 +121,7 @@ def test_the_browser_and_canvas_work_before_the_models_load(qtbot, tmp_path, shi
         window.menu_actions["&Navigate/&Next image"].trigger()
         window.input_view.next_image()
         assert window.input_view.current_image().index == 2
-        window.start(shipped, predict_test_set=False, views_when_needed=True)
+        window.start(shipped, predict_test_set=False, on_demand=True)
         assert window.menu_actions["&File/&Open model…"].isEnabled()
         assert window.state.test_set.is_sample and len(window.state.test_set) == 1000
         assert window.image.index == 2  # kept, not reset to image 0
@@ -132,7 +132,8 @@ def test_the_browser_and_canvas_work_before_the_models_load(qtbot, tmp_path, shi
         window.shutdown()
 
 
-def test_each_view_is_built_when_first_needed(qtbot, tmp_path, shipped, data_root):
+def test_each_view_is_built_when_first_needed_and_draws_while_shown(qtbot, tmp_path, shipped,
+                                                                     data_root):
     from capsviewer.app.main_window import MainWindow
 
     window = MainWindow(data_root=str(data_root), settings=_settings(tmp_path), show_errors=False,
@@ -140,7 +141,7 @@ def test_each_view_is_built_when_first_needed(qtbot, tmp_path, shipped, data_roo
     qtbot.addWidget(window)
     window.show()
     try:
-        window.start(shipped, predict_test_set=False, views_when_needed=True)
+        window.start(shipped, predict_test_set=False, on_demand=True)
         assert window.views_built() == ["prediction_view"]  # the tab on screen, only
         window.tabs.setCurrentIndex(3)  # Rotation: built as it is shown, in its place
         assert "rotation_view" in window.views_built()
@@ -151,8 +152,18 @@ def test_each_view_is_built_when_first_needed(qtbot, tmp_path, shipped, data_roo
             window.prediction_view, window.routing_view, window.pose_view, window.rotation_view,
             window.lab_view, window.training_view]
         qtbot.waitUntil(lambda: window.inspection is not None and window.is_idle(), timeout=60000)
-        assert "CapsNet: 7" in window.prediction_view.headline.text()
         assert window.routing_view.iteration_count == 3  # built late, shows the analysis
+        rotated = window.rotation_view.image_item.image.copy()  # image 0, rotated by 0°
+
+        window.tabs.setCurrentIndex(0)
+        window.input_view.next_image()
+        qtbot.waitUntil(lambda: window.state.rotated.ready and window.is_idle(), timeout=60000)
+        assert "CapsNet: 2" in window.prediction_view.headline.text()  # on screen: drawn
+        assert np.array_equal(window.rotation_view.image_item.image, rotated)  # hidden: held
+        window.tabs.setCurrentWidget(window.rotation_view)
+        assert not np.array_equal(window.rotation_view.image_item.image, rotated)  # now drawn
+        np.testing.assert_array_equal(window.rotation_view.capsule_bars.opts["height"],
+                                      window.state.rotated.value[1])  # image 1's lengths
     finally:
         window.shutdown()
 

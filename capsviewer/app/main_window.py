@@ -78,6 +78,7 @@ class MainWindow(QMainWindow):
         self._test_arrays = None  # (dataset, images, labels, is_sample) read before start()
         self._startup: ComputeLane | None = None
         self._idle_builder: QTimer | None = None
+        self._on_demand = False  # views built when first needed, drawn while on screen
         self._closed = False
         self._build_frame()
         if start:
@@ -152,16 +153,17 @@ class MainWindow(QMainWindow):
             return
         for problem in problems:
             self.report_error("Could not load model", problem)
-        self.start(models, device, download, views_when_needed=True)
+        self.start(models, device, download, on_demand=True)
         self._startup.shutdown()
 
     # -- the workbench: state, controller, session, runner, views ------------------------------
     def start(self, models: dict[str, Path], device: str = "auto", download: bool = True,
-              predict_test_set: bool = True, views_when_needed: bool = False) -> None:
-        """Put the model side in place and load ``models``; every view now, or each when first
-        needed (``views_when_needed``)."""
+              predict_test_set: bool = True, on_demand: bool = False) -> None:
+        """Put the model side in place and load ``models``; every view now, or (``on_demand``)
+        each when first needed, and drawing the state's changes while on screen only."""
         from capsviewer.app import workbench
 
+        self._on_demand = on_demand
         dataset = workbench.dataset_of(models)
         test_set = None
         if self._test_arrays is not None and self._test_arrays[0] == dataset:
@@ -188,7 +190,7 @@ class MainWindow(QMainWindow):
             self.status_text.setText(f"No model found: {NO_MODEL}")
             self.tabs.setCurrentIndex(self._tab_of("training_view"))
         self._tab_shown(self.tabs.currentIndex())
-        if views_when_needed:
+        if on_demand:
             self._idle_builder = QTimer(self)
             self._idle_builder.setInterval(IDLE_BUILD_MS)
             self._idle_builder.timeout.connect(self._build_a_view_if_quiet)
@@ -221,7 +223,7 @@ class MainWindow(QMainWindow):
             raise RuntimeError(f"the window has not started: its {name} is not built yet")
         from capsviewer.app.workbench import build_view
 
-        view = self._views[name] = build_view(self, name)
+        view = self._views[name] = build_view(self, name, when_shown=self._on_demand)
         index, (_, title, tip) = self._tab_of(name), TABS[self._tab_of(name)]
         placeholder, current = self.tabs.widget(index), self.tabs.currentIndex()
         with QSignalBlocker(self.tabs):
@@ -309,8 +311,12 @@ class MainWindow(QMainWindow):
             self.report_error("Device unavailable", str(error))
 
     def export_targets(self, current: bool) -> list:
+        from capsviewer.app.workbench import deliver_held
+
         self._build_every_view()
         tabs = [self.tabs.widget(i) for i in range(self.tabs.count())]
+        for view in tabs:
+            deliver_held(view)
         return [self.tabs.currentWidget()] if current else [self.input_view, *tabs]
 
     def export_views(self, views, folder: str | Path) -> list[Path]:

@@ -10,6 +10,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from psygnal import SignalInstance
+from PySide6.QtCore import QEvent, QObject
+
 from capsviewer.app.controller import Controller
 from capsviewer.app.export import export_views
 from capsviewer.app.session import ModelSession
@@ -26,8 +29,8 @@ from capsviewer.training import CheckpointError, DeviceUnavailable, read_metadat
 from capsviewer.training.model_files import SHIPPED_MODELS, dataset_of, find_models
 
 __all__ = ["AppState", "Controller", "DeviceUnavailable", "ModelSession", "SHIPPED_MODELS",
-           "TrainingRunner", "build_view", "dataset_of", "export_views", "find_models",
-           "image_set", "startup_models"]
+           "ShownState", "TrainingRunner", "build_view", "dataset_of", "deliver_held", "export_views",
+           "find_models", "image_set", "startup_models"]
 
 
 def startup_models(explicit: list | None = None) -> tuple[dict[str, Path], list[str]]:
@@ -43,9 +46,10 @@ def startup_models(explicit: list | None = None) -> tuple[dict[str, Path], list[
     return models, problems
 
 
-def build_view(window, name: str):
+def build_view(window, name: str, when_shown: bool = False):
     """The view ``name`` (a MainWindow attribute: "routing_view", …), bound to the window's
-    state and wired to its session and training runner."""
+    state and wired to its session and training runner; ``when_shown``: it draws the state's
+    changes while it is on screen only (:class:`ShownState`)."""
     state = window.state
     if name == "lab_view":
         return RoutingLabView(state)
@@ -58,5 +62,69 @@ def build_view(window, name: str):
         return view
     view = {"prediction_view": PredictionView, "routing_view": RoutingView,
             "pose_view": PoseView, "rotation_view": RotationView}[name]()
-    view.bind(state)
+    view.bind(ShownState(state, view) if when_shown else state)
     return view
+
+
+class ShownState:
+    """The app state as a tab's view binds to it, drawing only while on screen: the state's
+    events reach the view while it is shown; those that come while it is hidden are held
+    (the latest of each) and delivered, in the order they last came, when it is shown. A new
+    input then costs the hidden tabs nothing. Reads and writes go to the state itself."""
+
+    def __init__(self, state: AppState, view):
+        object.__setattr__(self, "_state", state)
+        object.__setattr__(self, "events", _HeldEvents(state.events, view))
+
+    def __getattr__(self, name: str):
+        return getattr(self._state, name)
+
+    def __setattr__(self, name: str, value) -> None:
+        setattr(self._state, name, value)
+
+
+class _HeldEvents(QObject):
+    """The state's events as :class:`ShownState` relays them to one view."""
+
+    def __init__(self, events, view):
+        super().__init__(view)
+        self._source, self._view = events, view
+        self._relays: dict[str, SignalInstance] = {}
+        self._held: dict[str, tuple] = {}  # event name → latest arguments, oldest first
+        view.installEventFilter(self)
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        source = getattr(self._source, name)
+        if not isinstance(source, SignalInstance):
+            return source  # paused(), connect() of all events, …
+        relay = self._relays.get(name)
+        if relay is None:
+            relay = self._relays[name] = SignalInstance(source.signature, name=name)
+            source.connect(lambda *args: self._arrived(name, args), check_nargs=False)
+        return relay
+
+    def _arrived(self, name: str, args: tuple) -> None:
+        if self._view.isVisible():
+            self._relays[name].emit(*args)
+        else:
+            self._held.pop(name, None)
+            self._held[name] = args
+
+    def deliver(self) -> None:
+        """What came while the view was hidden."""
+        held, self._held = self._held, {}
+        for name, args in held.items():
+            self._relays[name].emit(*args)
+
+    def eventFilter(self, obj, event) -> bool:
+        if obj is self._view and event.type() == QEvent.Type.Show and self._held:
+            self.deliver()
+        return False
+
+
+def deliver_held(view) -> None:
+    """Bring a hidden view up to date with the state (before it is exported, say)."""
+    for events in view.findChildren(_HeldEvents):
+        events.deliver()
