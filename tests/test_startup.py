@@ -65,38 +65,40 @@ def test_a_missing_model_file_is_a_command_line_error(tmp_path, capsys):
 
 
 def test_the_window_is_painted_before_torch_is_imported_and_predicts_after(tmp_path):
-    """The app as ``capsviewer`` opens it, in a new process: the first paint of the window,
-    with the test-set browser showing image 0, comes before torch is imported; the first
-    prediction after, on the same window."""
+    """The app as ``capsviewer`` opens it, in a new process: the window is painted before
+    torch is imported; the first prediction comes after, on the same window."""
     code = """
 import sys
-from argparse import Namespace
 from PySide6.QtCore import QEvent, QObject, QTimer
-from capsviewer.app import open_window
-app, window = open_window(Namespace(model=None, data_root=None, device="cpu", theme=None))
+from PySide6.QtWidgets import QApplication
+import capsviewer.app.main_window as main_window
+from capsviewer.cli import main
 events = []
-class Watch(QObject):
-    def eventFilter(self, obj, event):
-        if event.type() == QEvent.Type.Paint and not events:
-            events.append(("painted", "torch" in sys.modules, len(window.input_view._images),
-                           window.is_started))
-        return False
-watch = Watch()
-app.installEventFilter(watch)
-def shown(_):
-    events.append(("prediction", "torch" in sys.modules, window.inspection.prediction,
-                   window.image.index))
-    QTimer.singleShot(0, window.close)
-window.analysis_shown.connect(shown)
-QTimer.singleShot(120000, window.close)
-app.exec()
+show = main_window.MainWindow.show
+def watched(window):  # the window `capsviewer` opens
+    show(window)
+    class Watch(QObject):
+        def eventFilter(self, obj, event):
+            if event.type() == QEvent.Type.Paint and not events:
+                events.append(("painted", "torch" in sys.modules, window.is_started))
+            return False
+    window.watch = Watch()
+    QApplication.instance().installEventFilter(window.watch)
+    def shown(_):
+        events.append(("prediction", "torch" in sys.modules, window.inspection.prediction,
+                       window.image.index))
+        QTimer.singleShot(0, window.close)
+    window.analysis_shown.connect(shown)
+    QTimer.singleShot(120000, window.close)
+main_window.MainWindow.show = watched
+main(["--device", "cpu"])
 print(events)
 """
     run = _python(code, tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     events = eval(run.stdout.strip().splitlines()[-1])
-    (first, torch_at_paint, *_), (last, torch_at_prediction, prediction, index) = events[0], events[-1]
-    assert first == "painted" and torch_at_paint is False and events[0][3] is False
+    (first, torch_at_paint, started), (last, torch_at_prediction, prediction, index) = events
+    assert first == "painted" and torch_at_paint is False and started is False
     assert last == "prediction" and torch_at_prediction is True
     assert (prediction, index) == (7, 0)  # test image 0 is a 7
 

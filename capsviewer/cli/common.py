@@ -86,19 +86,27 @@ def run_command(args: argparse.Namespace) -> int:
     """``args.run(args)``; an expected failure (missing data, a bad checkpoint, an unavailable
     device, a failed training, a CommandError) prints ``capsviewer NAME: error: …`` and gives 2,
     Ctrl-C prints the command's ``interrupted`` note and gives 130."""
-    from capsviewer.data import DatasetUnavailable
-    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
-
     name = getattr(args, "prog", None) or "capsviewer" + (f" {args.command}" if args.command else "")
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print(f"\n{args.interrupted}", file=sys.stderr)
         return 130
-    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError,
-            CommandError) as error:
+    except Exception as error:
+        if not _expected(error):
+            raise
         print(f"{name}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _expected(error: Exception) -> bool:
+    """A failure with a message for the user (imported here, after the fact: the app must not
+    import torch before its window is up)."""
+    from capsviewer.data import DatasetUnavailable
+    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
+
+    return isinstance(error, (DatasetUnavailable, CheckpointError, DeviceUnavailable,
+                              TrainingError, CommandError))
 
 
 def write_file(path: Path, data: bytes) -> Path:
