@@ -6,6 +6,11 @@ import os
 import sys
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+# The app runs torch on several threads at once (compute lanes, training), each with its own
+# OpenMP team: threads that spin while they wait starve one another on a machine with few
+# cores (a one-image analysis took 7-9x longer on 2 busy cores). Waiting threads sleep instead.
+# Set before torch is imported; a value the user set stays.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 
 def run_app(args) -> int:
