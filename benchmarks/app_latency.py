@@ -75,7 +75,7 @@ def _stamp(name: str) -> None:
 def child_start(data_root: str | None, filter_wait: float) -> None:
     """The app through its entry point; prints when each step of TIMELINE happens (wall
     clock and this process's CPU time), then closes once the misclassified filter is
-    available (or ``filter_wait`` seconds after the first prediction)."""
+    available and every view built (or ``filter_wait`` seconds after the first prediction)."""
     seen: set[str] = set()
 
     def once(name: str) -> None:
@@ -129,7 +129,7 @@ def child_start(data_root: str | None, filter_wait: float) -> None:
             if browser._misclassified.isEnabled():
                 once("filter")
             drawn_at = getattr(window, "_bench_drawn", None)
-            if drawn_at is not None and ("filter" in seen
+            if drawn_at is not None and ({"filter", "views"} <= seen
                                          or time.monotonic() - drawn_at > filter_wait):
                 window.close()  # shuts the lanes down; the last window closed quits
             else:

@@ -57,6 +57,16 @@ def test_help_and_the_app_options_need_no_torch(tmp_path):
     assert sub.stdout.startswith("usage: capsviewer info") and "--json" in sub.stdout
 
 
+def test_the_apps_openmp_threads_sleep_while_waiting_unless_the_user_chose(tmp_path):
+    code = "import os, capsviewer.app; print(os.environ['OMP_WAIT_POLICY'])"
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    for chosen, expected in ((None, "PASSIVE"), ("ACTIVE", "ACTIVE")):
+        run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                             env={**env, "PYTHONPATH": str(REPO)}
+                             | ({"OMP_WAIT_POLICY": chosen} if chosen else {}), timeout=60)
+        assert run.stdout.strip() == expected, run.stderr
+
+
 def test_a_missing_model_file_is_a_command_line_error(tmp_path, capsys):
     from capsviewer.cli import main
 
