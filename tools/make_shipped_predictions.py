@@ -6,23 +6,20 @@ changes:
     python tools/make_shipped_predictions.py --data-root ../shared/data
 """
 
-import argparse
 from pathlib import Path
 
 import torch
+from make_test_sample import mnist_test_set
 
 from capsviewer.analysis.inspection import predict_all
 from capsviewer.analysis.shipped_predictions import write_shipped_predictions
-from capsviewer.data import load_dataset, load_sample
+from capsviewer.data import load_sample
 from capsviewer.training import load_checkpoint
 from capsviewer.training.model_files import SHIPPED_MODELS, find_models
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, help="where MNIST is (torchvision's layout)")
-    args = parser.parse_args()
-    test = load_dataset("mnist", train=False, root=args.data_root, download=False)
+    test = mnist_test_set(__doc__)
     sample = load_sample("mnist")
     assert torch.equal(sample.images, test.images[:len(sample)])  # the first test images
     for path in find_models("mnist", [Path(SHIPPED_MODELS)]).values():
