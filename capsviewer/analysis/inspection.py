@@ -123,8 +123,9 @@ def inspect_cnn(model: BaselineCNN, image,
 
 @torch.no_grad()
 def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
-                should_stop=lambda: False) -> np.ndarray | None:
-    """Predicted class of every image (N, 1, 28, 28) uint8; None when stopped early."""
+                should_stop=lambda: False, progress=None) -> np.ndarray | None:
+    """Predicted class of every image (N, 1, 28, 28) uint8; None when stopped early.
+    ``progress(done, total)`` is called after each batch."""
     model.eval()
     device = model_device(model)
     predictions = []
@@ -133,12 +134,14 @@ def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
             return None
         x = to_float(images[start:start + batch_size].to(device))
         predictions.append(model(x).scores.argmax(1).cpu())
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     return torch.cat(predictions).numpy()
 
 
 def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
                        cache_dir: Path, batch_size: int = 100,
-                       should_stop=lambda: False) -> np.ndarray | None:
+                       should_stop=lambda: False, progress=None) -> np.ndarray | None:
     """``predict_all`` remembered on disk under ``key`` (say, hashes of the checkpoint file and
     the data set): a second launch gets the predictions at once. A damaged entry is recomputed."""
     path = Path(cache_dir) / f"{key}.npy"
@@ -148,7 +151,7 @@ def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
             return cached
     except (OSError, ValueError):
         pass
-    predicted = predict_all(model, images, batch_size, should_stop)
+    predicted = predict_all(model, images, batch_size, should_stop, progress)
     if predicted is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp.npy")

@@ -10,7 +10,6 @@ UI thread.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,9 +22,15 @@ from PySide6.QtCore import QObject, Signal
 
 from capsviewer import paths
 from capsviewer.analysis import routing_lab
-from capsviewer.analysis.inspection import cached_predictions, inspect_capsnet, inspect_cnn
+from capsviewer.analysis.inspection import (
+    cached_predictions,
+    inspect_capsnet,
+    inspect_cnn,
+    predict_all,
+)
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.rotation import rotation_sweep
+from capsviewer.analysis.shipped_predictions import file_sha256, shipped_predictions
 from capsviewer.analysis.routing_diagnostics import (
     UPDATES,
     accuracy_by_updates,
@@ -168,7 +173,8 @@ JOBS = (
         _plan_grid, keep=("pose_offsets", "pose_range")),
     Job("accuracy", ("models", "test_set", "accuracy_images"), "test-set", _plan_accuracy,
         progress=True),
-    Job("predictions", ("models", "test_set", "iterations"), "test-set", _plan_predictions),
+    Job("predictions", ("models", "test_set", "iterations"), "test-set", _plan_predictions,
+        progress=True),
     Job("lab_result", ("lab",), "lab", _plan_lab, keep=("lab",)),
 )
 
@@ -338,18 +344,21 @@ class _AtIterations(torch.nn.Module):
         return self.model(x, iterations=self.iterations)
 
 
-def _test_set_predictions(entry, images, iterations, should_stop) -> TestSetPredictions | None:
-    """The model's class for every test image at R, cached per (checkpoint file, test set, R)."""
+def _test_set_predictions(entry, images, iterations, should_stop,
+                          progress) -> TestSetPredictions | None:
+    """The model's class for every test image at R: shipped with the model (its own R), else
+    cached per (checkpoint file, test set, R), else computed (with progress) and cached."""
     model = entry.model if iterations is None else _AtIterations(entry.model, iterations)
     if entry.path is None:
-        from capsviewer.analysis.inspection import predict_all
-
-        predicted = predict_all(model, images.images, 100, should_stop)
+        predicted = predict_all(model, images.images, 100, should_stop, progress)
     else:
-        digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()[:16]
-        key = f"{digest}-{images.checksum()[:16]}" + (f"-r{iterations}" if iterations else "")
-        cache = paths.cache_dir("predictions")
-        predicted = cached_predictions(model, images.images, key, cache, 100, should_stop)
+        digest, data = file_sha256(entry.path), images.checksum()
+        predicted = shipped_predictions(digest, data, iterations)
+        if predicted is None:
+            key = f"{digest[:16]}-{data[:16]}" + (f"-r{iterations}" if iterations else "")
+            predicted = cached_predictions(model, images.images, key,
+                                           paths.cache_dir("predictions"), 100, should_stop,
+                                           progress)
     if predicted is None:
         return None
     return TestSetPredictions(predicted, entry.architecture, iterations)

