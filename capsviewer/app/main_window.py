@@ -232,8 +232,8 @@ class MainWindow(QMainWindow):
             self.tabs.removeTab(index)
             self.tabs.insertTab(index, view, title)
             self.tabs.setTabToolTip(index, rendered_tip(tip))
-        render_tooltips(view)
             self.tabs.setCurrentIndex(current)
+        render_tooltips(view)
         placeholder.deleteLater()
         return view
 
