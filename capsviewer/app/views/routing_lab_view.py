@@ -85,6 +85,7 @@ class RoutingLabView(QWidget, ExportableView):
         self._fit_next = True
         self._stale: set[str] = set()  # theory panels not drawn for the result yet
         self._drag = qthrottled(self.set_vote, timeout=DRAG_INTERVAL_MS, parent=self)
+        self._drag_pending = False  # a dragged position the throttle has not passed on yet
 
         layout = QVBoxLayout(self)
         layout.setContentsMargins(6, 6, 6, 6)
@@ -276,8 +277,8 @@ class RoutingLabView(QWidget, ExportableView):
         return self.state.temperature
 
     def is_current(self) -> bool:
-        """The drawing shows the scene as it is now (no computation pending)."""
-        return self._app.lab_result.ready
+        """The drawing shows the scene as it is now (no drag or computation pending)."""
+        return self._app.lab_result.ready and not self._drag_pending
 
     def _edit(self, edit, *args) -> None:
         """One change of the scene: a new scene in the state, computed in the background."""
@@ -300,6 +301,7 @@ class RoutingLabView(QWidget, ExportableView):
 
     def set_vote(self, child: int, parent: int, position) -> None:
         """Put vote û_{parent|child} at ``position`` as shown on the canvas."""
+        self._drag_pending = False
         self._edit(LabState.move_vote, child, parent, position)
 
     def set_iterations(self, iterations: int) -> None:
@@ -361,6 +363,7 @@ class RoutingLabView(QWidget, ExportableView):
 
     @Slot(int, int, object)
     def _on_vote_dragged(self, child: int, parent: int, position) -> None:
+        self._drag_pending = True
         self._drag(child, parent, position)  # throttled: at most one scene per DRAG_INTERVAL_MS
 
     @Slot()
