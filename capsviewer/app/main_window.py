@@ -11,12 +11,13 @@ from pathlib import Path
 
 from PySide6.QtCore import QByteArray, QSettings, Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QApplication, QDockWidget, QMainWindow, QMessageBox, QTabWidget,
+    QApplication, QDockWidget, QLabel, QMainWindow, QMessageBox, QTabWidget,
 )
 
 from capsviewer.app import theme
 from capsviewer.app.actions import build_menus, window_actions
 from capsviewer.app.controller import Controller
+from capsviewer.app.errors import explain
 from capsviewer.app.export import export_views
 from capsviewer.app.session import ModelSession
 from capsviewer.app.state import AppState
@@ -33,7 +34,12 @@ from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
 from capsviewer.data import DATASET_TITLES
 from capsviewer.training import DeviceUnavailable
-from capsviewer.training.model_files import SHIPPED_MODELS, dataset_of, find_models
+from capsviewer.training.model_files import (
+    SHIPPED_MODELS,
+    dataset_of,
+    find_models,
+    skipped_note,
+)
 
 class MainWindow(QMainWindow):
     analysis_shown = Signal(object)  # the state's analysis, once computed for the input
@@ -69,10 +75,17 @@ class MainWindow(QMainWindow):
         if not models:
             self.status_text.setText(f"No model found: {NO_MODEL}")
             self.tabs.setCurrentWidget(self.training_view)
+        self.skipped_label = QLabel()  # unreadable files in the model folders: said, not fatal
+        if skipped_note(models):
+            self.skipped_label.setText(f"⚠ {len(models.skipped)} model file(s) skipped")
+            self.skipped_label.setToolTip("\n".join(reason for _, reason in models.skipped))
+            bar.insertPermanentWidget(0, self.skipped_label)
+            self.status_text.setText(skipped_note(models))
 
     # -- construction -----------------------------------------------------------------------
     def _build_views(self, data_root) -> None:
         self.input_view = InputView(show_errors=False)  # the window reports errors
+        self.input_view.decode_lane = self.controller.lanes["loading"]  # files off the UI thread
         self.prediction_view = PredictionView()
         self.routing_view = RoutingView()
         self.pose_view = PoseView()
@@ -165,7 +178,7 @@ class MainWindow(QMainWindow):
         try:
             written = export_views(views, folder)
         except OSError as error:
-            self.report_error("Export failed", str(error))
+            self.report_error("Export failed", *explain(error, "exporting"))
             return []
         self.status_text.setText(f"Exported {len(written)} files to {folder}")
         return written
@@ -174,15 +187,19 @@ class MainWindow(QMainWindow):
         self.settings.setValue("theme", name)
         theme.apply_theme(QApplication.instance(), name)
 
-    @Slot(str, str)
-    def report_error(self, title: str, message: str) -> None:
+    def report_error(self, title: str, message: str, details: str = "") -> None:
+        """A warning box with one sentence; ``details`` (a traceback, say) only behind its
+        "Show Details…" button."""
         self.errors.append((title, message))
         self.status_text.setText(f"{title}: {message.splitlines()[0]}")
         if self.show_errors:  # window-modal, not blocking
             box = QMessageBox(QMessageBox.Icon.Warning, title, message,
                               QMessageBox.StandardButton.Ok, self)
+            if details:
+                box.setDetailedText(details)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()
+            self.error_box = box
 
     # -- for tests, benchmarks and `capsviewer export` ----------------------------------------
     @property
@@ -226,8 +243,9 @@ class MainWindow(QMainWindow):
     def shutdown(self) -> None:
         """Stop training and the compute lanes; the window can then be deleted safely."""
         if self.runner.is_running():
-            self.runner.cancel()
-            self.runner.wait(5000)
+            self.runner.cancel()  # the trainer stops after its current (test) batch
+            if not self.runner.wait(5000):
+                self.runner.outlive(self)  # no signal of its worker reaches a deleted object
         self.controller.shutdown()
 
 

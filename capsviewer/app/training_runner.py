@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
-from capsviewer.data import DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.app.errors import explain
+from capsviewer.data import DatasetUnavailable, DownloadCancelled, ImageSet, load_dataset
 from capsviewer.training import (
     BatchProgress,
     DeviceUnavailable,
@@ -32,6 +33,7 @@ from capsviewer.training import (
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress signals (≤ 20 per second)
+_OUTLIVING: set["TrainingRunner"] = set()  # runners whose window closed before their worker
 
 
 @dataclass(frozen=True)
@@ -52,14 +54,15 @@ class _TrainingWorker(GeneratorWorker):
 
 
 def failure_message(error: BaseException) -> str:
-    """A sentence for the user; the known failures carry their own advice."""
+    """A sentence for the user; the known failures carry their own advice, anything else is
+    said in plain words (its traceback goes to the log)."""
     if isinstance(error, DatasetUnavailable):
         return str(error)  # names the files and where they go
     if isinstance(error, TrainingError):
         return f"Training stopped: {error}"
     if isinstance(error, DeviceUnavailable):
         return f"Device not available: {error}"
-    return f"Training stopped by an unexpected error: {type(error).__name__}: {error}"
+    return "Training stopped: " + explain(error, "training")[0]
 
 
 class RunControl:
@@ -186,6 +189,13 @@ class TrainingRunner(QObject):
         """Block until the worker thread has ended; True when it has (or none ran)."""
         return True if self._done is None else self._done.wait(timeout_ms / 1000)
 
+    def outlive(self, parent: QObject) -> None:
+        """Leave ``parent`` (a window being closed) and stay alive until the worker thread
+        has ended: its last signals then reach a live object, not a deleted one."""
+        self.setParent(None)
+        _OUTLIVING.add(self)
+        self.state_changed.connect(lambda state: state == "idle" and _OUTLIVING.discard(self))
+
     def _set_state(self, state: str) -> None:
         if state != self._state:
             self._state = state
@@ -196,10 +206,13 @@ class TrainingRunner(QObject):
                 test_set: ImageSet | None, download: bool, control: RunControl):
         """The generator the worker runs: never raises, a failure is yielded as _Failure."""
         try:
+            stop = lambda: control.cancelled  # noqa: E731  a download stops at a cancel
             if train_set is None and not control.cancelled:
-                train_set = load_dataset(config.dataset, True, config.data_root, download)
+                train_set = load_dataset(config.dataset, True, config.data_root, download,
+                                         should_stop=stop)
             if test_set is None and not control.cancelled:
-                test_set = load_dataset(config.dataset, False, config.data_root, download)
+                test_set = load_dataset(config.dataset, False, config.data_root, download,
+                                        should_stop=stop)
             if control.cancelled:
                 return
             if config.progress_interval is None:
@@ -211,6 +224,8 @@ class TrainingRunner(QObject):
                 yield from trainer.events()
             finally:
                 control.detach()
+        except DownloadCancelled:
+            return
         except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:
             yield _Failure(failure_message(error))
         except Exception as error:  # reported to the user; the UI keeps running

@@ -14,6 +14,7 @@ from capsviewer.cli.common import (
     add_data_root,
     add_device,
     add_progress_switch,
+    batch_size,
     non_negative_int,
     positive_int,
     sub_command,
@@ -40,7 +41,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--test-subset", metavar="N", type=positive_int,
                         help="use N random test images (default: all)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="picks the subset")
-    parser.add_argument("--batch-size", type=positive_int, default=250,
+    parser.add_argument("--batch-size", type=batch_size, default=250,
                         help="images per forward pass")
     add_device(parser)
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the table as JSON")

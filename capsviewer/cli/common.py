@@ -11,8 +11,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASETS
-from capsviewer.training.config import range_problem
+from capsviewer.checks import printable, range_problem
+from capsviewer.models import ROUTING_ITERATIONS
 from capsviewer.training.devices import DEVICE_HELP
+
+MAX_BATCH = 65_536  # images per batch at most, as `capsviewer train --batch-size`
 
 
 class CommandError(RuntimeError):
@@ -51,6 +54,8 @@ def number(kind: type = int, minimum: float | None = None,
 
 positive_int = number(int, 1)
 non_negative_int = number(int, 0)
+batch_size = number(int, 1, MAX_BATCH)
+routing_iterations = number(int, *ROUTING_ITERATIONS)
 
 
 def add_device(parser: argparse.ArgumentParser, dest: str = "device") -> None:
@@ -79,23 +84,52 @@ def sub_command(sub, name: str, run: Callable, help: str, description: str | Non
     return parser
 
 
+DEBUG_ENV_VAR = "CAPSVIEWER_DEBUG"  # set: an unexpected error shows its traceback
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``args.run(args)``; an expected failure (missing data, a bad checkpoint, an unavailable
-    device, a failed training, a CommandError) prints ``capsviewer NAME: error: …`` and gives 2,
-    Ctrl-C prints the command's ``interrupted`` note and gives 130."""
-    from capsviewer.data import DatasetUnavailable
-    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
-
+    device, a failed training, a file that cannot be read or written, a CommandError) prints
+    ``capsviewer NAME: error: …`` on one line and gives 2, Ctrl-C prints the command's
+    ``interrupted`` note and gives 130. Anything else is a bug: one line saying so, exit 1
+    (the traceback with $CAPSVIEWER_DEBUG set)."""
     name = getattr(args, "prog", None) or "capsviewer" + (f" {args.command}" if args.command else "")
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print(f"\n{args.interrupted}", file=sys.stderr)
         return 130
-    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError,
-            CommandError) as error:
-        print(f"{name}: error: {error}", file=sys.stderr)
+    except _expected_errors() as error:
+        print(f"{name}: error: {printable(error, 2000)}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"{name}: error: {printable(os_error_text(error), 2000)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV_VAR):
+            raise
+        print(f"{name}: internal error: {type(error).__name__}: {printable(error, 300)} (a bug "
+              f"in capsviewer; set {DEBUG_ENV_VAR}=1 for the traceback and please report it)",
+              file=sys.stderr)
+        return 1
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """The failures a user can cause (evaluated when one is raised: nothing imported early)."""
+    from capsviewer.data import DatasetUnavailable
+    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
+
+    preprocess = sys.modules.get("capsviewer.analysis.preprocess")  # loaded if images were
+    images = (preprocess.ImageError,) if preprocess is not None else ()
+    return (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError, CommandError,
+            *images)
+
+
+def os_error_text(error: OSError) -> str:
+    """"cannot use PATH: No space left on device" from an OSError, without Python's [Errno]."""
+    where = error.filename if error.filename is not None else None
+    reason = error.strerror or str(error)
+    return f"cannot use {where}: {reason}" if where else reason
 
 
 def write_file(path: Path, data: bytes) -> Path:

@@ -13,6 +13,7 @@ from capsviewer.cli.common import (
     add_dataset,
     add_device,
     add_progress_switch,
+    batch_size,
     non_negative_int,
     positive_int,
     sub_command,
@@ -50,7 +51,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="use N random test images (default: all)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="picks the subset and draws the random transforms")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+    parser.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE,
                         help="images per forward pass")
     add_device(parser)
     add_progress_switch(parser)

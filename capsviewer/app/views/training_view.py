@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PySide6.QtCore import QEvent, Signal, Slot
+from PySide6.QtCore import QEvent, QTimer, Signal, Slot
 from PySide6.QtGui import QPalette
 from PySide6.QtWidgets import (
     QComboBox,
@@ -49,6 +49,9 @@ from capsviewer.training.devices import device_choices
 ROUTED = default_routing_iterations()  # architectures with routing: default iterations
 EXTRA_TIPS = {"model": FORMULAS["routing"], "routing_iterations": FORMULAS["routing"]}
 SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
+REDRAW_INTERVAL_MS = 100  # the curves and the progress bar redraw at most 10 times a second
+POINT_COLUMNS = ("step", "epoch", "batch", "loss", "accuracy", "smoothed_loss",
+                 "smoothed_accuracy")
 TRAIN_COLOUR, TEST_COLOUR = (31, 119, 180), (255, 127, 14)  # readable on light and dark
 
 LOSS_TIP = (
@@ -160,9 +163,15 @@ class TrainingView(QWidget, ExportableView):
         self._runner = None
         self._routed_model = "capsnet"  # whose default the iterations spin box holds
         self._history: list[EpochResult] = []
-        # (step, epoch, batch, loss, accuracy) per progress event, and their moving averages
-        self._batches: list[tuple[int, int, int, float, float]] = []
-        self._smoothed: list[tuple[float, float]] = []
+        # Per progress event: step, epoch, batch, loss, accuracy and the two moving averages
+        # (rows 0…_count−1 of a buffer that doubles when full).
+        self._points = np.zeros((1024, len(POINT_COLUMNS)))
+        self._count = 0
+        self._redraw_timer = QTimer(self)  # progress is drawn at most 10 times a second
+        self._redraw_timer.setSingleShot(True)
+        self._redraw_timer.setInterval(REDRAW_INTERVAL_MS)
+        self._redraw_timer.timeout.connect(self._redraw)
+        self.redraws = 0  # how often the curves were drawn (tests, benchmarks)
         self._batches_per_epoch = 1
         self._progress_text = self._epoch_text = ""
         self._build_form()
@@ -245,6 +254,10 @@ class TrainingView(QWidget, ExportableView):
         self.accuracy_curve = self.accuracy_plot.plot(pen=bold, name="train (batches)")
         self.accuracy_test_epochs = self._markers(self.accuracy_plot, "s", TEST_COLOUR,
                                                   "test (epoch)")
+        for curve in (self.loss_raw, self.loss_curve, self.accuracy_raw, self.accuracy_curve):
+            # a long run's thousands of points cost what the plot's width shows
+            curve.setDownsampling(auto=True, method="peak")
+            curve.setClipToView(True)
         right = QVBoxLayout()
         right.addWidget(self._progress)
         right.addWidget(self.loss_plot, 1)
@@ -393,39 +406,59 @@ class TrainingView(QWidget, ExportableView):
 
     @Slot(object)
     def on_progress(self, event: BatchProgress) -> None:
+        """Record the event; the curves and the bar are drawn by :meth:`_redraw`, at most
+        every REDRAW_INTERVAL_MS, whatever the rate of events."""
         step = (event.epoch - 1) * event.batches + event.batch
-        self._batches.append((step, event.epoch, event.batch, event.loss, event.accuracy))
-        if self._smoothed:
-            loss, accuracy = self._smoothed[-1]
-            self._smoothed.append((loss + SMOOTHING * (event.loss - loss),
-                                   accuracy + SMOOTHING * (event.accuracy - accuracy)))
-        else:
-            self._smoothed.append((event.loss, event.accuracy))
-        batches = np.asarray(self._batches, dtype=np.float64)
-        smoothed = np.asarray(self._smoothed, dtype=np.float64)
-        self.loss_raw.setData(batches[:, 0], batches[:, 3])
-        self.loss_curve.setData(batches[:, 0], smoothed[:, 0])
-        self.accuracy_raw.setData(batches[:, 0], batches[:, 4])
-        self.accuracy_curve.setData(batches[:, 0], smoothed[:, 1])
+        if self._count == len(self._points):
+            self._points = np.concatenate([self._points, np.zeros_like(self._points)])
+        loss, accuracy = event.loss, event.accuracy
+        if self._count:
+            last_loss, last_accuracy = self._points[self._count - 1, 5:]
+            loss = last_loss + SMOOTHING * (event.loss - last_loss)
+            accuracy = last_accuracy + SMOOTHING * (event.accuracy - last_accuracy)
+        self._points[self._count] = (step, event.epoch, event.batch, event.loss, event.accuracy,
+                                     loss, accuracy)
+        self._count += 1
         self._batches_per_epoch = event.batches
-        self._progress.setRange(0, event.epochs * event.batches)
-        self._progress.setValue(step)
+        self._progress_range = (event.epochs * event.batches, step)
         self._epoch_text = f"epoch {event.epoch}/{event.epochs}"
         self._progress_text = (
             f"{self._epoch_text} · batch {event.batch}/{event.batches} · "
             f"{event.images_per_second:,.0f} img/s · ETA {format_duration(event.eta_seconds)}"
         )
-        self._progress.setFormat(self._progress_text)
+        self._schedule_redraw()
 
     @Slot(object)
     def on_testing(self, event: EvaluationProgress) -> None:
         """The test pass after an epoch: the images tested so far (the ETA counts batches)."""
         self._progress_text = (f"{self._epoch_text} · testing {event.images:,}/{event.total:,} "
                                "test images")
-        self._progress.setFormat(self._progress_text)
+        self._schedule_redraw()
+
+    def _schedule_redraw(self) -> None:
+        if not self._redraw_timer.isActive():
+            self._redraw_timer.start()
+
+    @Slot()
+    def _redraw(self) -> None:
+        """Draw what the progress events recorded since the last redraw."""
+        self._redraw_timer.stop()
+        points = self._points[:self._count]
+        steps = points[:, 0]
+        self.loss_raw.setData(steps, points[:, 3])
+        self.loss_curve.setData(steps, points[:, 5])
+        self.accuracy_raw.setData(steps, points[:, 4])
+        self.accuracy_curve.setData(steps, points[:, 6])
+        if self._count:
+            self._progress.setRange(0, int(self._progress_range[0]))
+            self._progress.setValue(int(self._progress_range[1]))
+        if self._state != "paused" and self._progress_text:
+            self._progress.setFormat(self._progress_text)
+        self.redraws += 1
 
     @Slot(object)
     def on_epoch(self, result: EpochResult) -> None:
+        self._redraw()  # the epoch's markers join curves that are up to date
         self._history.append(result)
         # x: the last batch of each epoch, on the batch axis of the curves
         steps = np.array([h.epoch * self._batches_per_epoch for h in self._history], float)
@@ -444,6 +477,7 @@ class TrainingView(QWidget, ExportableView):
 
     @Slot(object)
     def on_finished(self, finished: TrainingFinished) -> None:
+        self._redraw()
         best = finished.best_test_accuracy
         verdict = "finished" if finished.completed else "cancelled"
         line = (f"{verdict} after {finished.epochs_done} epoch(s) "
@@ -467,12 +501,14 @@ class TrainingView(QWidget, ExportableView):
 
     @Slot(str)
     def on_failed(self, message: str) -> None:
+        self._redraw()
         self._log.addItem(f"failed: {message}")
         self._log.scrollToBottom()
         self._progress.setFormat("failed: " + message.splitlines()[0])
 
     def _clear(self) -> None:
-        self._history, self._batches, self._smoothed = [], [], []
+        self._redraw_timer.stop()
+        self._history, self._count = [], 0
         self._progress_text = self._epoch_text = ""
         for item in (self.loss_raw, self.loss_curve, self.loss_train_epochs, self.loss_test_epochs,
                      self.accuracy_raw, self.accuracy_curve, self.accuracy_test_epochs):
@@ -489,12 +525,11 @@ class TrainingView(QWidget, ExportableView):
             [[h.epoch, h.train_loss, h.train_accuracy, h.test_loss, h.test_accuracy, h.seconds,
               h.images_per_second] for h in self._history],
         )
-        batches = (
-            ["step", "epoch", "batch", "loss", "smoothed_loss", "accuracy", "smoothed_accuracy"],
-            [[step, epoch, batch, loss, smooth_loss, accuracy, smooth_accuracy]
-             for (step, epoch, batch, loss, accuracy), (smooth_loss, smooth_accuracy)
-             in zip(self._batches, self._smoothed)],
-        )
+        columns = ["step", "epoch", "batch", "loss", "smoothed_loss", "accuracy",
+                   "smoothed_accuracy"]
+        order = [POINT_COLUMNS.index(c) for c in columns]
+        batches = (columns, [[int(row[0]), int(row[1]), int(row[2]), *row[3:]] for row in
+                             self._points[:self._count, order].tolist()])
         return {"training-history": history, "training-batch-loss": batches}
 
     def export_scenes(self) -> dict[str, pg.GraphicsItem]:
