@@ -22,7 +22,7 @@ from torch import nn
 
 from capsviewer.checks import printable
 from capsviewer.models import build_model
-from capsviewer.training.metadata import MetadataError, checkpoint_problem, parse
+from capsviewer.training.metadata import MetadataError, checkpoint_problem, parse, skeleton
 
 FORMAT = "capsviewer-checkpoint"
 FORMAT_VERSION = 1
@@ -227,11 +227,7 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
     shape and dtype, and that every weight is a finite number."""
     tensors, metadata = load_tensors(path)
     architecture = metadata["architecture"]
-    try:
-        with torch.device("meta"):  # the shapes it needs, before allocating anything
-            expected = build_model(architecture, metadata.get("config")).state_dict()
-    except Exception as error:  # a config whose layers do not fit together
-        raise CheckpointError(f"{path} has an invalid {architecture} config: {error}") from error
+    expected = skeleton(architecture, metadata.get("config")).state_dict()  # nothing allocated
     problems = [f"missing {k}" for k in expected if k not in tensors]
     problems += [f"unexpected {printable(k, 60)}" for k in tensors if k not in expected]
     problems += [
@@ -259,7 +255,14 @@ def load_checkpoint(path: str | os.PathLike, device: str | torch.device = "cpu")
                 f"{key}: the training that wrote it diverged, so the model cannot be used")
     model = build_model(architecture, metadata.get("config"))
     model.load_state_dict({k: tensors[k].to(v.dtype) for k, v in model.state_dict().items()})
-    return Checkpoint(model.to(device).eval(), metadata)
+    config = model.config
+    try:  # one blank image through it: a config whose layers do not fit together fails here
+        with torch.no_grad():
+            model.eval()(torch.zeros(1, config.in_channels, config.image_size, config.image_size))
+    except Exception as error:
+        raise CheckpointError(f"{path} describes a {architecture} whose layers do not fit "
+                              f"together: {printable(error, 160)}") from error
+    return Checkpoint(model.to(device), metadata)
 
 
 def _check_file(path) -> Path:

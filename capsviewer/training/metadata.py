@@ -15,7 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from capsviewer.checks import number_problem, printable
-from capsviewer.models import MODELS, make_config
+import torch
+from torch import nn
+
+from capsviewer.models import MODELS, build_model, make_config
 from capsviewer.training.config import TrainConfig
 
 MAX_DEPTH = 16  # nesting of mappings and lists anywhere in the metadata
@@ -25,7 +28,11 @@ Check = Callable[[Any], str | None]  # a phrase ("must be a number") or None whe
 
 
 def number(kind: type = int, minimum=0, maximum=MAX_COUNT) -> Check:
-    return lambda value: number_problem(value, kind, minimum, maximum)
+    return lambda value: _got(number_problem(value, kind, minimum, maximum), value)
+
+
+def _got(problem: str | None, value) -> str | None:
+    return None if problem is None else f"{problem}, got {printable(repr(value), 40)}"
 
 
 def text(value) -> str | None:
@@ -37,7 +44,8 @@ def flag(value) -> str | None:
 
 
 def one_of(*choices) -> Check:
-    return lambda value: None if value in choices else f"must be one of {', '.join(choices)}"
+    return lambda value: None if value in choices else _got(
+        f"must be one of {', '.join(choices)}", value)
 
 
 def optional(check: Check) -> Check:
@@ -163,12 +171,22 @@ def checkpoint_problem(meta: dict[str, Any]) -> str | None:
         make_config(architecture, meta.get("config"))
     except (KeyError, ValueError) as error:
         return f"has an invalid {architecture} config: {str(error).removeprefix(architecture + ' config: ')}"
+    try:
+        skeleton(architecture, meta.get("config"))
+    except Exception as error:  # layers that do not fit together (a kernel larger than the image)
+        return f"has an invalid {architecture} config: {printable(error, 160)}"
     for key, check in CHECKPOINT.items():
         if key in meta:
             found = check(meta[key])
             if found:
                 return f"has invalid metadata: {key} {found}"
     return None
+
+
+def skeleton(architecture: str, config: dict | None) -> nn.Module:
+    """The model a config describes, on the meta device: its shapes, nothing allocated."""
+    with torch.device("meta"):
+        return build_model(architecture, config)
 
 
 def _depth(value) -> int:

@@ -442,8 +442,14 @@ class Trainer:
 
     def _check_output(self) -> None:
         """Refuse an output that cannot be written, before any training: a folder, a
-        read-only place, a disk without room for the checkpoint and its training state."""
+        read-only place, a disk without room for the checkpoint and its training state; and
+        a resume with nothing to resume from."""
         cfg = self.config
+        output, state = Path(cfg.output), state_path(cfg.output)
+        if cfg.resume and not state.exists() and output.exists():
+            raise TrainingError(
+                f"cannot resume: {output} has no training state beside it ({state.name}); "
+                "without --resume a new run starts and replaces it")
         weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
         # The state (weights and two Adam moments) and the checkpoint, each beside its
         # temp file while it is written; with keep_epochs one more checkpoint per epoch.
@@ -459,11 +465,7 @@ class Trainer:
         output, state = Path(cfg.output), state_path(cfg.output)
         for path in (output, state):
             remove_stale_temp_files(path)
-        if not state.exists():
-            if output.exists():
-                raise TrainingError(
-                    f"cannot resume: {output} has no training state beside it ({state.name}); "
-                    "without --resume a new run starts and replaces it")
+        if not state.exists():  # (with a checkpoint but no state, _check_output refused)
             return []
         try:
             resumed = load_training_state(output, self.model, optimizer, scheduler, generator,
