@@ -9,17 +9,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from capsviewer.training import (
-    BatchProgress,
-    EpochResult,
-    EvaluationProgress,
-    TrainConfig,
-    Trainer,
-    TrainingError,
-    load_checkpoint,
-    read_metadata,
-)
 from capsviewer.training import checkpoints, trainer as trainer_module
+from capsviewer.training.checkpoints import load_checkpoint, read_metadata
+from capsviewer.training.config import TrainConfig
+from capsviewer.training.evaluation import EvaluationProgress
+from capsviewer.training.trainer import BatchProgress, EpochResult, Trainer, TrainingError
 from capsviewer.training.resume import state_path
 
 TINY_CNN = {"channels": [4, 8, 8], "hidden": 16}

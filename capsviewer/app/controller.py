@@ -244,7 +244,7 @@ class Controller(QObject):
             setattr(self.state, job.result, Result(key))
             return
         what = job.result.replace("_", " ")
-        message, details = explain(error, f"computing the {what}")
+        message, details = explain(error, f"computing “{what}”")
         setattr(self.state, job.result, Result(key, error=message))
         self.failed.emit(f"{what.capitalize()} failed", message, details)
 

@@ -15,6 +15,7 @@ from capsviewer.cli.common import (
     add_device,
     add_progress_switch,
     batch_size,
+    find_models_noting_skipped,
     non_negative_int,
     positive_int,
     sub_command,
@@ -51,9 +52,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def default_capsnet() -> Path:
     """The CapsNet the app would open: the shipped one first."""
-    from capsviewer.training.model_files import SHIPPED_MODELS, find_models, model_dirs
+    from capsviewer.training.model_files import SHIPPED_MODELS, model_dirs
 
-    found = find_models("mnist").get("capsnet")
+    found = find_models_noting_skipped("mnist").get("capsnet")
     if found is None:
         searched = ", ".join(str(d) for d in model_dirs())
         raise CommandError(

@@ -114,6 +114,16 @@ def run_command(args: argparse.Namespace) -> int:
         return 1
 
 
+def find_models_noting_skipped(dataset: str = "mnist"):
+    """:func:`find_models`, printing a note that names the files it skipped."""
+    from capsviewer.training.model_files import find_models, skipped_note
+
+    found = find_models(dataset)
+    if skipped_note(found):
+        print(f"note: {skipped_note(found)}", file=sys.stderr)
+    return found
+
+
 def _expected_errors() -> tuple[type[Exception], ...]:
     """The failures a user can cause (evaluated when one is raised: nothing imported early)."""
     from capsviewer.data import DatasetUnavailable

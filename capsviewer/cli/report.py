@@ -14,6 +14,7 @@ from capsviewer.cli.common import (
     add_device,
     add_progress_switch,
     batch_size,
+    find_models_noting_skipped,
     non_negative_int,
     positive_int,
     sub_command,
@@ -77,9 +78,9 @@ def measure(args, command: str):
     from capsviewer.data import load_dataset
     from capsviewer.training import describe_device, load_checkpoint, select_device
     from capsviewer.training.checkpoints import epochs_trained
-    from capsviewer.training.model_files import find_models, model_dirs
+    from capsviewer.training.model_files import model_dirs
 
-    found = find_models(args.dataset)
+    found = find_models_noting_skipped(args.dataset)
     paths = list(args.model or [found[k] for k in ("capsnet", "cnn") if k in found])
     if not paths:
         searched = ", ".join(str(d) for d in model_dirs())
