@@ -7,7 +7,9 @@ Runs offscreen with the window the app opens. For each model, a training run sta
 Training tab's runner (batch 128, all of MNIST's training images, on the CPU); once its first
 progress event has arrived, a 10 ms QTimer ticks on the UI thread for ``--seconds``; a gap is
 the time between two ticks (10 ms when nothing else runs). Prints the 99th percentile, the
-worst gap and the median, with the progress events received and the redraws of the curves.
+worst gap and the median, with the progress events received, the redraws of the curves and
+the longest time one progress event or redraw kept the UI thread; first the same figures with
+nothing training (what the machine alone gives; other processes on it show up there).
 """
 
 from __future__ import annotations
@@ -21,6 +23,17 @@ from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
+
+
+def timed(slot, seconds: list[float]):
+    """``slot``, recording how long each call keeps the UI thread."""
+    def call(*args):
+        start = time.perf_counter()
+        try:
+            return slot(*args)
+        finally:
+            seconds.append(time.perf_counter() - start)
+    return call
 
 
 def main() -> int:
@@ -38,6 +51,11 @@ def main() -> int:
     app = QApplication(sys.argv[:1])
     from capsviewer.app.headless import wait_until
     from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.app.views.training_view import TrainingView
+
+    handled: list[float] = []  # seconds each progress event and each redraw took
+    for name in ("on_progress", "on_testing", "_redraw"):  # before the view is connected
+        setattr(TrainingView, name, timed(getattr(TrainingView, name), handled))
     from capsviewer.data import load_dataset
     from capsviewer.training import TrainConfig
 
@@ -60,8 +78,24 @@ def main() -> int:
     timer.setInterval(10)
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
     runner, view = window.runner, window.training_view
-    print(f"UI-thread gaps in ms while training (10 ms timer, {args.seconds:.0f} s each; "
-          f"{os.cpu_count()} CPUs, torch {torch.get_num_threads()} threads)")
+
+    def measure() -> np.ndarray:
+        ticks.clear()
+        timer.start()
+        loop = QEventLoop()  # the event loop as app.exec() runs it
+        QTimer.singleShot(int(args.seconds * 1000), loop.quit)
+        loop.exec()
+        timer.stop()
+        return np.diff(ticks) * 1000
+
+    def line(name: str, gaps: np.ndarray, extra: str = "") -> str:
+        return (f"  {name:8s} p99 {np.percentile(gaps, 99):6.1f}  worst {gaps.max():6.1f}  "
+                f"median {np.median(gaps):5.1f}  ({len(gaps)} gaps{extra})")
+
+    print(f"UI-thread gaps in ms (10 ms timer, {args.seconds:.0f} s each; {os.cpu_count()} "
+          f"CPUs, torch {torch.get_num_threads()} threads, load average "
+          f"{os.getloadavg()[0]:.1f})")
+    print(line("idle", measure()))
     for model in args.models:
         events = []
         runner.progress.connect(events.append)
@@ -70,20 +104,15 @@ def main() -> int:
                      train, test)
         wait(lambda: bool(events))
         first, redraws = len(events), view.redraws
-        ticks.clear()
-        timer.start()
-        loop = QEventLoop()  # the event loop as app.exec() runs it
-        QTimer.singleShot(int(args.seconds * 1000), loop.quit)
-        loop.exec()
-        timer.stop()
+        handled.clear()
+        gaps = measure()
         received, drawn = len(events) - first, view.redraws - redraws
+        longest = 1000 * max(handled, default=0.0)
         runner.cancel()
         wait(lambda: not runner.is_running())
         runner.progress.disconnect(events.append)
-        gaps = np.diff(ticks) * 1000
-        print(f"  {model:8s} p99 {np.percentile(gaps, 99):6.1f}  worst {gaps.max():6.1f}  "
-              f"median {np.median(gaps):5.1f}  ({len(gaps)} gaps; {received} progress events, "
-              f"{drawn} redraws)")
+        print(line(model, gaps, f"; {received} progress events, {drawn} redraws, the longest "
+                                f"{longest:.1f} ms"))
     window.shutdown()
     return 0
 

@@ -14,6 +14,7 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 
+import torch
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
@@ -33,6 +34,9 @@ from capsviewer.training import (
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress signals (≤ 20 per second)
+# Cores a CPU training run leaves to the rest of the app (the UI thread draws on one): torch's
+# thread count is per thread, so only the training's parallel regions get fewer threads.
+UI_CORES = 1
 _OUTLIVING: set["TrainingRunner"] = set()  # runners whose window closed before their worker
 
 
@@ -220,9 +224,13 @@ class TrainingRunner(QObject):
             trainer = Trainer(config, train_set, test_set)
             if not control.attach(trainer):
                 return
+            threads = torch.get_num_threads()  # this thread's: the lanes keep their own
+            if trainer.device.type == "cpu":
+                torch.set_num_threads(max(1, threads - UI_CORES))
             try:
                 yield from trainer.events()
             finally:
+                torch.set_num_threads(threads)  # the pool's thread may run other work next
                 control.detach()
         except DownloadCancelled:
             return

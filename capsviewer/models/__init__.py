@@ -75,7 +75,28 @@ def make_config(architecture: str, values: dict[str, Any] | None = None):
         if problem:
             raise ValueError(f"{architecture} config: {name} {problem}, got {value!r:.60}")
     values = {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
-    return config_cls(**values)
+    config = config_cls(**values)
+    problem = _geometry_problem(config)
+    if problem:
+        raise ValueError(f"{architecture} config: {problem}")
+    return config
+
+
+def _geometry_problem(config) -> str | None:
+    """Layers that cannot run on the config's images: a grid with no cells left (an image
+    smaller than the kernels need), a CNN whose layer lists differ in length, or an even CNN
+    kernel (its padding keeps the size of odd ones only)."""
+    sides = [*getattr(config, "primary_grid", ())[1:], *getattr(config, "grids", ())]
+    if hasattr(config, "kernel_sizes"):  # the CNN: each layer pads, then halves the image
+        if len(config.channels) != len(config.kernel_sizes):
+            return "channels and kernel_sizes need one entry per layer"
+        if any(k % 2 == 0 for k in config.kernel_sizes):
+            return "kernel_sizes must be odd"
+        sides.append(config.image_size >> len(config.channels))
+    if any(side < 1 for side in sides):
+        return (f"its layers do not fit a {config.image_size}×{config.image_size} image "
+                "(the kernels and strides leave no pixels)")
+    return None
 
 
 def _value_problem(name: str, kind, value) -> str | None:
