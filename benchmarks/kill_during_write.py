@@ -113,7 +113,8 @@ def child(argv: list[str], kill_at: str | None) -> int:
                 die()
             return replace(src, dst, *args, **kwargs)
 
-        trainer.atomic_write_bytes = aimed_write
+        trainer.atomic_write_bytes = aimed_write  # the checkpoint and the epoch's copy
+        checkpoints.atomic_write_bytes = aimed_write  # the state (through save_tensors)
         checkpoints.os.fdopen = aimed_fdopen
         checkpoints.os.replace = aimed_replace
     return main(argv)
