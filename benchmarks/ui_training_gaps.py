@@ -9,7 +9,9 @@ progress event has arrived, a 10 ms QTimer ticks on the UI thread for ``--second
 the time between two ticks (10 ms when nothing else runs). Prints the 99th percentile, the
 worst gap and the median, with the progress events received, the redraws of the curves and
 the longest time one progress event or redraw kept the UI thread; first the same figures with
-nothing training (what the machine alone gives; other processes on it show up there).
+nothing training (what the machine alone gives; other processes on it show up there). Then how
+long Cancel takes to stop the run (from the click to the runner's idle state), in a training
+batch and in the test pass after an epoch.
 """
 
 from __future__ import annotations
@@ -88,6 +90,12 @@ def main() -> int:
         timer.stop()
         return np.diff(ticks) * 1000
 
+    def cancel_seconds() -> float:
+        start = time.perf_counter()
+        runner.cancel()
+        wait(lambda: not runner.is_running())
+        return time.perf_counter() - start
+
     def line(name: str, gaps: np.ndarray, extra: str = "") -> str:
         return (f"  {name:8s} p99 {np.percentile(gaps, 99):6.1f}  worst {gaps.max():6.1f}  "
                 f"median {np.median(gaps):5.1f}  ({len(gaps)} gaps{extra})")
@@ -108,11 +116,20 @@ def main() -> int:
         gaps = measure()
         received, drawn = len(events) - first, view.redraws - redraws
         longest = 1000 * max(handled, default=0.0)
-        runner.cancel()
-        wait(lambda: not runner.is_running())
+        in_batch = cancel_seconds()
         runner.progress.disconnect(events.append)
         print(line(model, gaps, f"; {received} progress events, {drawn} redraws, the longest "
                                 f"{longest:.1f} ms"))
+        testing = []
+        runner.testing.connect(testing.append)
+        runner.start(TrainConfig(model=model, epochs=1, batch_size=128, subset=256,
+                                 device="cpu", output=str(folder / f"{model}-2.safetensors")),
+                     train, test)
+        wait(lambda: bool(testing))  # the test pass (10,000 images) has begun
+        in_test = cancel_seconds()
+        runner.testing.disconnect(testing.append)
+        print(f"           cancel took {1000 * in_batch:.0f} ms in a training batch, "
+              f"{1000 * in_test:.0f} ms in the test pass")
     window.shutdown()
     return 0
 

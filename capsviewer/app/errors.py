@@ -24,8 +24,8 @@ def explain(error: BaseException, doing: str) -> tuple[str, str]:
     if isinstance(error, MemoryError):
         return f"There was not enough memory for {doing}.", ""
     details = "".join(traceback.format_exception(error)).strip()
-    return (f"Something went wrong while {doing}. This is a bug in capsviewer; “Show "
-            "Details…” has what to put in a report."), details
+    return (f"Something went wrong while {doing}. This is a bug in capsviewer; please report "
+            "it."), details
 
 
 def _sentence(text: str) -> str:

@@ -53,6 +53,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or user_settings()
         self.show_errors = show_errors  # tests record errors instead of opening dialogs
         self.errors: list[tuple[str, str]] = []
+        self.error_box: QMessageBox | None = None  # the last one shown
         self.state = AppState(dataset=dataset_of(models or {}))
         self.controller = Controller(self.state, self, predict_test_set)
         self.session = ModelSession(self.state, self.controller.lanes["loading"], device,

@@ -68,8 +68,9 @@ def remove_stale_temp_files(path: str | os.PathLike) -> list[Path]:
     path, removed = Path(path), []
     prefix = _temp_prefix(path)
     try:
-        candidates = [p for p in path.parent.iterdir()
-                      if p.name.startswith(prefix) and p.name.endswith(".tmp")]
+        candidates = [p for p in path.parent.iterdir()  # plain files only: opening a FIFO
+                      if p.name.startswith(prefix) and p.name.endswith(".tmp")  # would block
+                      and p.is_file() and not p.is_symlink()]
     except OSError:
         return removed
     for candidate in candidates:
@@ -213,7 +214,7 @@ def load_tensors(path: str | os.PathLike, device: str | torch.device = "cpu",
         try:
             tensors = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as error:  # SafetensorError, a dtype this torch lacks, OSError
-            raise CheckpointError(f"{path} is damaged: {error}") from error
+            raise CheckpointError(f"{path} is damaged: {printable(error)}") from error
     return {k: v.to(device) for k, v in tensors.items()}, metadata
 
 
