@@ -43,6 +43,8 @@ def main() -> int:
     parser.add_argument("--data-root", default=os.environ.get("CAPSVIEWER_DATA"))
     parser.add_argument("--seconds", type=float, default=60.0)
     parser.add_argument("--models", nargs="+", default=["cnn", "capsnet"])
+    parser.add_argument("--no-drawing", action="store_true",
+                        help="the Training tab ignores progress (what training alone costs)")
     args = parser.parse_args()
 
     import numpy as np
@@ -57,7 +59,8 @@ def main() -> int:
 
     handled: list[float] = []  # seconds each progress event and each redraw took
     for name in ("on_progress", "on_testing", "_redraw"):  # before the view is connected
-        setattr(TrainingView, name, timed(getattr(TrainingView, name), handled))
+        slot = (lambda *_: None) if args.no_drawing else getattr(TrainingView, name)
+        setattr(TrainingView, name, timed(slot, handled))
     from capsviewer.data import load_dataset
     from capsviewer.training import TrainConfig
 

@@ -243,7 +243,12 @@ class TrainingView(QWidget, ExportableView):
         self._progress.setTextVisible(True)
         self.loss_plot = self._plot("loss", LOSS_TIP)
         self.accuracy_plot = self._plot("accuracy", ACCURACY_TIP)
+        # Ranges are set by _fit_ranges, not recomputed from the data at every redraw: the
+        # axes then repaint only when a range changes (about once an epoch), not at every point.
+        for plot in (self.loss_plot, self.accuracy_plot):
+            plot.disableAutoRange()
         self.accuracy_plot.setYRange(0, 1)
+        self._ranges = (0.0, 0.0)  # the x and loss axes' upper ends as set
         faint = pg.mkPen((*TRAIN_COLOUR, 70), width=1)
         bold = pg.mkPen(TRAIN_COLOUR, width=2)
         self.loss_raw = self.loss_plot.plot(pen=faint)
@@ -271,7 +276,8 @@ class TrainingView(QWidget, ExportableView):
         plot = pg.PlotWidget()
         plot.setLabel("bottom", "batch")
         plot.setLabel("left", quantity)
-        plot.showGrid(x=True, y=True, alpha=0.2)
+        # No grid: its lines belong to the axes, which then repaint the whole plot area with
+        # every new point (≈100 ms a redraw on a busy 2-core CPU, against ≈10 ms without).
         # loss falls and accuracy rises: keep the legend in the corner the curve leaves free
         plot.addLegend(offset=(-10, 10) if quantity == "loss" else (-10, -10))
         plot.setMenuEnabled(False)
@@ -454,7 +460,25 @@ class TrainingView(QWidget, ExportableView):
             self._progress.setValue(int(self._progress_range[1]))
         if self._state != "paused" and self._progress_text:
             self._progress.setFormat(self._progress_text)
+        self._fit_ranges()
         self.redraws += 1
+
+    def _fit_ranges(self) -> None:
+        """x: the epochs begun so far (grows once an epoch); loss: 0 to a little above the
+        largest loss drawn (grows when a larger one comes)."""
+        if not self._count:
+            return
+        right = self._points[self._count - 1, 1] * self._batches_per_epoch
+        tested = [h.test_loss for h in self._history]
+        top = float(np.nanmax([*self._points[:self._count, 3], *tested]))
+        x_right, loss_top = self._ranges
+        if right != x_right:
+            for plot in (self.loss_plot, self.accuracy_plot):
+                plot.setXRange(0, right, padding=0.02)
+        if top > loss_top or not loss_top:
+            loss_top = 1.1 * top if top > 0 else 1.0
+            self.loss_plot.setYRange(0, loss_top, padding=0)
+        self._ranges = (right, loss_top)
 
     @Slot(object)
     def on_epoch(self, result: EpochResult) -> None:
@@ -467,6 +491,7 @@ class TrainingView(QWidget, ExportableView):
         self.loss_train_epochs.setData(steps, train_loss)
         self.loss_test_epochs.setData(steps, test_loss)
         self.accuracy_test_epochs.setData(steps, test_accuracy)
+        self._fit_ranges()  # a test loss above every batch's
         self._log.addItem(
             f"epoch {result.epoch}/{result.epochs} · test accuracy "
             f"{100 * result.test_accuracy:.2f} %, loss {result.test_loss:.4f} · train accuracy "
@@ -513,6 +538,7 @@ class TrainingView(QWidget, ExportableView):
         for item in (self.loss_raw, self.loss_curve, self.loss_train_epochs, self.loss_test_epochs,
                      self.accuracy_raw, self.accuracy_curve, self.accuracy_test_epochs):
             item.setData([], [])
+        self._ranges = (0.0, 0.0)
         self._progress.reset()
         self._progress.setFormat("starting…")
         self._log.clear()
