@@ -5,6 +5,7 @@ and the Training tab's form are both built from :func:`train_options`."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -51,7 +52,8 @@ class Option:
             return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
         if self.type in (int, float):
             return number_problem(value, self.type, self.minimum, self.maximum)
-        if not isinstance(value, self.type):
+        kinds = (str, os.PathLike) if self.kind == "path" else self.type
+        if not isinstance(value, kinds):
             return f"must be {'true or false' if self.type is bool else 'text'}"
         return None
 
