@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 import re
 
+ROUTING_ITERATIONS = (1, 10)  # the range offered everywhere; the paper routes 3 times
+
 
 def range_problem(value, minimum, maximum, kind: type = int) -> str | None:
     """"must be at least 1", "must be between 1 and 10", … when ``value`` is out of range."""

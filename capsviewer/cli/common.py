@@ -1,5 +1,7 @@
 """What every sub-command shares: the help format, argument types with their ranges, the
-common options, writing files, and turning expected failures into one line and an exit status."""
+common options, writing files, and turning expected failures into one line and an exit status.
+
+Light to import (no torch): ``capsviewer --help`` and the app's start read it."""
 
 from __future__ import annotations
 
@@ -11,8 +13,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASETS
-from capsviewer.checks import printable, range_problem
-from capsviewer.models import ROUTING_ITERATIONS
+from capsviewer.checks import ROUTING_ITERATIONS, printable, range_problem
 from capsviewer.training.devices import DEVICE_HELP
 
 MAX_BATCH = 65_536  # images per batch at most, as `capsviewer train --batch-size`

@@ -9,9 +9,12 @@ from pathlib import Path
 from capsviewer.cli.common import add_data_root, add_device, routing_iterations, sub_command
 
 
+# In `capsviewer --help`:
+HELP = "every view for one input as PNG, SVG and CSV, without a window"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub_command(sub, "export", run,
-                         "every view for one input as PNG, SVG and CSV, without a window")
+    parser = sub_command(sub, "export", run, HELP)
     parser.add_argument("--model", type=Path, action="append", metavar="PATH",
                         help="checkpoint (repeat for both; default: as the app finds them)")
     source = parser.add_mutually_exclusive_group()

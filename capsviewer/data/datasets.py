@@ -1,7 +1,9 @@
 """MNIST and Fashion-MNIST in torchvision's layout, held in memory as uint8 tensors.
 
 Files already on disk are read directly (IDX format, no torchvision import: it costs the app
-over a second of start-up); a missing split (the training or the test set, each two files) is
+over a second of start-up). Importing this module, and reading a split as numpy arrays
+(:func:`read_split`), do not import torch either: the app shows its test-set browser before
+torch is loaded. A missing split (the training or the test set, each two files) is
 downloaded from torchvision's mirrors, checked against its MD5 sums, and unpacked.
 
 The data root is, in order: the ``root`` argument (``--data-root``), the environment variable
@@ -21,7 +23,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from capsviewer import paths
 from capsviewer.checks import printable
@@ -80,7 +81,8 @@ class DatasetUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A whole split in memory: images uint8 (N, 1, 28, 28) and labels int64 (N,)."""
+    """A whole split in memory: images uint8 (N, 1, 28, 28) and labels int64 (N,), torch
+    tensors (:func:`image_set` makes one from numpy arrays)."""
 
     name: str
     train: bool
@@ -98,6 +100,8 @@ class ImageSet:
             return self
         if size < 1:
             raise ValueError(f"subset size must be positive, got {size}")
+        import torch
+
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
         return ImageSet(self.name, self.train, self.images[order], self.labels[order], self.classes,
                         self.is_sample)
@@ -157,6 +161,19 @@ def load_dataset(
 ) -> ImageSet:
     """Load a split; its files missing from ``root`` are downloaded if ``download`` is set
     (only that split's: browsing the test set never fetches the training set)."""
+    return image_set(name, train, *read_split(name, train, root, download, progress, should_stop))
+
+
+def read_split(
+    name: str = "mnist",
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split as numpy arrays, images uint8 (N, 28, 28) and labels uint8 (N,), without
+    importing torch; as :func:`load_dataset` otherwise (nothing is downloaded by default)."""
     if name not in DATASETS:
         raise DatasetUnavailable(f"unknown dataset {printable(repr(name), 60)}; capsviewer "
                                  f"knows {', '.join(DATASETS)}")
@@ -171,11 +188,21 @@ def load_dataset(
     image_file, label_file = (raw / f for f in spec.split_files(train))
     images, labels = _read_idx(image_file, 3), _read_idx(label_file, 1)
     _check_split(spec, image_file, images, label_file, labels)
-    return ImageSet(name, train, images.unsqueeze(1).contiguous(), labels.long(), spec.classes)
+    return images, labels
 
 
-def _check_split(spec: DatasetSpec, image_file: Path, images: torch.Tensor, label_file: Path,
-                 labels: torch.Tensor) -> None:
+def image_set(name: str, train: bool, images: np.ndarray, labels: np.ndarray,
+              is_sample: bool = False) -> ImageSet:
+    """An ImageSet sharing the memory of uint8 arrays, images (N, 28, 28) or (N, 1, 28, 28)."""
+    import torch
+
+    images = torch.from_numpy(np.ascontiguousarray(images).reshape(len(images), 1, 28, 28))
+    return ImageSet(name, train, images, torch.from_numpy(np.asarray(labels)).long(),
+                    DATASETS[name].classes, is_sample)
+
+
+def _check_split(spec: DatasetSpec, image_file: Path, images: np.ndarray, label_file: Path,
+                 labels: np.ndarray) -> None:
     """A split as capsviewer's models need it: 28×28 images, one label each, every label a
     class of the dataset."""
     def fail(reason: str) -> DatasetUnavailable:
@@ -225,7 +252,7 @@ def _gunzip(archive: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def _read_idx(path: Path, ndim: int) -> torch.Tensor:
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
     """An IDX file of unsigned bytes (MNIST's format) with ``ndim`` dimensions: magic,
     dimensions, then the data."""
     try:
@@ -244,7 +271,7 @@ def _read_idx(path: Path, ndim: int) -> torch.Tensor:
     dims = struct.unpack(f">{ndim}I", data[4:header])
     if len(data) != header + math.prod(dims):
         raise DatasetUnavailable(f"{path} is truncated; delete it to download again")
-    return torch.from_numpy(np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy())
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
 
 
 def _has_files(spec: DatasetSpec, root: Path, train: bool) -> bool:

@@ -8,10 +8,11 @@ from typing import Any
 
 from torch import nn
 
-from capsviewer.checks import number_problem
+from capsviewer.checks import ROUTING_ITERATIONS, number_problem
 
 from capsviewer.models.capsnet import CapsNet, CapsNetConfig, CapsNetOutput
 from capsviewer.models.cnn import BaselineCNN, CNNConfig, CNNOutput
+from capsviewer.models.efficient_capsnet import EfficientCapsNet, EfficientCapsNetConfig
 from capsviewer.models.matrix_capsnet import (
     MatrixCapsNet,
     MatrixCapsNetConfig,
@@ -23,10 +24,12 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
     "cnn": (BaselineCNN, CNNConfig),
     "matrix-capsnet": (MatrixCapsNet, MatrixCapsNetConfig),
+    "efficient-capsnet": (EfficientCapsNet, EfficientCapsNetConfig),
 }
 
 # What the app, the reports and the Training tab call each architecture.
-TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
+TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)",
+          "efficient-capsnet": "Efficient-CapsNet (self-attention routing)"}
 
 
 def display_name(architecture: str) -> str:
@@ -40,7 +43,6 @@ def default_routing_iterations() -> dict[str, int]:
             if any(f.name == "routing_iterations" for f in dataclasses.fields(config))}
 
 
-ROUTING_ITERATIONS = (1, 10)  # the range offered everywhere; the paper routes 3 times
 # Ranges of config values (from checkpoints, the command line): an integer is a size or a
 # count, 1 to 4,096, unless named here; a float is finite and within its range.
 LIMITS: dict[str, tuple[float, float]] = {
@@ -100,7 +102,7 @@ def _geometry_problem(config) -> str | None:
 
 
 def _value_problem(name: str, kind, value) -> str | None:
-    """Why ``value`` does not fit a config field of type ``kind`` (int, float, bool,
+    """Why ``value`` does not fit a config field of type ``kind`` (int, float, bool, str,
     ``float | None`` or ``tuple[int, ...]``), or None."""
     args = typing.get_args(kind)
     if type(None) in args:
@@ -109,6 +111,8 @@ def _value_problem(name: str, kind, value) -> str | None:
         kind = next(a for a in args if a is not type(None))
     if kind is bool:
         return None if isinstance(value, bool) else "must be true or false"
+    if kind is str:  # a name (the routing…): the config itself checks it is a known one
+        return None if isinstance(value, str) and len(value) <= 64 else "must be a short name"
     if typing.get_origin(kind) is tuple:
         if not isinstance(value, (list, tuple)) or not 1 <= len(value) <= MAX_LAYERS:
             return f"must be a list of 1 to {MAX_LAYERS} sizes"
@@ -132,6 +136,8 @@ __all__ = [
     "CapsNet",
     "CapsNetConfig",
     "CapsNetOutput",
+    "EfficientCapsNet",
+    "EfficientCapsNetConfig",
     "MatrixCapsNet",
     "MatrixCapsNetConfig",
     "MatrixCapsNetOutput",

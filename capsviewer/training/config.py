@@ -66,8 +66,9 @@ def option(help: str, **details) -> dict:
 @dataclass
 class TrainConfig:
     model: str = field(default="capsnet", metadata=option(
-        "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, or matrix "
-        "capsules with EM routing (Hinton et al. 2018)", label="Model", choices=tuple(MODELS),
+        "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, matrix "
+        "capsules with EM routing (Hinton et al. 2018), or Efficient-CapsNet (Mazzia et al. "
+        "2021)", label="Model", choices=tuple(MODELS),
         titles=TITLES))
     model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
         "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",

@@ -1,12 +1,14 @@
-"""Choosing the device models run on."""
+"""Choosing the device models run on. Light to import (torch is imported by the functions):
+the command line's help and the app's start read the names here."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from capsviewer.checks import printable
-from capsviewer.models.precision import native_bf16
 
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
 DEVICE_TYPES = ("cpu", "cuda", "mps")  # where the models run (not meta, xla, privateuseone…)
@@ -18,11 +20,13 @@ class DeviceUnavailable(RuntimeError):
 
 def select_device(name: str | torch.device | None = "auto") -> torch.device:
     """``auto`` (or None) picks CUDA when present, else the CPU; anything else is checked."""
+    import torch
+
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except (RuntimeError, TypeError, ValueError) as error:
+    except (RuntimeError, TypeError, ValueError):
         device = None
     if device is None or device.type not in DEVICE_TYPES or (
             device.type == "cpu" and device.index not in (None, 0)):
@@ -45,6 +49,8 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
 
 def device_choices() -> list[str]:
     """The devices to offer a user: auto and cpu, then every CUDA GPU torch sees."""
+    import torch
+
     choices = ["auto", "cpu"]
     if torch.cuda.is_available():
         choices += [f"cuda:{k}" for k in range(torch.cuda.device_count())]
@@ -52,6 +58,8 @@ def device_choices() -> list[str]:
 
 
 def describe_device(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{device} ({torch.get_num_threads()} threads)"
@@ -68,9 +76,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    from capsviewer.models.precision import native_bf16
+
     return "bf16" if native_bf16(device) else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
     """The autocast context for a resolved ``precision`` (disabled for fp32)."""
+    import torch
+
     return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")
