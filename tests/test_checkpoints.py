@@ -118,3 +118,22 @@ def test_a_header_size_ending_in_0x80_is_not_mistaken_for_a_pickle(tmp_path):
     else:
         pytest.fail("no padding gave a header size ending in 0x80")
     assert load_checkpoint(path).metadata["pad"] == "x" * pad
+
+
+def test_a_torn_temp_file_is_removed_by_the_next_write_but_a_live_one_is_not(tmp_path):
+    """A kill inside a write leaves `.NAME.XXXX.tmp`; the next write of NAME removes it. A temp
+    file another writer still holds (locked) stays: that write is under way."""
+    fcntl = pytest.importorskip("fcntl")
+    path = tmp_path / "m.safetensors"
+    torn = tmp_path / ".m.safetensors.killed.tmp"
+    torn.write_bytes(b"half a checkpoint")
+    live = tmp_path / ".m.safetensors.writing.tmp"
+    other = tmp_path / ".other.safetensors.x.tmp"  # another file's temp file: not ours
+    other.write_bytes(b"x")
+    with open(live, "wb") as writer:
+        fcntl.flock(writer.fileno(), fcntl.LOCK_EX)
+        save_checkpoint(path, build_model("cnn"), {"epoch": 1})
+        assert not torn.exists() and live.exists() and other.exists()
+    assert ckpt.remove_stale_temp_files(path) == [live]  # its writer is gone now
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.safetensors.x.tmp",
+                                                          "m.safetensors"]

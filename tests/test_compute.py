@@ -74,7 +74,9 @@ def test_errors_reach_the_ui_and_the_lane_survives(qtbot, lane):
 
     with qtbot.waitSignal(lane.failed, timeout=3000) as blocker:
         lane.submit("decode", broken)
-    assert blocker.args == ["decode", "ValueError: bad pose"]
+    key, sentence, details = blocker.args  # a sentence for the dialog, Python's text behind it
+    assert key == "decode" and "bad pose" not in sentence and "computing decode" in sentence
+    assert details.rstrip().endswith("ValueError: bad pose") and "Traceback" in details
     errors, shown = [], []
     lane.submit("decode", broken, on_error=errors.append)
     lane.submit("other", lambda: 1, on_done=shown.append)

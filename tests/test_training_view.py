@@ -57,14 +57,12 @@ def record(signal) -> list:
 def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
     view, runner = trainer_ui
     view.set_config(cnn_config(tmp_path))
-    curve_lengths = []
-    runner.progress.connect(lambda _: curve_lengths.append(len(view.loss_curve.getData()[0])))
     progress_texts = []
     runner.progress.connect(lambda _: progress_texts.append(view._progress_text))
     progress, epochs = record(runner.progress), record(runner.epoch_done)
     finished = record(runner.finished)
-    testing = []  # the progress bar's text as each test-pass event arrives (after the view's slot)
-    runner.testing.connect(lambda event: testing.append((event, view._progress.format())))
+    testing = []  # the progress text as each test-pass event arrives (after the view's slot)
+    runner.testing.connect(lambda event: testing.append((event, view._progress_text)))
     with qtbot.waitSignal(view.model_ready, timeout=20_000) as ready:
         qtbot.mouseClick(view.start_button, LEFT)
         assert runner.is_running() and not view.start_button.isEnabled()
@@ -72,7 +70,8 @@ def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
 
     assert len(progress) >= 4 and all(isinstance(p, BatchProgress) for p in progress)
     assert progress[-1].epoch == 2 and progress[-1].batch == progress[-1].batches == 8
-    assert curve_lengths == list(range(1, len(progress) + 1))  # the curve grows with each event
+    steps, losses = view.loss_raw.getOriginalDataset()  # every event, drawn in ≤ 10 Hz redraws
+    assert list(losses) == [p.loss for p in progress]
     assert PROGRESS_FORMAT.fullmatch(progress_texts[-1])
     last, text = testing[-1]
     assert last.images == last.total == 200 and text == "epoch 2/2 · testing 200/200 test images"
@@ -113,7 +112,7 @@ def test_capsnet_trains_a_small_subset(qtbot, trainer_ui, tmp_path, mnist_train,
     assert len(epochs) == 1 and 0.0 <= epochs[0].test_accuracy <= 1.0
     meta = saved_metadata(ready.args[0])
     assert meta["train_config"]["model_config"] == {"routing_iterations": 2}
-    assert len(view.loss_curve.getData()[0]) == 2  # two batches, both delivered
+    assert len(view.loss_curve.getOriginalDataset()[0]) == 2  # two batches, both delivered
 
 
 def test_cancel_stops_the_run_in_its_first_epoch(qtbot, trainer_ui, tmp_path, mnist_train,

@@ -22,6 +22,9 @@ BOX = 20  # longer side of the digit's bounding box
 CENTRE = 14.0  # where MNIST puts the centre of mass (row, column in pixel indices)
 MIN_CONTRAST = 0.05  # ink must differ from the background by 5 % of the full range
 BOX_THRESHOLD = 0.05  # the bounding box ignores fainter fringes (JPEG ringing, blur)
+MAX_PIXELS = 30_000_000  # larger image files are refused from their header (6000 × 5000)
+WORKING_SIDE = 2048  # longer side that larger images are reduced to before preprocessing
+REDUCIBLE = ("L", "LA", "RGB", "RGBA", "I", "F")  # modes Image.reduce averages correctly
 DESCRIPTION = (
     "MNIST preprocessing: ink bright on dark, crop to the ink, scale the longer side to "
     f"{BOX} px, centre of mass at the centre of {SIZE}×{SIZE}"
@@ -115,6 +118,8 @@ def _grayscale(image: Image.Image) -> np.ndarray:
         return np.asarray(image, np.float64) / 65535.0
     if image.mode in ("I", "F"):
         values = np.asarray(image, np.float64)
+        if not np.isfinite(values).all():
+            raise ImageError("it holds pixels that are not numbers (NaN or infinity)")
         span = values.max() - values.min()
         return (values - values.min()) / span if span > 0 else np.zeros_like(values)
     has_alpha = image.mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in image.info
@@ -133,38 +138,63 @@ def _grayscale(image: Image.Image) -> np.ndarray:
 def load_image_file(path: str | os.PathLike) -> np.ndarray:
     """Read any image Pillow can (PNG, JPEG, BMP, GIF, TIFF, WebP…) as a 28×28 MNIST digit.
 
-    Raises ImageError, naming the file, when it is missing, empty, not an image, damaged,
-    implausibly large (a decompression bomb) or blank.
+    Memory and time stay bounded whatever the file claims: images over :data:`MAX_PIXELS`
+    are refused from their header, JPEGs are decoded at a reduced scale, and anything larger
+    than :data:`WORKING_SIDE` is reduced before it becomes an array. Raises ImageError, naming
+    the file, when it is missing, empty, not an image, damaged, too large or blank.
     """
     path = Path(path)
 
     def fail(reason: str) -> ImageError:
         return ImageError(f"Cannot open {path.name or str(path)}: {reason}.")
 
-    if not path.exists():
-        raise fail("the file does not exist")
-    if not path.is_file():
-        raise fail("it is not a file")
-    if path.stat().st_size == 0:
-        raise fail("the file is empty")
     try:
+        if not path.exists():
+            raise fail("the file does not exist")
+        if not path.is_file():
+            raise fail("it is not a file")
+        if path.stat().st_size == 0:
+            raise fail("the file is empty")
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
-                if image.width == 0 or image.height == 0:
-                    raise fail("the image has no pixels")
-                image.load()  # the first frame of an animation
-                gray = _grayscale(ImageOps.exif_transpose(image))
-    except ImageError:
-        raise
+                gray = _grayscale(_decoded(image, fail))
+    except ImageError as error:
+        if str(error).startswith("Cannot open"):
+            raise
+        raise fail(str(error)) from None
     except (Image.DecompressionBombError, Image.DecompressionBombWarning):
-        raise fail(f"it is too large (more than {Image.MAX_IMAGE_PIXELS:,} pixels)") from None
+        raise fail(f"it is too large (more than {MAX_PIXELS:,} pixels)") from None
     except PermissionError:
         raise fail("permission to read it was denied") from None
     except UnidentifiedImageError:
         raise fail("it is not an image in a format Pillow can read") from None
+    except MemoryError:
+        raise fail("it needs more memory than is available") from None
     except Exception as error:  # Pillow raises OSError, SyntaxError, ValueError… on damaged files
         raise fail(f"the file is damaged or truncated ({error})") from None
     if is_blank(gray):
         raise fail("the image is blank (no digit found)")
     return to_mnist(gray)
+
+
+def _decoded(image: Image.Image, fail) -> Image.Image:
+    """The first frame, upright, no larger than WORKING_SIDE on its longer side."""
+    if image.width == 0 or image.height == 0:
+        raise fail("the image has no pixels")
+    image.draft("L", (WORKING_SIDE, WORKING_SIDE))  # JPEG: decoded at 1/2, 1/4 or 1/8 scale
+    if image.width * image.height > MAX_PIXELS:
+        raise fail(f"it is too large ({image.width:,} × {image.height:,} pixels; up to "
+                   f"{MAX_PIXELS / 1e6:.0f} megapixels are read)")
+    image.load()  # the first frame of an animation
+    image = ImageOps.exif_transpose(image)
+    factor = -(-max(image.size) // WORKING_SIDE)
+    if factor > 1:
+        if image.mode.startswith("I;16"):
+            image = image.convert("I")
+        elif image.mode not in REDUCIBLE:  # palettes, bilevel, CMYK…: grey levels first
+            has_alpha = "A" in image.mode or "transparency" in image.info
+            image = image.convert("RGBA" if has_alpha else "L")
+        image = image.reduce(factor)
+    return image
+

@@ -36,7 +36,7 @@ def window_actions(w) -> list[Action]:
         Action("&File", "Open &image…", lambda w: w.input_view.choose_file(), "Ctrl+I",
                "Classify a digit from an image file"),
         *[Action("&File/Sample i&mages", path.stem.replace("-", " "),
-                 lambda w, p=path: w.input_view.open_file(p))
+                 lambda w, p=path: w.input_view.request_file(p))
           for path in sorted(resource_path("samples").glob("*.png"))],
         Action("&File", "&Download the full test set", lambda w: w.session.download_test_set(),
                tip="Download this dataset's test set (never its training set) into the data folder",

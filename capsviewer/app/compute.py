@@ -21,6 +21,8 @@ from typing import Any
 import shiboken6
 from PySide6.QtCore import QThread, Qt, Signal, Slot
 
+from capsviewer.app.errors import explain
+
 _LANES: "weakref.WeakSet[ComputeLane]" = weakref.WeakSet()
 
 
@@ -56,7 +58,7 @@ class JobCancelled(Exception):
 class ComputeLane(QThread):
     outcome = Signal(object)  # JobOutcome, emitted from the worker thread
     progressed = Signal(int, object)  # token, progress arguments, from the worker thread
-    failed = Signal(str, str)  # key, message: a job without on_error raised
+    failed = Signal(str, str, str)  # key, sentence, details: a job without on_error raised
     busy_changed = Signal(bool)
 
     def __init__(self, name: str = "compute", parent=None):
@@ -147,7 +149,7 @@ class ComputeLane(QThread):
         elif job.on_error is not None:
             job.on_error(outcome.error)
         else:
-            self.failed.emit(outcome.key, f"{type(outcome.error).__name__}: {outcome.error}")
+            self.failed.emit(outcome.key, *explain(outcome.error, f"computing {outcome.key}"))
 
     # -- worker thread ----------------------------------------------------------------------------
     def run(self) -> None:

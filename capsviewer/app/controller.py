@@ -40,6 +40,7 @@ from capsviewer.analysis.routing_diagnostics import (
     routing_ablation,
 )
 from capsviewer.app.compute import ComputeLane
+from capsviewer.app.errors import explain
 from capsviewer.app.export import animation_job, export_job
 from capsviewer.app.state import AppState, Result, TestSetPredictions
 from capsviewer.data.transforms import as_batch, model_device, rotate_images
@@ -182,7 +183,7 @@ JOBS = (
 class Controller(QObject):
     """Owns the compute lanes; keeps every result in the state current with its inputs."""
 
-    failed = Signal(str, str)  # title, message: a job raised
+    failed = Signal(str, str, str)  # title, sentence, details: a job raised
     busy_changed = Signal(bool)
 
     def __init__(self, state: AppState, parent: QObject | None = None,
@@ -193,7 +194,8 @@ class Controller(QObject):
         self.lanes = {name: ComputeLane(name, self) for name in
                       ("interactive", "batch", "test-set", "lab", "loading", "export")}
         for lane in self.lanes.values():
-            lane.failed.connect(lambda key, message: self.failed.emit(f"{key} failed", message))
+            lane.failed.connect(lambda key, message, details:
+                                self.failed.emit(f"{key} failed", message, details))
             lane.busy_changed.connect(lambda _: self.busy_changed.emit(not self.is_idle()))
         self._revisions: dict[str, int] = defaultdict(int)
         self._jobs_of: dict[str, list[Job]] = defaultdict(list)
@@ -247,9 +249,10 @@ class Controller(QObject):
         if isinstance(error, EvaluationCancelled):
             setattr(self.state, job.result, Result(key))
             return
-        message = f"{type(error).__name__}: {error}"
+        what = job.result.replace("_", " ")
+        message, details = explain(error, f"computing “{what}”")
         setattr(self.state, job.result, Result(key, error=message))
-        self.failed.emit(f"{job.result.replace('_', ' ').capitalize()} failed", message)
+        self.failed.emit(f"{what.capitalize()} failed", message, details)
 
     def _progress(self, job: Job, key: tuple, done: int, total: int) -> None:
         current = getattr(self.state, job.result)
@@ -286,8 +289,10 @@ class Controller(QObject):
 
     def _export_failed(self, key, error: BaseException) -> None:
         if self.state.export.key == key:
-            self.state.export = Result(key, error=f"{type(error).__name__}: {error}"
-                                       if not isinstance(error, OSError) else str(error))
+            message, details = explain(error, "exporting")
+            self.state.export = Result(key, error=message)
+            if details:
+                self.failed.emit("Export failed", message, details)
 
     def _export_progress(self, key, done: int, total: int) -> None:
         if self.state.export.key == key and self.state.export.pending:

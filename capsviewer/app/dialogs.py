@@ -7,6 +7,7 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
+from capsviewer.app.errors import explain
 
 CHECKPOINTS = "capsviewer checkpoints (*.safetensors)"
 
@@ -36,7 +37,8 @@ def save_model(window, architecture: str) -> None:
         window.controller.lanes["loading"].submit(
             "save", save_checkpoint, path, entry.model, meta,
             on_done=lambda saved: window.status_text.setText(f"Saved {saved}"),
-            on_error=lambda error: window.report_error("Could not save", str(error)))
+            on_error=lambda error: window.report_error(
+                "Could not save", *explain(error, "saving the model")))
 
 
 def choose_data_root(window) -> None:

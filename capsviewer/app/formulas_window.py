@@ -181,7 +181,8 @@ def open_formulas(window) -> FormulasWindow:
         window.controller.lanes["loading"].submit(
             "formulas", render_sheet, dialog.text_colour(), int(100 * ratio),
             on_done=dialog.show_rendered,
-            on_error=lambda error: window.report_error("Cannot typeset the formulas", str(error)))
+            on_error=lambda error: window.report_error(
+                "Cannot typeset the formulas", *explain(error, "typesetting the formulas")))
     dialog.show()
     dialog.raise_()
     return dialog

@@ -20,14 +20,22 @@ def export_views(args) -> int:
     from capsviewer.app.main_window import MainWindow, default_models
     from capsviewer.data import DATASET_TITLES, load_test_set
     from capsviewer.training import read_metadata
-    from capsviewer.training.model_files import dataset_of
+    from capsviewer.training.checkpoints import output_problem
+    from capsviewer.training.model_files import dataset_of, skipped_note
 
     from pyqtgraph.util.garbage_collector import GarbageCollector
 
     app = QApplication.instance() or QApplication(sys.argv[:1])
     collector = GarbageCollector(interval=1.0)  # noqa: F841  GUI-thread-only collection
     theme.apply_theme(app, "light")  # figures for papers and slides: light, whatever the system
+    problem = output_problem(Path(args.out) / "capsviewer-export.png")
+    if problem:
+        print(f"capsviewer export: error: cannot export to {args.out}: {problem}",
+              file=sys.stderr)
+        return 2
     models = default_models()
+    if skipped_note(models):
+        print(f"note: {skipped_note(models)}", file=sys.stderr)
     for path in args.model or []:
         models[read_metadata(path)["architecture"]] = Path(path)
     if not models:
@@ -83,8 +91,12 @@ def export_views(args) -> int:
             written += window.export_views([view], args.out)
         for path in written:
             print(path)
+        if window.errors:
+            for title, message in window.errors:
+                print(f"capsviewer export: error: {title}: {message}", file=sys.stderr)
+            return 2
         print(f"{len(written)} files for {window.image.source} in {args.out}")
-        return 0 if not window.errors else 2
+        return 0
     finally:
         collector.timer.stop()
         gc.enable()  # as it was: this may run inside a longer-lived process

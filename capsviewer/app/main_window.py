@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
 from capsviewer.app import theme
 from capsviewer.app.actions import build_menus, device_actions, window_actions
 from capsviewer.app.compute import ComputeLane
+from capsviewer.app.errors import explain
 from capsviewer.app.settings import user_settings
 from capsviewer.app.status_bar import NO_MODEL, StatusBar
 from capsviewer.app.views.common import FORMULAS, render_tooltips
@@ -73,6 +74,8 @@ class MainWindow(QMainWindow):
         self.settings = settings or user_settings()
         self.show_errors = show_errors  # tests record errors instead of opening dialogs
         self.errors: list[tuple[str, str]] = []
+        self.error_box: QMessageBox | None = None  # the last one shown
+        self.skipped_label: QLabel | None = None  # set when model files were skipped
         self.data_root = data_root
         self.state = self.controller = self.session = self.runner = None  # start() sets them
         self._views: dict[str, object] = {}
@@ -139,7 +142,7 @@ class MainWindow(QMainWindow):
                         on_done=lambda found: self._started_in_background(found, device,
                                                                           download),
                         on_error=lambda error: self.report_error(
-                            "capsviewer could not start", f"{type(error).__name__}: {error}"))
+                            "capsviewer could not start", *explain(error, "starting")))
 
         def read(arrays) -> None:
             self.show_test_arrays(arrays)
@@ -187,10 +190,12 @@ class MainWindow(QMainWindow):
             self.session.load_test_set(dataset)  # the sample when MNIST is not here
         for path in models.values():
             self.session.load_checkpoint(path)
+        self.input_view.decode_lane = self.controller.lanes["loading"]  # files off the UI thread
         self.input_view.bind(self.state)
         if not models:
             self.status_text.setText(f"No model found: {NO_MODEL}")
             self.tabs.setCurrentIndex(self._tab_of("training_view"))
+        self._show_skipped(models)
         self._tab_shown(self.tabs.currentIndex())
         if on_demand:
             self._idle_builder = QTimer(self)
@@ -200,6 +205,17 @@ class MainWindow(QMainWindow):
         else:
             self._build_every_view()
         self.started.emit()
+
+    def _show_skipped(self, models) -> None:
+        """Unreadable files in the model folders: said in the status bar, not fatal."""
+        from capsviewer.app.workbench import skipped_note
+
+        note = skipped_note(models)
+        if note:
+            self.skipped_label = QLabel(f"⚠ {len(models.skipped)} model file(s) skipped")
+            self.skipped_label.setToolTip("\n".join(reason for _, reason in models.skipped))
+            self.statusBar().insertPermanentWidget(0, self.skipped_label)
+            self.status_text.setText(note)
 
     def _connect(self) -> None:
         events = self.state.events
@@ -329,7 +345,7 @@ class MainWindow(QMainWindow):
         try:
             written = export_views(views, folder)
         except OSError as error:
-            self.report_error("Export failed", str(error))
+            self.report_error("Export failed", *explain(error, "exporting"))
             return []
         self.status_text.setText(f"Exported {len(written)} files to {folder}")
         return written
@@ -356,15 +372,19 @@ class MainWindow(QMainWindow):
 
         return offer_tour(self)
 
-    @Slot(str, str)
-    def report_error(self, title: str, message: str) -> None:
+    def report_error(self, title: str, message: str, details: str = "") -> None:
+        """A warning box with one sentence; ``details`` (a traceback, say) only behind its
+        "Show Details…" button."""
         self.errors.append((title, message))
-        self.status_text.setText(f"{title}: {message.splitlines()[0]}")
+        self.status_text.setText(f"{title}: {message.splitlines()[0] if message else ''}")
         if self.show_errors:  # window-modal, not blocking
             box = QMessageBox(QMessageBox.Icon.Warning, title, message,
                               QMessageBox.StandardButton.Ok, self)
+            if details:
+                box.setDetailedText(details)
             box.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
             box.open()
+            self.error_box = box
 
     # -- for tests, benchmarks and `capsviewer export` ----------------------------------------
     @property
@@ -418,8 +438,9 @@ class MainWindow(QMainWindow):
         if self._startup is not None:
             self._startup.shutdown()
         if self.runner is not None and self.runner.is_running():
-            self.runner.cancel()
-            self.runner.wait(5000)
+            self.runner.cancel()  # the trainer stops after its current (test) batch
+            if not self.runner.wait(5000):
+                self.runner.outlive(self)  # no signal of its worker reaches a deleted object
         if self.controller is not None:
             self.controller.shutdown()
 

@@ -10,6 +10,7 @@ import torch
 from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
+from capsviewer.app.errors import explain
 from capsviewer.app.state import AppState, LoadedModel
 from capsviewer.data import (
     DATASET_TITLES,
@@ -32,7 +33,7 @@ class ModelSession(QObject):
     switches to it (its test set, its class names) and unloads the other models. What is
     loaded lives in ``state``; this object only loads."""
 
-    error = Signal(str, str)  # title, message
+    error = Signal(str, str, str)  # title, sentence, details (for "Show Details…")
     status = Signal(str)
     download_progress = Signal(object)  # (bytes done, bytes in all, file name), worker thread
 
@@ -86,8 +87,9 @@ class ModelSession(QObject):
     @Slot(object)
     def _loaded(self, entry: LoadedModel) -> None:
         if entry.dataset not in DATASETS:
-            self.error.emit("Could not load model", f"{entry.path}: trained on an unknown "
-                            f"dataset {entry.dataset!r}; capsviewer knows {', '.join(DATASETS)}")
+            self.error.emit("Could not load model", f"{entry.path} was trained on an unknown "
+                            f"dataset {entry.dataset!r}; capsviewer knows {', '.join(DATASETS)}.",
+                            "")
             return
         if entry.dataset != self.state.dataset:
             self.switch_dataset(entry.dataset)
@@ -95,13 +97,14 @@ class ModelSession(QObject):
         self.state.set_models({**self.state.models, entry.architecture: entry})
 
     def _failed(self, path: Path, error: BaseException) -> None:
-        self.error.emit("Could not load model", f"{path}:\n{error}")
+        self.error.emit("Could not load model", *explain(error, f"loading {path.name}"))
 
     def set_device(self, name: str) -> None:
         device = select_device(name)  # DeviceUnavailable reaches the caller
         self.lane.submit("device", _moved_copies, dict(self.state.models), device,
                          on_done=lambda models: self._moved(device, models),
-                         on_error=lambda e: self.error.emit("Could not change device", str(e)))
+                         on_error=lambda e: self.error.emit(
+                             "Could not change device", *explain(e, "moving the models")))
 
     def _moved(self, device: torch.device, models: dict[str, LoadedModel]) -> None:
         with self.state.events.paused():
@@ -157,7 +160,7 @@ class ModelSession(QObject):
             self.status.emit(f"{error} You can still draw a digit or open an image file.")
             return
         self.state.test_set = None
-        self.error.emit("Test set unavailable", f"{type(error).__name__}: {error}")
+        self.error.emit("Test set unavailable", *explain(error, "loading the test set"))
 
 
 def _load(path: Path, device: torch.device) -> LoadedModel:

@@ -14,10 +14,12 @@ import time
 import traceback
 from dataclasses import dataclass, replace
 
+import torch
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
-from capsviewer.data import DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.app.errors import explain
+from capsviewer.data import DatasetUnavailable, DownloadCancelled, ImageSet, load_dataset
 from capsviewer.training import (
     BatchProgress,
     DeviceUnavailable,
@@ -32,6 +34,10 @@ from capsviewer.training import (
 log = logging.getLogger(__name__)
 
 PROGRESS_INTERVAL = 0.05  # seconds between progress signals (≤ 20 per second)
+# Cores a CPU training run leaves to the rest of the app (the UI thread draws on one): torch's
+# thread count is per thread, so only the training's parallel regions get fewer threads.
+UI_CORES = 1
+_OUTLIVING: set["TrainingRunner"] = set()  # runners whose window closed before their worker
 
 
 @dataclass(frozen=True)
@@ -52,14 +58,15 @@ class _TrainingWorker(GeneratorWorker):
 
 
 def failure_message(error: BaseException) -> str:
-    """A sentence for the user; the known failures carry their own advice."""
+    """A sentence for the user; the known failures carry their own advice, anything else is
+    said in plain words (its traceback goes to the log)."""
     if isinstance(error, DatasetUnavailable):
         return str(error)  # names the files and where they go
     if isinstance(error, TrainingError):
         return f"Training stopped: {error}"
     if isinstance(error, DeviceUnavailable):
         return f"Device not available: {error}"
-    return f"Training stopped by an unexpected error: {type(error).__name__}: {error}"
+    return "Training stopped: " + explain(error, "training")[0]
 
 
 class RunControl:
@@ -186,6 +193,13 @@ class TrainingRunner(QObject):
         """Block until the worker thread has ended; True when it has (or none ran)."""
         return True if self._done is None else self._done.wait(timeout_ms / 1000)
 
+    def outlive(self, parent: QObject) -> None:
+        """Leave ``parent`` (a window being closed) and stay alive until the worker thread
+        has ended: its last signals then reach a live object, not a deleted one."""
+        self.setParent(None)
+        _OUTLIVING.add(self)
+        self.state_changed.connect(lambda state: state == "idle" and _OUTLIVING.discard(self))
+
     def _set_state(self, state: str) -> None:
         if state != self._state:
             self._state = state
@@ -196,10 +210,13 @@ class TrainingRunner(QObject):
                 test_set: ImageSet | None, download: bool, control: RunControl):
         """The generator the worker runs: never raises, a failure is yielded as _Failure."""
         try:
+            stop = lambda: control.cancelled  # noqa: E731  a download stops at a cancel
             if train_set is None and not control.cancelled:
-                train_set = load_dataset(config.dataset, True, config.data_root, download)
+                train_set = load_dataset(config.dataset, True, config.data_root, download,
+                                         should_stop=stop)
             if test_set is None and not control.cancelled:
-                test_set = load_dataset(config.dataset, False, config.data_root, download)
+                test_set = load_dataset(config.dataset, False, config.data_root, download,
+                                        should_stop=stop)
             if control.cancelled:
                 return
             if config.progress_interval is None:
@@ -207,10 +224,16 @@ class TrainingRunner(QObject):
             trainer = Trainer(config, train_set, test_set)
             if not control.attach(trainer):
                 return
+            threads = torch.get_num_threads()  # this thread's: the lanes keep their own
+            if trainer.device.type == "cpu":
+                torch.set_num_threads(max(1, threads - UI_CORES))
             try:
                 yield from trainer.events()
             finally:
+                torch.set_num_threads(threads)  # the pool's thread may run other work next
                 control.detach()
+        except DownloadCancelled:
+            return
         except (DatasetUnavailable, DeviceUnavailable, TrainingError) as error:
             yield _Failure(failure_message(error))
         except Exception as error:  # reported to the user; the UI keeps running

@@ -26,11 +26,11 @@ from capsviewer.app.views.routing_view import RoutingView
 from capsviewer.app.views.training_view import TrainingView
 from capsviewer.data import image_set
 from capsviewer.training import CheckpointError, DeviceUnavailable, read_metadata
-from capsviewer.training.model_files import SHIPPED_MODELS, dataset_of, find_models
+from capsviewer.training.model_files import SHIPPED_MODELS, dataset_of, find_models, skipped_note
 
 __all__ = ["AppState", "Controller", "DeviceUnavailable", "ModelSession", "SHIPPED_MODELS",
            "ShownState", "TrainingRunner", "build_view", "dataset_of", "deliver_held", "export_views",
-           "find_models", "image_set", "startup_models"]
+           "find_models", "image_set", "skipped_note", "startup_models"]
 
 
 def startup_models(explicit: list | None = None) -> tuple[dict[str, Path], list[str]]:

@@ -13,6 +13,8 @@ from capsviewer.cli.common import (
     add_data_root,
     add_device,
     add_progress_switch,
+    batch_size,
+    find_models_noting_skipped,
     non_negative_int,
     positive_int,
     sub_command,
@@ -45,7 +47,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--test-subset", metavar="N", type=positive_int,
                         help="use N random test images (default: all)")
     parser.add_argument("--seed", type=non_negative_int, default=0, help="picks the subset")
-    parser.add_argument("--batch-size", type=positive_int, default=250,
+    parser.add_argument("--batch-size", type=batch_size, default=250,
                         help="images per forward pass")
     add_device(parser)
     parser.add_argument("--json", metavar="FILE", type=Path, help="also write the table as JSON")
@@ -55,9 +57,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def default_capsnet() -> Path:
     """The CapsNet the app would open: the shipped one first."""
-    from capsviewer.training.model_files import SHIPPED_MODELS, find_models, model_dirs
+    from capsviewer.training.model_files import SHIPPED_MODELS, model_dirs
 
-    found = find_models("mnist").get("capsnet")
+    found = find_models_noting_skipped("mnist").get("capsnet")
     if found is None:
         searched = ", ".join(str(d) for d in model_dirs())
         raise CommandError(

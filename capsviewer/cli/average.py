@@ -7,7 +7,13 @@ import argparse
 import time
 from pathlib import Path
 
-from capsviewer.cli.common import add_data_root, add_device, positive_int, sub_command
+from capsviewer.cli.common import (
+    add_data_root,
+    add_device,
+    batch_size,
+    positive_int,
+    sub_command,
+)
 
 DTYPES = ("fp32", "fp16")
 
@@ -34,7 +40,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     parser.add_argument("--test-subset", type=positive_int, metavar="N",
                         help="measure on N random test images (as `capsviewer eval --subset N`; "
                         "default: all)")
-    parser.add_argument("--batch-size", type=positive_int, default=500,
+    parser.add_argument("--batch-size", type=batch_size, default=500,
                         help="images per forward pass")
     return parser
 

@@ -13,7 +13,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASETS
+from capsviewer.checks import ROUTING_ITERATIONS, printable, range_problem
 from capsviewer.training.devices import DEVICE_HELP
+
+MAX_BATCH = 65_536  # images per batch at most, as `capsviewer train --batch-size`
 
 
 class CommandError(RuntimeError):
@@ -41,8 +44,6 @@ def number(kind: type = int, minimum: float | None = None,
                 f"{'a whole number' if kind is int else 'a number'} is needed, got {text!r}") from None
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
-        from capsviewer.training.config import range_problem
-
         problem = range_problem(value, minimum, maximum, kind)
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text}")
@@ -54,6 +55,8 @@ def number(kind: type = int, minimum: float | None = None,
 
 positive_int = number(int, 1)
 non_negative_int = number(int, 0)
+batch_size = number(int, 1, MAX_BATCH)
+routing_iterations = number(int, *ROUTING_ITERATIONS)
 
 
 def add_device(parser: argparse.ArgumentParser, dest: str = "device") -> None:
@@ -82,31 +85,62 @@ def sub_command(sub, name: str, run: Callable, help: str, description: str | Non
     return parser
 
 
+DEBUG_ENV_VAR = "CAPSVIEWER_DEBUG"  # set: an unexpected error shows its traceback
+
+
 def run_command(args: argparse.Namespace) -> int:
     """``args.run(args)``; an expected failure (missing data, a bad checkpoint, an unavailable
-    device, a failed training, a CommandError) prints ``capsviewer NAME: error: …`` and gives 2,
-    Ctrl-C prints the command's ``interrupted`` note and gives 130."""
+    device, a failed training, a file that cannot be read or written, a CommandError) prints
+    ``capsviewer NAME: error: …`` on one line and gives 2, Ctrl-C prints the command's
+    ``interrupted`` note and gives 130. Anything else is a bug: one line saying so, exit 1
+    (the traceback with $CAPSVIEWER_DEBUG set)."""
     name = getattr(args, "prog", None) or "capsviewer" + (f" {args.command}" if args.command else "")
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print(f"\n{args.interrupted}", file=sys.stderr)
         return 130
-    except Exception as error:
-        if not _expected(error):
-            raise
-        print(f"{name}: error: {error}", file=sys.stderr)
+    except _expected_errors() as error:
+        print(f"{name}: error: {printable(error, 2000)}", file=sys.stderr)
         return 2
+    except OSError as error:
+        print(f"{name}: error: {printable(os_error_text(error), 2000)}", file=sys.stderr)
+        return 2
+    except Exception as error:
+        if os.environ.get(DEBUG_ENV_VAR):
+            raise
+        print(f"{name}: internal error: {type(error).__name__}: {printable(error, 300)} (a bug "
+              f"in capsviewer; set {DEBUG_ENV_VAR}=1 for the traceback and please report it)",
+              file=sys.stderr)
+        return 1
 
 
-def _expected(error: Exception) -> bool:
-    """A failure with a message for the user (imported here, after the fact: the app must not
-    import torch before its window is up)."""
+def find_models_noting_skipped(dataset: str = "mnist"):
+    """:func:`find_models`, printing a note that names the files it skipped."""
+    from capsviewer.training.model_files import find_models, skipped_note
+
+    found = find_models(dataset)
+    if skipped_note(found):
+        print(f"note: {skipped_note(found)}", file=sys.stderr)
+    return found
+
+
+def _expected_errors() -> tuple[type[Exception], ...]:
+    """The failures a user can cause (evaluated when one is raised: nothing imported early)."""
     from capsviewer.data import DatasetUnavailable
     from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
 
-    return isinstance(error, (DatasetUnavailable, CheckpointError, DeviceUnavailable,
-                              TrainingError, CommandError))
+    preprocess = sys.modules.get("capsviewer.analysis.preprocess")  # loaded if images were
+    images = (preprocess.ImageError,) if preprocess is not None else ()
+    return (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError, CommandError,
+            *images)
+
+
+def os_error_text(error: OSError) -> str:
+    """"cannot use PATH: No space left on device" from an OSError, without Python's [Errno]."""
+    where = error.filename if error.filename is not None else None
+    reason = error.strerror or str(error)
+    return f"cannot use {where}: {reason}" if where else reason
 
 
 def write_file(path: Path, data: bytes) -> Path:

@@ -4,6 +4,7 @@ several, each on its own and then all of them as an ensemble (mean of their clas
 from __future__ import annotations
 
 import argparse
+import sys
 import time
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from capsviewer.cli.common import (
     add_dataset,
     add_device,
     add_progress_switch,
+    batch_size,
     positive_int,
+    routing_iterations,
     sub_command,
 )
 from capsviewer.training.devices import PRECISIONS
@@ -36,9 +39,9 @@ def add_parser(sub) -> argparse.ArgumentParser:
     add_dataset(parser, "default: the checkpoint's dataset")
     parser.add_argument("--subset", type=positive_int,
                         help="evaluate on this many random test images")
-    parser.add_argument("--iterations", type=positive_int,
+    parser.add_argument("--iterations", type=routing_iterations,
                         help="override the routing iterations (CapsNet)")
-    parser.add_argument("--batch-size", type=positive_int, default=500,
+    parser.add_argument("--batch-size", type=batch_size, default=500,
                         help="images per forward pass")
     parser.add_argument("--precision", choices=PRECISIONS,
                         help="default: the precision each checkpoint was tested in, if this "
@@ -51,6 +54,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 def run(args) -> int:
     from capsviewer.data import load_dataset
+    from capsviewer.data.datasets import unpublished_note
     from capsviewer.training import load_checkpoint, select_device
 
     device = select_device(args.device)
@@ -61,7 +65,11 @@ def run(args) -> int:
         raise CommandError(f"the checkpoints were trained on different datasets "
                                f"({', '.join(sorted(names))}); choose one with --dataset")
     dataset = args.dataset or names.pop()
-    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.subset)
+    test = load_dataset(dataset, train=False, root=args.data_root)
+    note = unpublished_note(test)
+    if note:
+        print(f"note: {note}", file=sys.stderr)
+    test = test.subset(args.subset)
     ensemble = len(checkpoints) > 1
     scores = [_evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores=ensemble)
               for path, checkpoint in zip(args.checkpoints, checkpoints)]

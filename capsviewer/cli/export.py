@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from capsviewer.cli.common import add_data_root, add_device, positive_int, sub_command
+from capsviewer.cli.common import add_data_root, add_device, routing_iterations, sub_command
 
 
 # In `capsviewer --help`:
@@ -20,7 +20,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--index", type=int, default=0, help="test-set image")
     source.add_argument("--image", type=Path, metavar="FILE", help="an image file instead")
-    parser.add_argument("--iterations", type=positive_int, help="routing iterations to show")
+    parser.add_argument("--iterations", type=routing_iterations, help="routing iterations to show")
     parser.add_argument("--out", type=Path, default=Path("capsviewer-export"), help="folder")
     add_device(parser)
     add_data_root(parser)

@@ -6,6 +6,7 @@ import argparse
 import json
 from pathlib import Path
 
+from capsviewer.checks import printable
 from capsviewer.cli.common import sub_command
 
 
@@ -25,25 +26,25 @@ def run(args) -> int:
 
     meta = read_metadata(args.checkpoint)
     if args.json:
-        print(json.dumps(meta, indent=2))
+        print(json.dumps(meta, indent=2))  # ASCII: control characters come out escaped
         return 0
     size = args.checkpoint.stat().st_size
-    print(f"{args.checkpoint} ({size / 1e6:.1f} MB)")
-    print(f"  architecture     {meta['architecture']}")
-    for key, value in meta.get("config", {}).items():
-        print(f"    {key:<23}{value}")
-    for key in ("epoch", "seed", "device", "training_seconds", "torch_version", "saved"):
-        if key in meta:
-            print(f"  {key:<17}{meta[key]}")
+    lines = [f"{args.checkpoint} ({size / 1e6:.1f} MB)",
+             f"  architecture     {meta['architecture']}"]
+    lines += [f"    {key:<23}{value}" for key, value in meta.get("config", {}).items()]
+    lines += [f"  {key:<17}{meta[key]}" for key in
+              ("epoch", "seed", "device", "training_seconds", "torch_version", "saved") if key in meta]
     if meta.get("averaged"):
         epochs = ", ".join(str(a.get("epoch")) for a in meta["averaged"])
-        print(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
+        lines.append(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
     if meta.get("initialised_from"):
-        print("  initialised from " + provenance(meta["initialised_from"]))
+        lines.append("  initialised from " + provenance(meta["initialised_from"]))
     for key, value in meta.get("metrics", {}).items():
-        print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
+        lines.append(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
     if "dataset" in meta:
-        print("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+        lines.append("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+    for line in lines:  # metadata is anyone's text: no terminal escape sequences get through
+        print(printable(line, 1000))
     return 0
 
 

@@ -13,6 +13,8 @@ from capsviewer.cli.common import (
     add_dataset,
     add_device,
     add_progress_switch,
+    batch_size,
+    find_models_noting_skipped,
     non_negative_int,
     positive_int,
     sub_command,
@@ -54,7 +56,7 @@ def add_options(parser: argparse.ArgumentParser) -> None:
                         help="use N random test images (default: all)")
     parser.add_argument("--seed", type=non_negative_int, default=0,
                         help="picks the subset and draws the random transforms")
-    parser.add_argument("--batch-size", type=positive_int, default=DEFAULT_BATCH_SIZE,
+    parser.add_argument("--batch-size", type=batch_size, default=DEFAULT_BATCH_SIZE,
                         help="images per forward pass")
     add_device(parser)
     add_progress_switch(parser)
@@ -80,9 +82,9 @@ def measure(args, command: str):
     from capsviewer.data import load_dataset
     from capsviewer.training import describe_device, load_checkpoint, select_device
     from capsviewer.training.checkpoints import epochs_trained
-    from capsviewer.training.model_files import find_models, model_dirs
+    from capsviewer.training.model_files import model_dirs
 
-    found = find_models(args.dataset)
+    found = find_models_noting_skipped(args.dataset)
     paths = list(args.model or [found[k] for k in ("capsnet", "cnn") if k in found])
     if not paths:
         searched = ", ".join(str(d) for d in model_dirs())

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import shutil
 import struct
@@ -24,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from capsviewer import paths
+from capsviewer.checks import printable
 from capsviewer.data.download import DownloadError, Progress, download as download_file
 
 ENV_VAR = "CAPSVIEWER_DATA"
@@ -32,6 +34,8 @@ DATA_ROOT_HELP = (f"dataset folder in torchvision's layout (default: ${ENV_VAR},
 # Debian's dataset-fashion-mnist package puts the four canonical .gz files here.
 DEBIAN_FASHION_MNIST = Path("/usr/share/datasets/fashion-mnist")
 
+
+SIDE = 28  # MNIST's and Fashion-MNIST's images are 28×28
 
 _FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
           "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -115,6 +119,26 @@ def tensors_sha256(*tensors: torch.Tensor) -> str:
     return digest.hexdigest()
 
 
+# tensors_sha256(images, labels) of the published splits (MNIST's label counts check out:
+# 5,923 zeros … 5,949 nines in training, 980 … 1,009 in the test set).
+PUBLISHED = {
+    ("mnist", True): "248860264fc8de75429139750649e4041df8987541c2956f067961c6b579f69a",
+    ("mnist", False): "a0863a96c44e5666edbb30c4071ee79ca0514c621e6349c5967fc78e7305c891",
+}
+
+
+def unpublished_note(images: ImageSet) -> str | None:
+    """A sentence when a whole split is not the published dataset's (altered or corrupted
+    files, or other data in its layout); None when it is, or when that cannot be told."""
+    known = PUBLISHED.get((images.name, images.train))
+    if known is None or images.is_sample or images.checksum() == known:
+        return None
+    split = "training" if images.train else "test"
+    return (f"the {DATASET_TITLES[images.name]} {split} set in the data folder is not the "
+            "published one (its images or labels differ): results will not compare with "
+            "the paper's or with models trained on it")
+
+
 def default_data_root() -> Path:
     return paths.datasets_dir()
 
@@ -151,7 +175,8 @@ def read_split(
     """A split as numpy arrays, images uint8 (N, 28, 28) and labels uint8 (N,), without
     importing torch; as :func:`load_dataset` otherwise (nothing is downloaded by default)."""
     if name not in DATASETS:
-        raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
+        raise DatasetUnavailable(f"unknown dataset {printable(repr(name), 60)}; capsviewer "
+                                 f"knows {', '.join(DATASETS)}")
     spec = DATASETS[name]
     root = resolve_data_root(root)
     if name == "fashion-mnist" and not _has_files(spec, root, train):
@@ -160,7 +185,9 @@ def read_split(
     for file in spec.split_files(train):
         if not (raw / file).exists():
             _fetch(name, root, train, file, download, progress, should_stop)
-    images, labels = (_read_idx(raw / f) for f in spec.split_files(train))
+    image_file, label_file = (raw / f for f in spec.split_files(train))
+    images, labels = _read_idx(image_file, 3), _read_idx(label_file, 1)
+    _check_split(spec, image_file, images, label_file, labels)
     return images, labels
 
 
@@ -172,6 +199,28 @@ def image_set(name: str, train: bool, images: np.ndarray, labels: np.ndarray,
     images = torch.from_numpy(np.ascontiguousarray(images).reshape(len(images), 1, 28, 28))
     return ImageSet(name, train, images, torch.from_numpy(np.asarray(labels)).long(),
                     DATASETS[name].classes, is_sample)
+
+
+def _check_split(spec: DatasetSpec, image_file: Path, images: np.ndarray, label_file: Path,
+                 labels: np.ndarray) -> None:
+    """A split as capsviewer's models need it: 28×28 images, one label each, every label a
+    class of the dataset."""
+    def fail(reason: str) -> DatasetUnavailable:
+        return DatasetUnavailable(f"{reason}; replace the files (delete them to download "
+                                  "them again)")
+
+    if tuple(images.shape[1:]) != (SIDE, SIDE):
+        raise fail(f"{image_file} holds {images.shape[1]}×{images.shape[2]} images, not "
+                   f"{SIDE}×{SIDE}")
+    if len(images) == 0:
+        raise fail(f"{image_file} holds no images")
+    if len(images) != len(labels):
+        raise fail(f"{image_file} holds {len(images):,} images but {label_file} "
+                   f"{len(labels):,} labels")
+    largest = int(labels.max())
+    if largest >= len(spec.classes):
+        raise fail(f"{label_file} holds the label {largest}, and there are only "
+                   f"{len(spec.classes)} classes (0 to {len(spec.classes) - 1})")
 
 
 def _fetch(name: str, root: Path, train: bool, file: str, download: bool,
@@ -203,16 +252,26 @@ def _gunzip(archive: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """An IDX file of unsigned bytes (MNIST's format): magic, dimensions, then the data."""
-    data = path.read_bytes()
-    if len(data) < 8 or data[:2] != b"\0\0" or data[2] != 0x08:
-        raise DatasetUnavailable(f"{path} is not an IDX file of bytes; delete it to download again")
-    ndim = data[3]
-    dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
-    if len(data) != 4 + 4 * ndim + int(np.prod(dims)):
+def _read_idx(path: Path, ndim: int) -> np.ndarray:
+    """An IDX file of unsigned bytes (MNIST's format) with ``ndim`` dimensions: magic,
+    dimensions, then the data."""
+    try:
+        if not path.is_file():
+            raise DatasetUnavailable(f"{path} is not a file (a folder or a device); put the "
+                                     "dataset file there")
+        data = path.read_bytes()
+    except OSError as error:
+        raise DatasetUnavailable(f"cannot read {path}: {error.strerror or error}") from error
+    if len(data) < 4 or data[:2] != b"\0\0" or data[2] != 0x08 or data[3] != ndim:
+        raise DatasetUnavailable(f"{path} is not an IDX file of {ndim}-D bytes; delete it to "
+                                 "download again")
+    header = 4 + 4 * ndim
+    if len(data) < header:
         raise DatasetUnavailable(f"{path} is truncated; delete it to download again")
-    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
+    dims = struct.unpack(f">{ndim}I", data[4:header])
+    if len(data) != header + math.prod(dims):
+        raise DatasetUnavailable(f"{path} is truncated; delete it to download again")
+    return np.frombuffer(data, np.uint8, offset=header).reshape(dims).copy()
 
 
 def _has_files(spec: DatasetSpec, root: Path, train: bool) -> bool:

@@ -5,14 +5,15 @@ and the Training tab's form are both built from :func:`train_options`."""
 from __future__ import annotations
 
 import dataclasses
-import math
+import os
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from capsviewer.checks import number_problem
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASET_TITLES, DATASETS
-from capsviewer.models import MODELS, TITLES, default_routing_iterations
+from capsviewer.models import MODELS, ROUTING_ITERATIONS, TITLES, default_routing_iterations
 from capsviewer.training.devices import DEVICE_HELP, PRECISIONS
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's splits
@@ -50,32 +51,11 @@ class Option:
         if self.choices is not None:
             return None if value in self.choices else f"must be one of {', '.join(self.choices)}"
         if self.type in (int, float):
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                return "must be a number"
-            if self.type is int and not float(value).is_integer():
-                return "must be a whole number"
-            if not math.isfinite(value):
-                return "must be a finite number"
-            return range_problem(value, self.minimum, self.maximum, self.type)
+            return number_problem(value, self.type, self.minimum, self.maximum)
+        kinds = (str, os.PathLike) if self.kind == "path" else self.type
+        if not isinstance(value, kinds):
+            return f"must be {'true or false' if self.type is bool else 'text'}"
         return None
-
-
-def range_problem(value, minimum, maximum, kind: type = int) -> str | None:
-    """"must be at least 1", "must be between 1 and 10", … when ``value`` is out of range."""
-    def show(bound) -> str:
-        return f"{bound:,}" if kind is int else f"{bound:g}"
-
-    if (minimum is None or value >= minimum) and (maximum is None or value <= maximum):
-        return None
-    if kind is int and minimum == 1 and maximum is None:
-        return "must be a positive integer"
-    if kind is int and minimum == 0 and maximum is None:
-        return "must be 0 or more"
-    if maximum is None:
-        return f"must be at least {show(minimum)}"
-    if minimum is None:
-        return f"must be at most {show(maximum)}"
-    return f"must be between {show(minimum)} and {show(maximum)}"
 
 
 def option(help: str, **details) -> dict:
@@ -93,7 +73,7 @@ class TrainConfig:
     model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
         "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",
         label="Routing iterations", key="routing_iterations", flag="--iterations",
-        metavar="ITERATIONS", minimum=1, maximum=10))
+        metavar="ITERATIONS", minimum=ROUTING_ITERATIONS[0], maximum=ROUTING_ITERATIONS[1]))
     dataset: str = field(default="mnist", metadata=option(
         "training and test set", label="Dataset", choices=tuple(DATASETS),
         titles=DATASET_TITLES))
@@ -154,12 +134,16 @@ class TrainConfig:
         for opt in train_options():
             value = getattr(self, opt.name)
             if opt.key is not None:
+                if not isinstance(value, dict):
+                    found.append(f"{opt.name.replace('_', ' ')} must be a mapping, got {value!r:.60}")
+                    continue
                 value = value.get(opt.key)
             problem = opt.problem(value)
             if problem:
-                found.append(f"{(opt.key or opt.name).replace('_', ' ')} {problem}, got {value!r}")
+                found.append(f"{(opt.key or opt.name).replace('_', ' ')} {problem}, got {value!r:.60}")
         routed = default_routing_iterations()
-        if "routing_iterations" in self.model_config and self.model not in routed:
+        if (isinstance(self.model_config, dict) and "routing_iterations" in self.model_config
+                and self.model not in routed):
             found.append(f"routing iterations apply to {' and '.join(routed)}, not to {self.model}")
         return found
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from capsviewer.checks import printable
+
 if TYPE_CHECKING:
     import torch
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
+DEVICE_TYPES = ("cpu", "cuda", "mps")  # where the models run (not meta, xla, privateuseone…)
 
 
 class DeviceUnavailable(RuntimeError):
@@ -23,8 +26,12 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
         device = torch.device(name)
-    except RuntimeError as error:
-        raise DeviceUnavailable(f"unknown device {name!r}: use auto, cpu, cuda or cuda:N") from error
+    except (RuntimeError, TypeError, ValueError):
+        device = None
+    if device is None or device.type not in DEVICE_TYPES or (
+            device.type == "cpu" and device.index not in (None, 0)):
+        raise DeviceUnavailable(f"unknown device {printable(repr(str(name)), 60)}: use auto, "
+                                "cpu, cuda or cuda:N")
     if device.type == "cuda":
         if not torch.cuda.is_available():
             raise DeviceUnavailable(

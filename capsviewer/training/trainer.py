@@ -23,9 +23,10 @@ model is wrapped in DistributedDataParallel (see :mod:`capsviewer.training.distr
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
-import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Generator, Iterator
@@ -39,12 +40,21 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 import capsviewer
+from capsviewer import paths
 from capsviewer.data import ImageSet, load_dataset
+from capsviewer.data.datasets import unpublished_note
 from capsviewer.data.batches import shard
 from capsviewer.data.transforms import draw_shifts, shift_images, to_float
 from capsviewer.models import build_model
 from capsviewer.training import distributed
-from capsviewer.training.checkpoints import load_checkpoint, save_checkpoint
+from capsviewer.training.checkpoints import (
+    CheckpointError,
+    atomic_write_bytes,
+    checkpoint_bytes,
+    load_checkpoint,
+    output_problem,
+    remove_stale_temp_files,
+)
 from capsviewer.training.config import TrainConfig
 from capsviewer.training.devices import autocast, describe_device, resolve_precision, select_device
 from capsviewer.training.evaluation import (
@@ -53,6 +63,9 @@ from capsviewer.training.evaluation import (
     evaluation_steps,
 )
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
+
+log = logging.getLogger(__name__)
+CPU_TEST_BATCH = 100  # test images per batch on a CPU at most: cancel is polled between them
 
 
 def epoch_checkpoint(output: str | os.PathLike, epoch: int) -> Path:
@@ -131,6 +144,7 @@ class Run:
     checkpoint: str | None = None
     started: float = field(default_factory=time.perf_counter)
     steps_done: int = 0
+    saved_epoch: int = 0  # the last epoch whose checkpoint was written (0: none)
 
     @property
     def steps_left(self) -> int:
@@ -184,11 +198,15 @@ class Trainer:
         self.device = distributed.process_device(select_device(config.device), self.processes)
         self.precision = resolve_precision(config.precision, self.device)
         self._train_set, self._test_set = train_set, test_set
+        self.data_notes: list[str] = []  # data loaded from disk that is not the published set
         self._cancel = threading.Event()
         self._running = threading.Event()
         self._running.set()
         torch.manual_seed(config.seed)
-        self.model = build_model(config.model, config.model_config).to(self.device)
+        try:
+            self.model = build_model(config.model, config.model_config).to(self.device)
+        except (KeyError, ValueError) as error:
+            raise TrainingError(str(error).strip("'\"")) from error
         self.initialised_from = self._initialise(config.init_from) if config.init_from else None
         channels_last = config.channels_last
         if channels_last is None:
@@ -256,10 +274,18 @@ class Trainer:
 
     def setup(self) -> Run:
         """Data on the device, optimiser and schedule, the state of an interrupted run when
-        resuming, and the model wrapped for DDP or compiled when asked."""
+        resuming, and the model wrapped for DDP or compiled when asked. The output is checked
+        first: a folder that cannot be written fails here, not after an epoch."""
         cfg, processes = self.config, self.processes
+        if cfg.output and processes.is_main:
+            self._check_output()
         train = self._train_set or load_dataset(cfg.dataset, True, cfg.data_root, cfg.download)
         test = self._test_set or load_dataset(cfg.dataset, False, cfg.data_root, cfg.download)
+        for loaded in (train, test) if self._train_set is None and processes.is_main else ():
+            note = unpublished_note(loaded)
+            if note:
+                log.warning("warning: %s", note)
+                self.data_notes.append(note)
         train = train.subset(cfg.subset, cfg.seed)
         test = test.subset(cfg.test_subset, cfg.seed)
         if cfg.batch_size < processes.world_size:
@@ -274,11 +300,9 @@ class Trainer:
         generator = torch.Generator().manual_seed(cfg.seed)
         history: list[EpochResult] = []
         first_epoch = 1
-        if cfg.resume and cfg.output and state_path(cfg.output).exists():
-            last_epoch, saved = load_training_state(
-                cfg.output, self.model, optimizer, scheduler, generator, self.device
-            )
-            first_epoch, history = last_epoch + 1, [EpochResult(**h) for h in saved]
+        if cfg.resume and cfg.output:
+            history = self._resume(optimizer, scheduler, generator)
+            first_epoch = history[-1].epoch + 1 if history else 1
         net = self.model
         if processes.enabled:
             net = DistributedDataParallel(
@@ -297,7 +321,7 @@ class Trainer:
             net=net, optimizer=optimizer, scheduler=scheduler, generator=generator,
             first_epoch=first_epoch, epochs=cfg.epochs, batches=batches,
             checksum=train.checksum(), history=history,
-            checkpoint=history[-1].checkpoint if history else None,
+            checkpoint=history[-1].checkpoint if history else None, saved_epoch=len(history),
         )
 
     def train_epoch(self, run: Run, epoch: int) -> Generator[BatchProgress, None, EpochTotals | None]:
@@ -320,6 +344,8 @@ class Trainer:
 
         def report(batch: int) -> BatchProgress:
             loss_sum, correct, images = window.take()  # waits for the device
+            if not math.isfinite(loss_sum):
+                raise TrainingError(self._diverged(run, f"in epoch {epoch} by batch {batch}"))
             totals[0] += loss_sum
             totals[1] += correct
             totals[2] += images
@@ -369,9 +395,12 @@ class Trainer:
         """The test pass after an epoch, yielding its progress; returns None when cancelled
         during it."""
         cfg = self.config
+        batch_size = cfg.eval_batch_size
+        if self.device.type == "cpu":
+            batch_size = min(batch_size, CPU_TEST_BATCH)
         try:
             result = yield from evaluation_steps(
-                self.model, run.test, self.device, cfg.eval_batch_size,
+                self.model, run.test, self.device, batch_size,
                 should_stop=self._cancel.is_set, precision=self.precision,
                 processes=self.processes)
         except EvaluationCancelled:
@@ -382,24 +411,105 @@ class Trainer:
         )
 
     def save(self, run: Run, result: EpochResult) -> EpochResult:
-        """Write the checkpoint (and the epoch's copy with keep_epochs) and the training state,
-        on the main process; returns ``result`` with the checkpoint's path."""
+        """Write the training state, then the checkpoint (and the epoch's copy with
+        keep_epochs), each atomically, on the main process; returns ``result`` with the
+        checkpoint's path. Weights or figures that are not finite are never saved."""
         cfg = self.config
+        figures = (result.train_loss, result.test_loss, result.train_accuracy,
+                   result.test_accuracy)
+        if not all(map(math.isfinite, figures)) or not all(
+                torch.isfinite(p).all() for p in self.model.parameters()):
+            raise TrainingError(self._diverged(run, f"after epoch {result.epoch}"))
         if not cfg.output:
             return result
+        run.checkpoint = str(cfg.output)
+        result = dataclasses.replace(result, checkpoint=run.checkpoint)
         if self.processes.is_main:
-            run.checkpoint = str(self._write_checkpoint(run, result))
-            if cfg.keep_epochs:
-                kept = epoch_checkpoint(cfg.output, result.epoch)
-                kept.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(run.checkpoint, kept)
-            result = dataclasses.replace(result, checkpoint=run.checkpoint)
-            save_training_state(cfg.output, run.optimizer, run.scheduler, run.generator,
-                                result.epoch, run.history + [result])
-        else:
-            run.checkpoint = cfg.output  # written by rank 0
-            result = dataclasses.replace(result, checkpoint=run.checkpoint)
+            metadata = self._checkpoint_metadata(run, result)
+            data = None
+            try:
+                save_training_state(cfg.output, self.model, run.optimizer, run.scheduler,
+                                    run.generator, result.epoch, metadata["history"], metadata)
+                data = checkpoint_bytes(self.model, metadata)
+                atomic_write_bytes(cfg.output, data)
+                if cfg.keep_epochs:
+                    atomic_write_bytes(epoch_checkpoint(cfg.output, result.epoch), data)
+            except OSError as error:
+                raise TrainingError(self._rescue(run, error, data or checkpoint_bytes(
+                    self.model, metadata), result.epoch)) from error
+            run.saved_epoch = result.epoch
         return result
+
+    def _check_output(self) -> None:
+        """Refuse an output that cannot be written, before any training: a folder, a
+        read-only place, a disk without room for the checkpoint and its training state; and
+        a resume with nothing to resume from."""
+        cfg = self.config
+        output, state = Path(cfg.output), state_path(cfg.output)
+        if cfg.resume and not state.exists() and output.exists():
+            raise TrainingError(
+                f"cannot resume: {output} has no training state beside it ({state.name}); "
+                "without --resume a new run starts and replaces it")
+        weights = sum(t.numel() * t.element_size() for t in self.model.state_dict().values())
+        # The state (weights and two Adam moments) and the checkpoint, each beside its
+        # temp file while it is written; with keep_epochs one more checkpoint per epoch.
+        needed = 4 * weights + (cfg.epochs * weights if cfg.keep_epochs else 0)
+        problem = output_problem(cfg.output, needed)
+        if problem:
+            raise TrainingError(f"cannot save checkpoints to {cfg.output}: {problem}")
+
+    def _resume(self, optimizer, scheduler, generator) -> list[EpochResult]:
+        """Load an interrupted run's state (none: a fresh start); write again a checkpoint
+        that a kill while saving left behind the state. Returns the finished epochs."""
+        cfg = self.config
+        output, state = Path(cfg.output), state_path(cfg.output)
+        for path in (output, state):
+            remove_stale_temp_files(path)
+        if not state.exists():  # (with a checkpoint but no state, _check_output refused)
+            return []
+        try:
+            resumed = load_training_state(output, self.model, optimizer, scheduler, generator,
+                                          self.device)
+            history = [EpochResult(**h) for h in resumed.history]
+        except TypeError as error:
+            raise TrainingError(f"{state} is damaged: its history does not fit") from error
+        except CheckpointError as error:
+            raise TrainingError(str(error)) from error
+        kept = epoch_checkpoint(output, resumed.epoch)
+        if self.processes.is_main and resumed.checkpoint_metadata is not None and (
+                resumed.checkpoint_behind or (cfg.keep_epochs and not kept.exists())):
+            data = checkpoint_bytes(self.model, resumed.checkpoint_metadata)
+            remove_stale_temp_files(kept)
+            atomic_write_bytes(output, data)
+            if cfg.keep_epochs:
+                atomic_write_bytes(kept, data)
+        return history
+
+    def _rescue(self, run: Run, error: OSError, data: bytes, epoch: int) -> str:
+        """After a failed write: the checkpoint of ``epoch`` written somewhere else, and a
+        message saying where (or that no place could take it)."""
+        output = Path(self.config.output)
+        reason = f"could not write {error.filename or output}: {error.strerror or error}"
+        kept = (f"the last checkpoint written there (epoch {run.saved_epoch}) is unchanged"
+                if run.saved_epoch else "nothing was written there")
+        name = f"{output.stem}-epoch-{epoch}-rescued{output.suffix or '.safetensors'}"
+        for folder in (paths.checkpoints_dir(), Path(tempfile.gettempdir())):
+            target = folder / name
+            if folder.resolve() == output.parent.resolve() or target.exists():
+                continue
+            try:
+                atomic_write_bytes(target, data)
+            except OSError:
+                continue
+            return f"{reason}. The weights of epoch {epoch} were saved to {target} instead; {kept}"
+        return f"{reason}, and no other folder could take the weights of epoch {epoch}; {kept}"
+
+    def _diverged(self, run: Run, when: str) -> str:
+        kept = (f"the last good checkpoint (epoch {run.saved_epoch}) is kept in "
+                f"{self.config.output}" if run.saved_epoch else "nothing was saved")
+        return (f"training diverged {when}: the loss or the weights are no longer finite "
+                f"numbers (a learning rate of {self.config.learning_rate:g} may be too high); "
+                f"{kept}")
 
     def _step(self, run: Run, x, y, share: float):
         """One optimisation step; returns the model output and the (unweighted) loss."""
@@ -428,39 +538,36 @@ class Trainer:
         return TrainingFinished(completed, len(run.history), tuple(run.history), run.checkpoint,
                                 time.perf_counter() - run.started)
 
-    def _write_checkpoint(self, run: Run, result: EpochResult) -> Path:
+    def _checkpoint_metadata(self, run: Run, result: EpochResult) -> dict:
         cfg = self.config
         epochs = [*run.history, result]
-        return save_checkpoint(
-            cfg.output,
-            self.model,
-            {
-                "epoch": result.epoch,
-                "seed": cfg.seed,
-                "train_config": dataclasses.asdict(cfg),
-                "metrics": {
-                    "test_accuracy": result.test_accuracy,
-                    "test_loss": result.test_loss,
-                    "train_accuracy": result.train_accuracy,
-                    "train_loss": result.train_loss,
-                },
-                "history": [dataclasses.asdict(h) for h in epochs],
-                "dataset": {
-                    "name": run.train.name,
-                    "train_images": len(run.train),
-                    "test_images": cfg.test_subset or "all",
-                    "train_sha256": run.checksum,
-                },
-                **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
-                "device": describe_device(self.device),
-                "precision": self.precision,
-                "processes": self.processes.world_size,
-                "training_seconds": round(sum(h.seconds for h in epochs), 2),
-                "torch_version": torch.__version__,
-                "capsviewer_version": capsviewer.__version__,
-                "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        return {
+            "epoch": result.epoch,
+            "seed": cfg.seed,
+            "train_config": dataclasses.asdict(cfg),
+            "metrics": {
+                "test_accuracy": result.test_accuracy,
+                "test_loss": result.test_loss,
+                "train_accuracy": result.train_accuracy,
+                "train_loss": result.train_loss,
             },
-        )
+            "history": [dataclasses.asdict(h) for h in epochs],
+            "dataset": {
+                "name": run.train.name,
+                "train_images": len(run.train),
+                "test_images": cfg.test_subset or "all",
+                "train_sha256": run.checksum,
+                **({"published": not self.data_notes} if self._train_set is None else {}),
+            },
+            **({"initialised_from": self.initialised_from} if self.initialised_from else {}),
+            "device": describe_device(self.device),
+            "precision": self.precision,
+            "processes": self.processes.world_size,
+            "training_seconds": round(sum(h.seconds for h in epochs), 2),
+            "torch_version": torch.__version__,
+            "capsviewer_version": capsviewer.__version__,
+            "saved": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
 
 
 @contextmanager

@@ -37,6 +37,7 @@ from capsviewer.analysis.preprocess import (
     load_image_file,
     to_mnist,
 )
+from capsviewer.app.errors import explain
 from capsviewer.app.views.common import ExportableView, Table, image_box, image_item, set_image
 from capsviewer.app.views.draw_canvas import DrawCanvas
 
@@ -89,6 +90,7 @@ class InputView(QWidget, ExportableView):
     def __init__(self, parent: QWidget | None = None, show_errors: bool = True):
         super().__init__(parent)
         self.show_errors = show_errors  # False: only emit `error` (the window shows it)
+        self.decode_lane = None  # a ComputeLane for image files (None: decode at once)
         self._images = np.zeros((0, 28, 28), np.uint8)
         self._labels = np.zeros(0, np.int64)
         self._class_names: list[str] = []
@@ -428,22 +430,41 @@ class InputView(QWidget, ExportableView):
         path, _ = QFileDialog.getOpenFileName(self, "Open an image of a digit", "",
                                               f"Images ({patterns});;All files (*)")
         if path:
+            self.request_file(path)
+
+    def request_file(self, path: str | Path) -> None:
+        """Open an image file as the input, decoding it on ``decode_lane`` when the view has
+        one (a large file never stalls the window), else at once."""
+        if self.decode_lane is None:
             self.open_file(path)
+            return
+        path = Path(path)
+        self._caption.setText(f"Opening {path.name}…")
+        self.decode_lane.submit("decode-image", load_image_file, path,
+                                on_done=lambda pixels: self._file_opened(path, pixels),
+                                on_error=self._decode_failed)
+
+    def _decode_failed(self, error: BaseException) -> None:
+        self._caption.setText(self._caption_text())
+        self._report(explain(error, "opening the image")[0])
 
     def open_file(self, path: str | Path) -> bool:
-        """Load an image file as the input; on failure emit `error`, warn, keep the image."""
+        """Load an image file as the input now; on failure emit `error`, warn, keep the image."""
         path = Path(path)
         try:
             pixels = load_image_file(path)
         except ImageError as failure:
             self._report(str(failure))
             return False
+        self._file_opened(path, pixels)
+        return True
+
+    def _file_opened(self, path: Path, pixels: np.ndarray) -> None:
         set_image(self._file_item, pixels, LEVELS)
         self._file_label.setText(str(path))
         with QSignalBlocker(self._tabs):
             self._tabs.setCurrentWidget(self._file)
         self._choose(self._file, InputImage(pixels, None, f"file {path.name}"))
-        return True
 
     def _report(self, message: str) -> None:
         self.error.emit(message)
@@ -470,15 +491,21 @@ class InputView(QWidget, ExportableView):
             event.ignore()
             return
         event.acceptProposedAction()
-        self.open_file(files[0])
+        self.request_file(files[0])
 
     # -- current image --------------------------------------------------------------------------
     def _choose(self, page: QWidget, image: InputImage) -> None:
         self._last_of[page] = image
         self._current = image
-        label = "" if image.label is None else f", label {self._class_names[image.label]}"
-        self._caption.setText(f"Input: {image.source}{label}")
+        self._caption.setText(self._caption_text())
         self.image_chosen.emit(image)
+
+    def _caption_text(self) -> str:
+        image = self._current
+        if image is None:
+            return "No image chosen yet"
+        label = "" if image.label is None else f", label {self._class_names[image.label]}"
+        return f"Input: {image.source}{label}"
 
     def _tab_changed(self, _: int) -> None:
         """Switching tabs makes that tab's latest image the input again."""
