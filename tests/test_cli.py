@@ -63,6 +63,33 @@ def test_iterations_for_a_model_without_routing_is_a_message(capsys, tmp_path):
            "not to cnn" in err and not (tmp_path / "x.safetensors").exists()
 
 
+def test_train_with_self_attention_routing_records_it(data_root, tmp_path, capsys):
+    out = tmp_path / "capsnet-selfatt.safetensors"
+    assert main(["train", "--routing", "self-attention", "--epochs", "1", "--subset", "32",
+                 "--test-subset", "32", "--batch-size", "16", "--device", "cpu",
+                 "--data-root", str(data_root), "--output", str(out), "--no-progress"]) == 0
+    capsys.readouterr()
+    loaded = load_checkpoint(out)
+    assert loaded.metadata["config"]["routing"] == "self-attention"
+    assert loaded.model.config.routing == "self-attention"
+    assert loaded.model.log_priors is not None  # β_ij: the self-attention model's own weights
+    assert main(["info", str(out)]) == 0
+    assert any(line.split() == ["routing", "self-attention"]
+               for line in capsys.readouterr().out.splitlines())
+
+
+def test_routing_for_a_model_that_does_not_choose_it_is_a_message(capsys, tmp_path):
+    assert main(["train", "--model", "cnn", "--routing", "uniform", "--device", "cpu",
+                 "--output", str(tmp_path / "x.safetensors")]) == 2
+    err = capsys.readouterr().err
+    assert "capsviewer train: error: routing applies to capsnet, not to cnn" in err
+    assert "Traceback" not in err and not (tmp_path / "x.safetensors").exists()
+    with pytest.raises(SystemExit) as exit:
+        main(["train", "--routing", "em"])
+    assert exit.value.code == 2 and "argument --routing: invalid choice: 'em'" in \
+        capsys.readouterr().err
+
+
 @pytest.mark.parametrize("command", ["train", "eval", "info", "export", "report", "ablation",
                                      "average"])
 def test_every_command_has_help(command, capsys):

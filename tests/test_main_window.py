@@ -139,6 +139,35 @@ def test_routing_iteration_keys_step_through_the_core_trace(qtbot, window, core_
         QTest.keyClick(window, Qt.Key.Key_BracketRight)
 
 
+def test_a_self_attention_capsnet_shows_its_attention_weights_on_the_routing_tab(
+        qtbot, window, tmp_path, mnist_test):
+    from capsviewer.models import build_model
+    from capsviewer.training import save_checkpoint
+
+    torch.manual_seed(1)
+    path = save_checkpoint(tmp_path / "capsnet-selfatt.safetensors",
+                           build_model("capsnet", {"routing": "self-attention"}),
+                           {"dataset": {"name": "mnist"}})
+    window.session.load_checkpoint(path)
+    settle(qtbot, window, lambda: window.inspection is not None
+           and window.inspection.routing == "self-attention")
+    window.tabs.setCurrentWidget(window.routing_view)
+    routing = window.routing_view
+    qtbot.waitUntil(lambda: routing.routing == "self-attention")
+    settle(qtbot, window)
+    model = load_checkpoint(path).model.eval()
+    with torch.no_grad():
+        trace = model(mnist_test.images[:1].float() / 255, trace=True).routing.trace
+    assert len(trace) == 1 and routing.iteration_count == 1
+    routing.set_quantity("couplings")
+    expected = model.config.as_primary_grid(trace[0].couplings, 1)[0, ..., routing.digit]
+    np.testing.assert_allclose(routing.displayed_couplings(), expected.numpy(), atol=1e-6)
+    assert routing.mosaic.plot.titleLabel.text.startswith("Self-attention weights c<sub>ij</sub>")
+    assert "Self-attention routing" in routing.routing_label.text()
+    assert not routing.iterations_spin.isEnabled()
+    assert "runs in one pass" in routing.ablation_view.summary.text()
+
+
 def test_r_5_is_shown_on_prediction_and_pose_with_the_core_numbers(qtbot, window, core_models,
                                                                   mnist_test):
     """R set on the Routing tab changes what Prediction, Pose and Rotation show: each says so,

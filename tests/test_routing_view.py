@@ -9,6 +9,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import inspect_capsnet
+from capsviewer.analysis.routing_diagnostics import inspection_diagnostics
 from capsviewer.analysis.routing_maps import ROBUST_PERCENTILE, rendered_spread
 from capsviewer.data.transforms import as_batch
 from capsviewer.app.views.common import FORMULAS
@@ -395,3 +396,74 @@ def test_without_an_inspection_everything_is_disabled(view, inspections):
     view.next_iteration()
     view.toggle_play()
     assert view.iteration == 1 and not view.playing
+
+
+ROUTING_TITLES = {"uniform": "Couplings c<sub>ij</sub> = 1/J (no routing)",
+                  "self-attention": "Self-attention weights c<sub>ij</sub>",
+                  "inverted-attention": "Routing weights r<sub>ij</sub>"}
+
+
+@pytest.fixture(scope="module")
+def routed_models():
+    """Seeded, untrained CapsNets of the other vector routings (the core's, as saved)."""
+    from capsviewer.models import build_model
+
+    models = {}
+    for routing in ROUTING_TITLES:
+        torch.manual_seed(0)
+        models[routing] = build_model("capsnet", {"routing": routing}).eval()
+    if models["self-attention"].log_priors is not None:  # trained priors are not zero
+        with torch.no_grad():
+            models["self-attention"].log_priors.normal_(0, 0.01)
+    return models
+
+
+@pytest.mark.parametrize("routing", sorted(ROUTING_TITLES))
+def test_every_vector_routing_shows_its_own_weights_named_as_its_paper_does(
+        view, routed_models, image, routing):
+    """Uniform: c_ij = 1/J and no routing; self-attention: its one pass's weights; inverted
+    attention: r_ij per iteration. Drawn are the core trace's assignments, never called
+    dynamic routing's couplings."""
+    model = routed_models[routing]
+    capsules = inspect_capsnet(model, image)
+    expected = core_couplings(model, image, model.config.routing_iterations)
+    view.show_inspection(capsules)
+    assert view.routing == routing and capsules.routing == routing
+    view.set_quantity("couplings")
+    title = view.mosaic.plot.titleLabel.text
+    assert title.startswith(ROUTING_TITLES[routing])
+    assert len(capsules.iterations) == len(expected) == (3 if routing == "inverted-attention"
+                                                          else 1)
+    for r in range(1, len(expected) + 1):
+        view.set_iteration(r)
+        np.testing.assert_array_equal(view.displayed_couplings(),
+                                      expected[r - 1][..., view.digit])
+        assert_mosaic_of(view.mosaic_item.image, expected[r - 1][..., view.digit])
+    label = view.routing_label.text()
+    if routing == "uniform":
+        np.testing.assert_allclose(view.displayed_couplings(), 0.1, rtol=1e-6)
+        assert "no routing" in label and "c<sub>ij</sub> = 1/J" in label
+        assert set(view.mode_keys()) == {"deviation", "support", "couplings"}
+    if routing == "self-attention":
+        assert "one pass" in label and "Efficient-CapsNet" in label
+        assert not np.allclose(view.displayed_couplings(), 0.1)  # attention, not uniform
+        assert "β_ij" in view.mosaic.toolTip()  # the priors s_j adds are named
+        assert "change" not in view.mode_keys() and "agreement" not in view.mode_keys()
+        view.diagnostics_view.show_diagnostics(inspection_diagnostics(capsules))
+        assert view.diagnostics_view.summary.text().startswith("One pass of self-attention")
+    if routing == "inverted-attention":
+        assert "r<sub>ij</sub>" in view.share_bars.getPlotItem().titleLabel.text
+        assert "class score" in view.length_bars.getPlotItem().titleLabel.text
+        assert not any(line.isVisible() for line in view.length_bars.margin_lines)
+        view.set_quantity("logits")
+        assert "a<sub>ij</sub>" in view.mosaic.plot.titleLabel.text
+    one_pass = routing != "inverted-attention"
+    assert view.iterations_spin.isEnabled() != one_pass
+    view.show_ablation(None)
+    if one_pass:
+        assert "runs in one pass" in view.ablation_view.summary.text()
+    for quantity in view.mode_keys():  # every map the routing offers draws
+        view.set_quantity(quantity)
+        assert view.quantity == quantity
+        if routing != "uniform":  # attention weights are never called couplings
+            assert "oupling" not in view.mosaic.plot.titleLabel.text

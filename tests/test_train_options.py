@@ -75,4 +75,33 @@ def test_the_form_has_a_row_per_labelled_option_with_its_range(qtbot):
     for opt in labelled:
         if opt.key is None and opt.name != "output":
             assert getattr(config, opt.name) == getattr(defaults, opt.name), opt.name
-    assert config.model_config == {"routing_iterations": 3}
+    assert config.model_config == {"routing_iterations": 3, "routing": "dynamic"}
+
+
+def test_the_routing_field_reaches_the_config_and_only_for_the_capsnet(qtbot):
+    from capsviewer.app.views.training_view import TrainingView
+
+    view = TrainingView()
+    qtbot.addWidget(view)
+    routing = view._fields["routing"]
+    routing.setCurrentIndex(routing.findData("self-attention"))
+    assert routing.currentText() == "Self-attention routing"
+    assert view.config().model_config["routing"] == "self-attention"
+    model = view._fields["model"]
+    model.setCurrentIndex(model.findData("cnn"))
+    assert not routing.isEnabled() and view.config().model_config == {}
+    model.setCurrentIndex(model.findData("matrix-capsnet"))
+    assert not routing.isEnabled() and "routing" not in view.config().model_config
+    view.set_config(TrainConfig(model_config={"routing": "inverted-attention"}))
+    assert routing.isEnabled() and routing.currentData() == "inverted-attention"
+    assert view.config().model_config["routing"] == "inverted-attention"
+
+
+def test_routing_is_parsed_into_the_model_config_and_refused_for_other_models():
+    parsed = config_from(build_parser().parse_args(["train", "--routing", "uniform",
+                                                    "--iterations", "2"]))
+    assert parsed.model_config == {"routing_iterations": 2, "routing": "uniform"}
+    assert parsed.problems() == []
+    assert TrainConfig(model="efficient-capsnet",
+                       model_config={"routing": "dynamic"}).problems() == [
+        "routing applies to capsnet, not to efficient-capsnet"]

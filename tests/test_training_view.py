@@ -104,14 +104,16 @@ def test_capsnet_trains_a_small_subset(qtbot, trainer_ui, tmp_path, mnist_train,
                                 subset=64, test_subset=100, batch_size=32, epochs=1,
                                 device="cpu", output=str(tmp_path / "caps.safetensors")))
     config = view.config()
-    assert config.model_config == {"routing_iterations": 2} and config.eval_batch_size == 100
+    assert config.model_config == {"routing_iterations": 2, "routing": "dynamic"}
+    assert config.eval_batch_size == 100
     epochs = record(runner.epoch_done)
     with qtbot.waitSignal(view.model_ready, timeout=30_000) as ready:
         runner.start(config, mnist_train, mnist_test)
     assert ready.args == [str(tmp_path / "caps.safetensors")]
     assert len(epochs) == 1 and 0.0 <= epochs[0].test_accuracy <= 1.0
     meta = saved_metadata(ready.args[0])
-    assert meta["train_config"]["model_config"] == {"routing_iterations": 2}
+    assert meta["train_config"]["model_config"] == {"routing_iterations": 2,
+                                                    "routing": "dynamic"}
     assert len(view.loss_curve.getOriginalDataset()[0]) == 2  # two batches, both delivered
 
 

@@ -20,10 +20,11 @@ MNIST_CLASSES = tuple(str(k) for k in range(10))
 
 @dataclass(frozen=True)
 class IterationSnapshot:
-    """One routing iteration r, on the primary grid."""
+    """One routing iteration r, on the primary grid, in dynamic routing's names (the trace's
+    fields; what they are for another routing: capsviewer.analysis.routing_maps.ROUTING_TERMS)."""
 
     logits: np.ndarray  # b_ij the couplings came from (32, 6, 6, 10)
-    couplings: np.ndarray  # c_ij = softmax_j b_ij (32, 6, 6, 10); Σ_j = 1
+    couplings: np.ndarray  # c_ij = softmax_j b_ij (32, 6, 6, 10); Σ_j = 1 (the assignments)
     agreement: np.ndarray  # û_{j|i}·v_j (32, 6, 6, 10), added to b_ij for iteration r+1
     parent_lengths: np.ndarray  # the class scores ‖v_j‖ (the read-out for inverted attention) (10,)
     parent_poses: np.ndarray  # v_j (10, 16)
@@ -42,6 +43,7 @@ class CapsuleInspection:
     receptive_fields: np.ndarray  # (6, 6, 4) input box (top, left, bottom, right) per grid cell
     class_names: tuple[str, ...] = MNIST_CLASSES
     votes: np.ndarray | None = None  # û_{j|i} (32, 6, 6, 10, 16), for vote clouds and decoding
+    routing: str = "dynamic"  # the model's routing (CapsNetConfig.routing): what c_ij are
 
     def contributions(self, digit: int, iteration: int = -1) -> np.ndarray:
         """c_ij‖û_{j|i}‖ on the grid (32, 6, 6): how much each part adds to s_j at ``iteration``."""
@@ -110,6 +112,7 @@ def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
         receptive_fields=fields,
         class_names=class_names,
         votes=on_grid(out.votes),
+        routing=model.config.routing,
     )
 
 

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from capsviewer.analysis.inspection import CapsuleInspection
+from capsviewer.analysis.routing_maps import ROUTING_TERMS
 from capsviewer.data.transforms import as_batch, model_device, placement, to_float
 from capsviewer.maths import squash
 from capsviewer.training.evaluation import EvaluationCancelled
@@ -63,6 +64,7 @@ class RoutingDiagnostics:
     weighted_max_coupling: np.ndarray  # (R,) ‖u_i‖-weighted
     objective: np.ndarray  # (R,) Σ_ij c_ij û_{j|i}·v_j
     parents: int  # J
+    routing: str = "dynamic"  # whose weights c_ij are (CapsNetConfig.routing)
 
     @property
     def iterations(self) -> int:
@@ -79,20 +81,28 @@ class RoutingDiagnostics:
 
     def summary(self) -> str:
         """One sentence worded from the numbers: how far the last iteration got from uniform."""
-        if self.iterations < 2:
-            return (f"One iteration: the couplings are uniform (H = log {self.parents} = "
-                    f"{self.uniform_entropy:.4f}, max c_ij = {self.uniform_max_coupling:.3g}); "
-                    "no routing by agreement.")
+        terms = ROUTING_TERMS[self.routing]
+        noun, w = terms.noun, terms.symbol
         drop = self.uniform_entropy - self.weighted_entropy[-1]
         share = drop / self.uniform_entropy
-        verdict = ("the couplings stay close to uniform: routing barely re-weights the parts"
-                   if share < 0.05 else "routing concentrates the couplings"
-                   if share > 0.25 else "routing moves the couplings moderately away from uniform")
+        if self.routing == "self-attention":  # one pass, not uniform
+            return (f"One pass of self-attention: the ‖u_i‖-weighted entropy of the weights is "
+                    f"{self.weighted_entropy[-1]:.4f} nats ({100 * share:.2g} % below log "
+                    f"{self.parents} = {self.uniform_entropy:.4f}, uniform) and the mean max "
+                    f"{w} is {self.max_coupling[-1]:.3f} (uniform: {self.uniform_max_coupling:.3g}).")
+        if self.iterations < 2:
+            opening = ("No routing" if self.routing == "uniform"
+                       else "One iteration, no routing by agreement")
+            return (f"{opening}: the {noun} are uniform (H = log {self.parents} = "
+                    f"{self.uniform_entropy:.4f}, max {w} = {self.uniform_max_coupling:.3g}).")
+        verdict = (f"the {noun} stay close to uniform: routing barely re-weights the parts"
+                   if share < 0.05 else f"routing concentrates the {noun}"
+                   if share > 0.25 else f"routing moves the {noun} moderately away from uniform")
         return (f"After {self.iterations - 1} updates the ‖u_i‖-weighted entropy fell from "
                 f"{self.uniform_entropy:.4f} to {self.weighted_entropy[-1]:.4f} nats "
-                f"({100 * share:.2g} % of log {self.parents}) and the mean max coupling rose from "
+                f"({100 * share:.2g} % of log {self.parents}) and the mean max {w} rose from "
                 f"{self.uniform_max_coupling:.3f} to {self.max_coupling[-1]:.3f}: {verdict}. "
-                f"The objective Σ c û·v went from {self.objective[0]:.3g} to "
+                f"The objective Σ {w[0]} û·v went from {self.objective[0]:.3g} to "
                 f"{self.objective[-1]:.3g}.")
 
 
@@ -104,7 +114,8 @@ def coupling_entropy(couplings: np.ndarray) -> np.ndarray:
 
 
 def routing_diagnostics(couplings: np.ndarray, agreement: np.ndarray,
-                        primary_lengths: np.ndarray | None = None) -> RoutingDiagnostics:
+                        primary_lengths: np.ndarray | None = None,
+                        routing: str = "dynamic") -> RoutingDiagnostics:
     """Diagnostics from per-iteration couplings c_ij and agreement û_{j|i}·v_j, each (R, ..., J)
     with the children on the middle axes (1152, or the 32×6×6 grid); ``primary_lengths`` ‖u_i‖
     on the same children (default: equal weights)."""
@@ -124,6 +135,7 @@ def routing_diagnostics(couplings: np.ndarray, agreement: np.ndarray,
         weighted_max_coupling=peak @ weights,
         objective=(c * a).sum(axis=(1, 2)),
         parents=parents,
+        routing=routing,
     )
 
 
@@ -133,6 +145,7 @@ def inspection_diagnostics(capsules: CapsuleInspection) -> RoutingDiagnostics:
         np.stack([s.couplings for s in capsules.iterations]),
         np.stack([s.agreement for s in capsules.iterations]),
         capsules.primary_lengths,
+        capsules.routing,
     )
 
 

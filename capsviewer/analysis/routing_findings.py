@@ -105,8 +105,9 @@ def grid_place(row: int, col: int, rows: int, cols: int) -> str:
     return "the middle"
 
 
-def describe_strongest(part: StrongestPart, class_names=None) -> str:
-    """The finding in plain words (one or two sentences), from the numbers measured."""
+def describe_strongest(part: StrongestPart, class_names=None, weight: str = "c") -> str:
+    """The finding in plain words (one or two sentences), from the numbers measured;
+    ``weight``: the routing's symbol for its weights (r for inverted attention's r_ij)."""
     name = str(class_names[part.digit]) if class_names is not None else str(part.digit)
     maps, rows, cols = part.grid_shape
     top, left, bottom, right = part.field
@@ -114,10 +115,10 @@ def describe_strongest(part: StrongestPart, class_names=None) -> str:
              f"seeing rows {top}–{bottom - 1} and columns {left}–{right - 1} of the image")
     if not part.dominant:
         return (f"No single part dominates capsule {name}: the strongest, {part.name}, "
-                f"carries {part.share:.0%} of its support c·‖û‖ and the ten strongest "
+                f"carries {part.share:.0%} of its support {weight}·‖û‖ and the ten strongest "
                 f"{part.top_ten_share:.0%} together.")
-    text = (f"One part carries {part.share:.0%} of capsule {name}'s support c·‖û‖: primary "
-            f"capsule {part.name}, {where}. Its vote is {part.vote_ratio:.0f}× as long as the "
+    text = (f"One part carries {part.share:.0%} of capsule {name}'s support {weight}·‖û‖: "
+            f"primary capsule {part.name}, {where}. Its vote is {part.vote_ratio:.0f}× as long as the "
             f"median vote")
     if part.alignment is not None and part.alignment >= ALIGNED:
         text += (f" and points where s_{name} points (cos {part.alignment:.2f}), so this one "

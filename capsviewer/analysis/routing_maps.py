@@ -6,6 +6,9 @@ shows one flat colour. The default is therefore the deviation from uniform, c_ij
 scale that is symmetric about 0 and robust: ± the 99th percentile of |c_ij − 1/J| over every
 iteration of this input (one scale for all iterations, so stepping shows real change; the few
 cells beyond it saturate). "change" shows what the last agreement update moved.
+Each vector routing names its weights and what they come from (:data:`ROUTING_TERMS`), and
+offers only the maps it has (:func:`map_modes`): no logits for uniform couplings, no change
+for the one-pass algorithms.
 """
 
 from __future__ import annotations
@@ -25,23 +28,109 @@ class MapMode:
     diverging: bool  # signed values about 0, on a symmetric scale
     fade: bool  # primary capsules faded by their activity ‖u_i‖
     explanation: str  # one sentence for the tooltip
+    hint: str = ""  # one line under the grid: how to read the colours
 
 
-MAP_MODES = {mode.key: mode for mode in (
-    MapMode("deviation", "couplings compared with uniform", "c_ij − 1/J", True, True,
-            "Red: part i sends more of its vote to digit capsule j than the uniform 1/J; "
-            "blue: less. Faint cells are primary capsules that are barely active (short ‖u_i‖)."),
-    MapMode("change", "change since the last iteration", "c_ij⁽ʳ⁾ − c_ij⁽ʳ⁻¹⁾", True, True,
-            "What the last agreement update b_ij ← b_ij + û_{j|i}·v_j did to the couplings."),
-    MapMode("support", "support c_ij‖û_{j|i}‖", "c_ij‖û_{j|i}‖", False, False,
-            "How much each part adds to s_j: its coupling times the length of its vote."),
-    MapMode("couplings", "couplings c_ij", "c_ij", False, False,
-            "The couplings themselves (softmax over j; 1/J = 0.1 everywhere at iteration 1)."),
-    MapMode("logits", "logits b_ij", "b_ij", True, False,
-            "The logits the couplings came from: the agreement summed over earlier iterations."),
-    MapMode("agreement", "agreement û_{j|i}·v_j", "û_{j|i}·v_j", True, False,
-            "How well each vote agrees with the output v_j; added to b_ij for the next iteration."),
-)}
+@dataclass(frozen=True)
+class RoutingTerms:
+    """What one vector routing's assignment weights and the quantities they come from are
+    called (the paper's symbols), for titles, legends and tooltips."""
+
+    noun: str  # of the weights: "couplings", "self-attention weights", "routing weights"
+    symbol: str  # of the weights: c_ij or r_ij
+    parent: str  # the parents' poses: v_j, or p_j (inverted attention)
+    scores: str  # what the class bars show: ‖v_j‖, or the read-out's softmax
+    weights_explanation: str
+    change: str = ""  # what one iteration does to the weights; "": one pass, no "change" map
+    logits: tuple[str, str, str] | None = None  # (label, symbol, explanation); None: no map
+    agreement: tuple[str, str, str] | None = None
+    default: str = "deviation"
+    summary: str = ""  # one line for the tab: what this routing is
+
+    @property
+    def weights(self) -> str:
+        """"couplings c_ij", "routing weights r_ij", …"""
+        return f"{self.noun} {self.symbol}"
+
+
+ROUTING_TERMS = {
+    "dynamic": RoutingTerms(
+        "couplings", "c_ij", "v_j", "‖v_j‖",
+        "The couplings themselves (softmax over j; 1/J = 0.1 everywhere at iteration 1).",
+        change="What the last agreement update b_ij ← b_ij + û_{j|i}·v_j did to the couplings.",
+        logits=("logits b_ij", "b_ij", "The logits the couplings came from: the agreement "
+                "summed over earlier iterations."),
+        agreement=("agreement û_{j|i}·v_j", "û_{j|i}·v_j", "How well each vote agrees with "
+                   "the output v_j; added to b_ij for the next iteration."),
+        summary="c_ij = softmax_j(b_ij), b_ij grows by the agreement û_{j|i}·v_j each "
+                "iteration"),
+    "uniform": RoutingTerms(
+        "couplings", "c_ij", "v_j", "‖v_j‖",
+        "No routing: every part sends 1/J of its vote to each digit capsule, whatever the "
+        "votes; s_j = Σ_i û_{j|i} / J.",
+        default="couplings",
+        summary="no routing: c_ij = 1/J for every part, one pass, nothing to step through"),
+    "self-attention": RoutingTerms(
+        "self-attention weights", "c_ij", "v_j", "‖v_j‖",
+        "Efficient-CapsNet's weights from one pass of self-attention: c_ij = softmax_j(b_ij), "
+        "b_ij = û_{j|i}·Σ_k û_{j|k} / √D. s_j = Σ_i (c_ij + β_ij) û_{j|i} also adds the "
+        "learned priors β_ij, which this map does not include.",
+        logits=("attention logits b_ij", "b_ij", "b_ij = û_{j|i}·Σ_k û_{j|k} / √D: how well "
+                "part i's vote agrees with the sum of every vote for j (no iterations)."),
+        summary="one pass, no iterations: weights from how well each vote agrees with the sum "
+                "of the votes for j"),
+    "inverted-attention": RoutingTerms(
+        "routing weights", "r_ij", "p_j", "class score softmax_j(w·p_j + c)",
+        "Tsai et al.'s routing weights: r_ij = softmax_j(a_ij), a_ij = p_j·û_{j|i} from the "
+        "previous poses (p_j = 0 at iteration 1, so r_ij = 1/J there).",
+        change="What the last iteration's poses p_j = LayerNorm(s_j) did to the routing "
+               "weights (a_ij recomputed, not accumulated).",
+        logits=("agreement a_ij from the previous poses", "a_ij", "a_ij = p_j·û_{j|i} with "
+                "the poses of the previous iteration (0 at iteration 1): r_ij = softmax_j(a_ij)."),
+        agreement=("agreement p_j·û_{j|i}", "p_j·û_{j|i}", "How well each vote agrees with "
+                   "this iteration's pose p_j: the next iteration's a_ij."),
+        summary="parents compete for each part: r_ij = softmax_j(p_j·û_{j|i}), recomputed "
+                "from the poses each iteration"),
+}
+
+
+def map_modes(routing: str = "dynamic") -> dict[str, MapMode]:
+    """What the grid can show for routing ``routing`` (one of ROUTING_TERMS): the weights
+    compared with uniform, their change per iteration (iterative routings), each part's
+    support, the weights, and the logits and agreement they come from where it has them."""
+    t = ROUTING_TERMS[routing]
+    w, uniform = t.symbol, routing == "uniform"
+    modes = [
+        MapMode("deviation", f"{t.weights} compared with uniform", f"{w} − 1/J", True, True,
+                f"Red: part i sends more of its vote to digit capsule j than the uniform 1/J; "
+                f"blue: less ({w}). Faint cells are primary capsules that are barely active "
+                "(short ‖u_i‖).",
+                "red: more than 1/J · blue: less · faint: inactive part (short ‖u_i‖)"),
+        MapMode("change", "change since the last iteration", f"{w}⁽ʳ⁾ − {w}⁽ʳ⁻¹⁾", True, True,
+                t.change, "red: rose in the last iteration · blue: fell · faint: inactive part")
+        if t.change else None,
+        MapMode("support", f"support {w}‖û_{{j|i}}‖", f"{w}‖û_{{j|i}}‖", False, False,
+                f"How much each part adds to s_j: its weight {w} times the length of its vote.",
+                "bright: adds most to s_j"),
+        MapMode("couplings", t.weights + (" = 1/J (no routing)" if uniform else ""), w, False,
+                False, t.weights_explanation,
+                f"{w} = 1/J = 0.1 for every part: nothing is routed" if uniform
+                else f"{w}: 1/J = 0.1 is uniform"),
+        signed("logits", t.logits, "red: above 0 · blue: below"),
+        signed("agreement", t.agreement, f"red: agrees with {t.parent} · blue: opposes"),
+    ]
+    return {mode.key: mode for mode in modes if mode is not None}
+
+
+def signed(key: str, terms: tuple[str, str, str] | None, hint: str) -> MapMode | None:
+    """A map of signed values named by (label, symbol, explanation); None without terms."""
+    if terms is None:
+        return None
+    label, symbol, explanation = terms
+    return MapMode(key, label, symbol, True, False, explanation, hint)
+
+
+MAP_MODES = map_modes("dynamic")  # every map (dynamic routing has them all)
 DEFAULT_MODE = "deviation"
 
 

@@ -54,9 +54,12 @@ def config_from(args: argparse.Namespace) -> TrainConfig:
     values = {}
     for opt in train_options():
         value = getattr(args, _dest(opt))
-        if opt.key is not None:
-            value = {opt.key: value} if value is not None else {}
-        values[opt.name] = value
+        if opt.key is None:
+            values[opt.name] = value
+        else:  # an entry of a dict field, set only when given
+            entries = values.setdefault(opt.name, {})
+            if value is not None:
+                entries[opt.key] = value
     values["output"] = args.output or DEFAULT_OUTPUT.format(model=args.model, dataset=args.dataset)
     return TrainConfig(**values)
 

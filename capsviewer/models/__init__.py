@@ -37,10 +37,16 @@ def display_name(architecture: str) -> str:
     return TITLES.get(architecture, architecture)
 
 
+def configured_by(field: str) -> tuple[str, ...]:
+    """The architectures whose config has ``field`` (``routing``: capsnet)."""
+    return tuple(name for name, (_, config) in MODELS.items()
+                 if any(f.name == field for f in dataclasses.fields(config)))
+
+
 def default_routing_iterations() -> dict[str, int]:
     """The architectures that route, with their configs' default number of iterations."""
-    return {name: config().routing_iterations for name, (_, config) in MODELS.items()
-            if any(f.name == "routing_iterations" for f in dataclasses.fields(config))}
+    return {name: MODELS[name][1]().routing_iterations
+            for name in configured_by("routing_iterations")}
 
 
 # Ranges of config values (from checkpoints, the command line): an integer is a size or a
@@ -142,6 +148,7 @@ __all__ = [
     "MatrixCapsNetConfig",
     "MatrixCapsNetOutput",
     "build_model",
+    "configured_by",
     "default_routing_iterations",
     "display_name",
     "make_config",

@@ -13,7 +13,8 @@ from typing import Any
 
 from capsviewer.checks import number_problem
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASET_TITLES, DATASETS
-from capsviewer.models import MODELS, ROUTING_ITERATIONS, TITLES, default_routing_iterations
+from capsviewer.maths import ROUTING_ALGORITHMS, VECTOR_ROUTINGS
+from capsviewer.models import MODELS, ROUTING_ITERATIONS, TITLES, configured_by
 from capsviewer.training.devices import DEVICE_HELP, PRECISIONS
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's splits
@@ -60,7 +61,13 @@ class Option:
 
 def option(help: str, **details) -> dict:
     """Field metadata declaring a user-facing option (see :class:`Option`)."""
-    return {"option": Option(help=help, **details)}
+    return {"options": (Option(help=help, **details),)}
+
+
+def entries(*declared: dict) -> dict:
+    """Field metadata declaring several options, one per entry of a dict field (each with
+    its ``key``)."""
+    return {"options": tuple(opt for d in declared for opt in d["options"])}
 
 
 @dataclass
@@ -70,10 +77,17 @@ class TrainConfig:
         "capsules with EM routing (Hinton et al. 2018), or Efficient-CapsNet (Mazzia et al. "
         "2021)", label="Model", choices=tuple(MODELS),
         titles=TITLES))
-    model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
-        "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",
-        label="Routing iterations", key="routing_iterations", flag="--iterations",
-        metavar="ITERATIONS", minimum=ROUTING_ITERATIONS[0], maximum=ROUTING_ITERATIONS[1]))
+    model_config: dict[str, Any] = field(default_factory=dict, metadata=entries(
+        option("routing iterations (architectures that route; default: CapsNet 3, matrix "
+               "capsules 2)", label="Routing iterations", key="routing_iterations",
+               flag="--iterations", metavar="ITERATIONS", minimum=ROUTING_ITERATIONS[0],
+               maximum=ROUTING_ITERATIONS[1]),
+        option("how the CapsNet's votes become digit capsules (default: dynamic): dynamic "
+               "routing (Sabour et al. 2017), uniform couplings (no routing), Efficient-CapsNet's "
+               "self-attention in one pass (Mazzia et al. 2021) or inverted dot-product "
+               "attention (Tsai et al. 2020)", label="Routing", key="routing",
+               choices=VECTOR_ROUTINGS,
+               titles={name: ROUTING_ALGORITHMS[name].title for name in VECTOR_ROUTINGS})))
     dataset: str = field(default="mnist", metadata=option(
         "training and test set", label="Dataset", choices=tuple(DATASETS),
         titles=DATASET_TITLES))
@@ -141,10 +155,13 @@ class TrainConfig:
             problem = opt.problem(value)
             if problem:
                 found.append(f"{(opt.key or opt.name).replace('_', ' ')} {problem}, got {value!r:.60}")
-        routed = default_routing_iterations()
-        if (isinstance(self.model_config, dict) and "routing_iterations" in self.model_config
-                and self.model not in routed):
-            found.append(f"routing iterations apply to {' and '.join(routed)}, not to {self.model}")
+        for opt in train_options():
+            models = (configured_by(opt.key) if isinstance(self.model_config, dict)
+                      and opt.key in self.model_config else ())
+            if models and self.model not in models:
+                name = opt.key.replace("_", " ")
+                verb = "apply" if name.endswith("s") else "applies"
+                found.append(f"{name} {verb} to {' and '.join(models)}, not to {self.model}")
         return found
 
 
@@ -153,17 +170,15 @@ def train_options() -> list[Option]:
     hints = typing.get_type_hints(TrainConfig)
     declared = []
     for f in dataclasses.fields(TrainConfig):
-        if "option" not in f.metadata:
-            continue
-        opt: Option = f.metadata["option"]
-        kind = hints[f.name]
-        args = [a for a in typing.get_args(kind) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(kind))
-        if optional:
-            kind = args[0]
-        default = None if f.default is dataclasses.MISSING else f.default
-        if opt.key is not None:  # an entry of a dict field: an int, the model's default if unset
-            kind, default, optional = int, None, True
-        declared.append(dataclasses.replace(opt, name=f.name, type=kind, default=default,
-                                            optional=optional))
+        for opt in f.metadata.get("options", ()):
+            kind = hints[f.name]
+            args = [a for a in typing.get_args(kind) if a is not type(None)]
+            optional = len(args) < len(typing.get_args(kind))
+            if optional:
+                kind = args[0]
+            default = None if f.default is dataclasses.MISSING else f.default
+            if opt.key is not None:  # a dict field's entry: the model's default if unset
+                kind, default, optional = str if opt.choices else int, None, True
+            declared.append(dataclasses.replace(opt, name=f.name, type=kind, default=default,
+                                                optional=optional))
     return declared

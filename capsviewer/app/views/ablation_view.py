@@ -91,17 +91,21 @@ class AblationView(QWidget, ExportableView):
     # -- input from the controller ----------------------------------------------------------
     @Slot(object)
     def show_ablation(self, ablation: RoutingAblation | None,
-                      names: tuple[str, ...] | None = None) -> None:
+                      names: tuple[str, ...] | None = None, why: str | None = None) -> None:
+        """Draw ``ablation``; None: nothing to show, for the reason ``why`` (a sentence;
+        default: no CapsNet analysis yet)."""
         self.ablation = ablation
         if names is not None:
             self.names = names
         self.measure_button.setEnabled(self._measuring or ablation is not None)
         if ablation is None:
             for panel in self.images:
-                panel.show_message("no CapsNet")
+                panel.show_message("no CapsNet" if why is None else "")
+            for header in self.headers:
+                header.setText("")
             for bars in self.bars:
                 bars.setVisible(False)
-            self.summary.setText("No CapsNet analysis yet")
+            self.summary.setText(rich(why or "No CapsNet analysis yet"))
             return
         self._ensure_columns(len(ablation.updates))
         for n in range(len(ablation.updates)):

@@ -47,6 +47,8 @@ FORMULAS = {
           "softmax(κ b) maximises Σ_j c_j b_j + H(c)/κ, so its gap to the LP is ≤ log J / κ",
     "attention": "c_ij = softmax_j((b⁰_ij + û_{j|i}·K_j) / T), keys K_j = Σ_{k<r} v_j^(k); "
                  "at T = 1 these are routing's c_ij^(r)",
+    "uniform_routing": "no routing: c_ij = 1/J, s_j = Σ_i û_{j|i} / J, v_j = squash(s_j)   "
+                       "(one pass; Paik et al. 2019)",
     "self_attention": "Efficient-CapsNet, one pass: b_ij = û_{j|i}·Σ_k û_{j|k} / √D, "
                       "c_ij = softmax_j(b_ij), s_j = Σ_i (c_ij + β_ij) û_{j|i}, v_j = squash(s_j)",
     "inverted_attention": "Tsai et al.: p_j = 0; each iteration a_ij = p_j·û_{j|i}, "

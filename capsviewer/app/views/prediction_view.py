@@ -49,11 +49,13 @@ class ClassBars(pg.PlotWidget):
         plot.addItem(self.truth)
         plot.addItem(self.bars)
         foreground = pg.getConfigOption("foreground")
+        self.margin_lines: list[pg.InfiniteLine] = []
         if margins:  # dashed lines, named on the right axis: off the bars
             for value in (MARGIN_HIGH, MARGIN_LOW):
-                plot.addItem(pg.InfiniteLine(
+                self.margin_lines.append(pg.InfiniteLine(
                     pos=value, angle=0, movable=False,
                     pen=pg.mkPen(foreground, width=1, style=Qt.PenStyle.DashLine)))
+                plot.addItem(self.margin_lines[-1])
             plot.showAxis("right")
             plot.getAxis("right").setTicks([[(MARGIN_HIGH, f"m⁺ {MARGIN_HIGH}"),
                                              (MARGIN_LOW, f"m⁻ {MARGIN_LOW}")]])
@@ -69,6 +71,13 @@ class ClassBars(pg.PlotWidget):
 
     def set_class_names(self, names: tuple[str, ...]) -> None:
         self.getPlotItem().getAxis("bottom").setTicks(class_ticks(names))
+
+    def show_margins(self, shown: bool) -> None:
+        """Show or hide the margin lines m⁺/m⁻ (the margin loss's; not every model's)."""
+        for line in self.margin_lines:
+            line.setVisible(shown)
+        if self.margin_lines:
+            self.getPlotItem().showAxis("right", shown)
 
     def set_values(self, values: np.ndarray, highlight: int | None = None,
                    label: int | None = None) -> None:

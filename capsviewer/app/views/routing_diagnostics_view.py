@@ -12,6 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.routing_diagnostics import RoutingDiagnostics
+from capsviewer.analysis.routing_maps import ROUTING_TERMS
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table, rich, static_plot
 
 MEAN_PEN = pg.mkPen(86, 140, 205, width=2.5)  # reads on light and dark backgrounds
@@ -124,6 +125,14 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         ticks = [[(int(s), str(int(s))) for s in steps]]
         for plot in self.plots.values():
             plot.getAxis("bottom").setTicks(ticks)
+        terms = ROUTING_TERMS[diagnostics.routing]
+        w = terms.symbol  # c_ij, or r_ij (inverted attention)
+        for name, (title, label, _) in PLOTS.items():
+            if terms.noun != "couplings":  # attention weights
+                title = title.replace("coupling", "weight")
+            self.plots[name].setTitle(rich(title.replace("c_", w[0] + "_")))
+            self.plots[name].setLabel("left", rich(label.replace("c", w[0], 1)
+                                                   if name != "entropy" else label))
         self.summary.setText(rich(diagnostics.summary()))
         self._fit()
         self.set_iteration(self._iteration)

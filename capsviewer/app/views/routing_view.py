@@ -1,4 +1,7 @@
-"""Step through dynamic routing (Procedure 1) one iteration at a time.
+"""Step through dynamic routing (Procedure 1) one iteration at a time, or show what another
+vector routing of the CapsNet has: uniform couplings (no routing), self-attention's weights of
+its one pass, inverted attention's routing weights per iteration, each named as its paper does
+(:data:`capsviewer.analysis.routing_maps.ROUTING_TERMS`).
 
 For iteration r and a chosen digit capsule j the view draws, on the 32×6×6 primary grid, by
 default how far each coupling is from uniform (c_ij − 1/J, faded by the part's activity
@@ -28,7 +31,8 @@ from superqt.utils import signals_blocked
 from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
 from capsviewer.analysis.routing_findings import describe_strongest, strongest_part
 from capsviewer.analysis.routing_maps import (
-    DEFAULT_MODE, MAP_MODES, activity_weights, all_iterations, map_levels,
+    DEFAULT_MODE, MAP_MODES, ROUTING_TERMS, activity_weights, all_iterations, map_levels,
+    map_modes,
 )
 from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import (
@@ -40,6 +44,7 @@ from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
 from capsviewer.app.views.routing_diagnostics_view import RoutingDiagnosticsView
 from capsviewer.app.views.vote_cloud_view import VoteCloudView
 from capsviewer.app.views.vote_decoder_view import VoteDecoderView
+from capsviewer.maths import ROUTING_ALGORITHMS
 
 PLAY_INTERVAL_MS = 700
 MAX_ITERATIONS = 10
@@ -47,14 +52,19 @@ PART_COLOURS = ("#e8453c", "#f39c12", "#f4d03f")  # boxes of the 1st, 2nd, 3rd s
 HOVER_COLOUR = "#3ec1d3"  # the receptive field of the grid cell under the mouse
 SELECTION_PEN = pg.mkPen(240, 140, 30, width=2)  # the primary capsules chosen for decoding
 
-QUANTITIES = MAP_MODES  # what the grid can show: key → MapMode
+QUANTITIES = MAP_MODES  # what the grid can show (dynamic routing has every map): key → MapMode
 FORMULA_OF = {"deviation": "coupling", "change": "routing", "support": "votes",
               "couplings": "coupling", "logits": "routing", "agreement": "agreement"}
-HINTS = {"deviation": "red: more than 1/J · blue: less · faint: inactive part (short ‖u_i‖)",
-         "change": "red: rose in the last iteration · blue: fell · faint: inactive part",
-         "support": "bright: adds most to s_j",
-         "couplings": "c_ij: 1/J = 0.1 is uniform",
-         "logits": "red: above 0 · blue: below", "agreement": "red: agrees with v_j · blue: opposes"}
+# The formula of the other routings' weights (FORMULAS keys); "support" stays "votes".
+ROUTING_FORMULA = {"uniform": "uniform_routing", "self-attention": "self_attention",
+                   "inverted-attention": "inverted_attention"}
+
+
+def formula_of(routing: str, quantity: str) -> str:
+    """The formula behind map ``quantity`` of ``routing``, for its tooltip."""
+    if routing == "dynamic" or quantity == "support":
+        return FORMULAS[FORMULA_OF[quantity]]
+    return FORMULAS[ROUTING_FORMULA[routing]]
 
 
 def dark_background() -> bool:
@@ -138,6 +148,9 @@ class RoutingView(QWidget, ExportableView):
         self._wanted_iteration: int | None = None  # asked for before the analysis arrived
         self._digit = 0
         self._quantity = DEFAULT_MODE
+        self._state = None  # the app state, once bound
+        self._routing = "dynamic"  # the routing of the model shown; its maps:
+        self._modes = MAP_MODES
         self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
         self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
         self.finding = None  # StrongestPart of (r, j)
@@ -148,6 +161,7 @@ class RoutingView(QWidget, ExportableView):
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_stepper())
+        layout.addWidget(self._build_routing_label())
         layout.addLayout(self._build_selectors())
         self.panel_splitter = QSplitter(Qt.Orientation.Vertical)  # the view above, panels below
         self.panel_splitter.setChildrenCollapsible(False)
@@ -157,6 +171,8 @@ class RoutingView(QWidget, ExportableView):
         self.panel_splitter.setStretchFactor(1, 1)
         self.panel_splitter.setSizes([480, 240])
         layout.addWidget(self.panel_splitter, 1)
+        self._routing = ""  # name dynamic routing's terms everywhere until a model says
+        self._set_routing("dynamic")
         self._restyle()
         self.show_inspection(None)
 
@@ -203,6 +219,12 @@ class RoutingView(QWidget, ExportableView):
         row.addWidget(self.iterations_spin)
         return row
 
+    def _build_routing_label(self) -> QLabel:
+        self.routing_label = QLabel()  # which routing the model has, in words
+        self.routing_label.setWordWrap(True)
+        self.routing_label.setTextFormat(Qt.TextFormat.RichText)
+        return self.routing_label
+
     def _build_selectors(self) -> QHBoxLayout:
         row = QHBoxLayout()
         row.addWidget(QLabel("Digit capsule j:"))
@@ -223,16 +245,59 @@ class RoutingView(QWidget, ExportableView):
         row.addStretch(1)
         row.addWidget(QLabel("Show:"))
         self.map_combo = QComboBox()
-        for key, mode in MAP_MODES.items():
-            self.map_combo.addItem(unicode_scripts(mode.label), key)
-            self.map_combo.setItemData(self.map_combo.count() - 1,
-                                       mode.explanation + "\n" + FORMULAS[FORMULA_OF[key]],
-                                       Qt.ItemDataRole.ToolTipRole)
+        self._fill_map_combo()
         self.map_combo.setToolTip("What the grid shows for digit capsule j at iteration r")
         self.map_combo.currentIndexChanged.connect(
             lambda index: self.set_quantity(self.map_combo.itemData(index)))
         row.addWidget(self.map_combo)
         return row
+
+    def _fill_map_combo(self) -> None:
+        """The maps the current routing has, each with its explanation and formula."""
+        with signals_blocked(self.map_combo):
+            self.map_combo.clear()
+            for key, mode in self._modes.items():
+                self.map_combo.addItem(unicode_scripts(mode.label), key)
+                self.map_combo.setItemData(
+                    self.map_combo.count() - 1,
+                    mode.explanation + "\n" + formula_of(self._routing, key),
+                    Qt.ItemDataRole.ToolTipRole)
+            self.map_combo.setCurrentIndex(max(self.map_combo.findData(self._quantity), 0))
+
+    def _set_routing(self, routing: str) -> None:
+        """Name and offer what ``routing`` has: its maps, weights, scores and iterations."""
+        if routing == self._routing:
+            return
+        before = ROUTING_TERMS[self._routing].default if self._routing else DEFAULT_MODE
+        self._routing = routing
+        self._modes = map_modes(routing)
+        terms = ROUTING_TERMS[routing]
+        if self._quantity not in self._modes or self._quantity == before:  # not chosen
+            self._quantity = terms.default
+        self._fill_map_combo()
+        algorithm = ROUTING_ALGORITHMS[routing]
+        self.routing_label.setText(f"<b>{algorithm.title}</b> ({algorithm.paper}): "
+                                   f"{rich(terms.summary)}.")
+        self.routing_label.setToolTip(formula_of(routing, "couplings"))
+        one_pass = not algorithm.iterative
+        self.iterations_spin.setEnabled(not one_pass)
+        self.iterations_spin.setToolTip(
+            f"{algorithm.title} runs in one pass: R does not apply" if one_pass
+            else "Routing iterations R to run (recomputes the routing)")
+        axis = terms.scores if len(terms.scores) < 8 else "score"  # ‖v_j‖, or the read-out's
+        self.length_bars.getPlotItem().setLabel("left", rich(axis))
+        self.length_bars.show_margins(terms.scores == "‖v_j‖")  # the margin loss's lines
+        self.history.getPlotItem().setTitle(rich(f"{terms.scores} across iterations"))
+        self.history.getPlotItem().setLabel("left", rich(axis))
+        self.share_bars.getPlotItem().setLabel("left", rich(f"mean {terms.symbol}"))
+        self.mosaic.setToolTip(formula_of(routing, "couplings"))
+        share = (f"Σ_i ‖u_i‖ {terms.symbol} / Σ_i ‖u_i‖: where the primary capsules send "
+                 "their output")
+        self.share_bars.setToolTip(share)
+        index = self.panels.indexOf(self.share_bars)
+        self.panels.setTabText(index, "Mean coupling" if terms.noun == "couplings"
+                               else "Mean weight")
+        self.panels.setTabToolTip(index, share + "\n" + formula_of(routing, "couplings"))
 
     def _build_body(self) -> QSplitter:
         self.mosaic = MosaicPanel("c_ij − 1/J", "c_ij − 1/J")
@@ -418,7 +483,16 @@ class RoutingView(QWidget, ExportableView):
 
     def mode(self):
         """The MapMode the grid shows."""
-        return MAP_MODES[self._quantity]
+        return self._modes[self._quantity]
+
+    def mode_keys(self) -> tuple[str, ...]:
+        """The maps the current routing offers (MAP_MODES keys)."""
+        return tuple(self._modes)
+
+    @property
+    def routing(self) -> str:
+        """The routing of the model shown (CapsNetConfig.routing)."""
+        return self._routing
 
     def snapshot(self) -> IterationSnapshot | None:
         return self.capsules.iterations[self._iteration - 1] if self.capsules is not None else None
@@ -509,6 +583,10 @@ class RoutingView(QWidget, ExportableView):
             self.pause()
             self._clear()
             return
+        if capsules.routing != self._routing:
+            self._set_routing(capsules.routing)
+            if self._state is not None:  # the ablation, or why this routing has none
+                self.show_ablation(self._state.ablation.value)
         count = len(capsules.iterations)
         shown = self._iteration
         if previous is None or not np.array_equal(previous.image, capsules.image):
@@ -532,8 +610,14 @@ class RoutingView(QWidget, ExportableView):
 
     @Slot(object)
     def show_ablation(self, ablation) -> None:
-        """A RoutingAblation of the current image (None: no CapsNet)."""
+        """A RoutingAblation of the current image (None: no CapsNet). A one-pass routing has
+        no agreement updates to take away: the panel says so instead."""
         names = self.capsules.class_names if self.capsules is not None else None
+        algorithm = ROUTING_ALGORITHMS[self._routing]
+        if self.capsules is not None and not algorithm.iterative:
+            self.ablation_view.show_ablation(None, names, f"{algorithm.title} runs in one pass: "
+                                             "there are no agreement updates to take away.")
+            return
         self.ablation_view.show_ablation(ablation, names)
 
     @Slot(object)
@@ -600,10 +684,11 @@ class RoutingView(QWidget, ExportableView):
     @Slot(str)
     def set_quantity(self, name: str) -> None:
         """Draw one of MAP_MODES on the grid ("deviation", "change", "support", "couplings",
-        "logits", "agreement")."""
+        "logits", "agreement"); one the current routing lacks (say, logits with uniform
+        couplings) draws its default map."""
         if name not in QUANTITIES:
             raise ValueError(f"unknown map {name!r}; one of {', '.join(QUANTITIES)}")
-        self._quantity = name
+        self._quantity = name if name in self._modes else ROUTING_TERMS[self._routing].default
         with signals_blocked(self.map_combo):
             self.map_combo.setCurrentIndex(self.map_combo.findData(name))
         if self.capsules is not None:
@@ -628,7 +713,7 @@ class RoutingView(QWidget, ExportableView):
         self._sync_stepper()
 
         self._couplings = snapshot.couplings[..., j]
-        mode = MAP_MODES[self._quantity]
+        mode, terms = self._modes[self._quantity], ROUTING_TERMS[self._routing]
         every = all_iterations(capsules, self._quantity, j)  # one scale for every iteration
         self._shown = every[r - 1]
         weights = activity_weights(capsules.primary_lengths) if mode.fade else None
@@ -638,18 +723,20 @@ class RoutingView(QWidget, ExportableView):
             title=(f"{rich(mode.label[0].upper() + mode.label[1:])}<br>"
                    f"digit capsule {name} · iteration {r} of {count}"),
         )
-        hint = HINTS[self._quantity]
+        hint = mode.hint
         if self._quantity == "change" and r == 1:
-            hint = "iteration 1: nothing has changed yet, every c_ij is 1/J"
+            hint = f"iteration 1: nothing has changed yet, every {terms.symbol} is 1/J"
         self.mosaic.set_hint(rich(hint))
-        self.mosaic.setToolTip(mode.explanation + "\n" + FORMULAS[FORMULA_OF[self._quantity]])
+        self.mosaic.setToolTip(mode.explanation + "\n" + formula_of(self._routing,
+                                                                     self._quantity))
 
         self.length_bars.set_values(snapshot.parent_lengths, highlight=j)
-        self.length_bars.getPlotItem().setTitle(rich(f"‖v_j‖ at iteration {r}"))
+        self.length_bars.getPlotItem().setTitle(rich(f"{terms.scores} at iteration {r}"))
         share = weighted_mean_couplings(snapshot.couplings, capsules.primary_lengths)
         self.share_bars.set_values(share, highlight=j)
         self.share_bars.getPlotItem().setYRange(0, max(0.2, 1.15 * float(share.max())), padding=0)
-        self.share_bars.getPlotItem().setTitle(f"Mean coupling to j at iteration {r}")
+        self.share_bars.getPlotItem().setTitle(
+            rich(f"Mean {terms.weights} to j at iteration {r}"))
         self._draw_history(capsules, r, j)
         self._draw_parts(capsules, r, j)
         self._draw_panels(capsules, r, j)
@@ -753,9 +840,10 @@ class RoutingView(QWidget, ExportableView):
         name = capsules.class_names[j]
         self.overlay.title.setText(f"Support of {name} · r = {r}")
         self.finding = strongest_part(capsules, j, r - 1)
-        self.finding_text.setText(rich(describe_strongest(self.finding, capsules.class_names)))
-        lines = ["<b>Strongest parts</b><br>support c<sub>ij</sub>‖û<sub>j|i</sub>‖; "
-                 "click to decode"]
+        w = ROUTING_TERMS[self._routing].symbol
+        self.finding_text.setText(rich(describe_strongest(self.finding, capsules.class_names,
+                                                          w[0])))
+        lines = [f"<b>Strongest parts</b><br>support {rich(w + '‖û_{j|i}‖')}; click to decode"]
         parts = capsules.strongest_parts(j, len(self.part_boxes), r - 1)
         grid = capsules.primary_lengths.shape
         for rank, (box, text) in enumerate(zip(self.part_boxes, self.part_labels)):
@@ -872,8 +960,10 @@ class RoutingView(QWidget, ExportableView):
         capsules, r = self.capsules, self._iteration
         snapshot = capsules.iterations[r - 1]
         digits = range(snapshot.couplings.shape[-1])
-        header = (["map", "row", "col"] + [f"c_{j}" for j in digits] + [f"b_{j}" for j in digits]
-                  + [f"agreement_{j}" for j in digits])
+        terms = ROUTING_TERMS[self._routing]
+        weight, logit = terms.symbol[0], (terms.logits[1] if terms.logits else "b_ij")[0]
+        header = (["map", "row", "col"] + [f"{weight}_{j}" for j in digits]
+                  + [f"{logit}_{j}" for j in digits] + [f"agreement_{j}" for j in digits])
         rows = [
             [*index, *map(float, snapshot.couplings[index]), *map(float, snapshot.logits[index]),
              *map(float, snapshot.agreement[index])]

@@ -34,7 +34,7 @@ import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
 from capsviewer import paths
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
-from capsviewer.models import default_routing_iterations
+from capsviewer.models import CapsNetConfig, configured_by, default_routing_iterations
 from capsviewer.training import (
     BatchProgress,
     EpochResult,
@@ -47,6 +47,7 @@ from capsviewer.training import (
 from capsviewer.training.devices import device_choices
 
 ROUTED = default_routing_iterations()  # architectures with routing: default iterations
+ROUTING_CHOICE = configured_by("routing")  # architectures whose routing algorithm is chosen
 EXTRA_TIPS = {"model": FORMULAS["routing"], "routing_iterations": FORMULAS["routing"]}
 SMOOTHING = 0.1  # weight of the newest point in the exponential moving average
 REDRAW_INTERVAL_MS = 100  # the curves and the progress bar redraw at most 10 times a second
@@ -206,6 +207,7 @@ class TrainingView(QWidget, ExportableView):
             form.addRow(opt.label, row)
         self._model, self._dataset = self._fields["model"], self._fields["dataset"]
         self._iterations, self._device = self._fields["routing_iterations"], self._fields["device"]
+        self._routing = self._fields["routing"]
         self._output = self._fields["output"]
         self._iterations.setValue(ROUTED[self._model.currentData()])
         self._output.textEdited.connect(self._on_output_edited)
@@ -318,9 +320,11 @@ class TrainingView(QWidget, ExportableView):
         """The TrainConfig the form describes."""
         values = {opt.name: read_widget(self._fields[opt.key or opt.name], opt)
                   for opt in self._options if opt.key is None}
-        routed = values["model"] in ROUTED
-        values["model_config"] = ({"routing_iterations": self._iterations.value()} if routed
-                                  else {})
+        model_config = values["model_config"] = {}
+        if values["model"] in ROUTED:
+            model_config["routing_iterations"] = self._iterations.value()
+        if values["model"] in ROUTING_CHOICE:
+            model_config["routing"] = self._routing.currentData()
         on_gpu = values["device"].startswith("cuda") or (
             values["device"] == "auto" and torch.cuda.is_available())
         typed = values["output"]
@@ -336,6 +340,9 @@ class TrainingView(QWidget, ExportableView):
                 write_widget(self._fields[opt.name], opt, getattr(config, opt.name))
         self._iterations.setValue(config.model_config.get(
             "routing_iterations", ROUTED.get(config.model, self._iterations.value())))
+        routing = next(o for o in self._options if o.key == "routing")
+        write_widget(self._routing, routing,
+                     config.model_config.get("routing", CapsNetConfig.routing))
         if config.output:
             self._output.setText(config.output)
             self._output_edited = True
@@ -349,6 +356,7 @@ class TrainingView(QWidget, ExportableView):
     def _update_model_fields(self) -> None:
         model = self._model.currentData()
         self._iterations.setEnabled(self._state == "idle" and model in ROUTED)
+        self._routing.setEnabled(self._state == "idle" and model in ROUTING_CHOICE)
         if model in ROUTED and model != self._routed_model:
             self._routed_model = model
             self._iterations.setValue(ROUTED[model])
