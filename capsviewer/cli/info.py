@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from capsviewer.cli.common import sub_command
+from capsviewer.data.tasks import MULTIMNIST
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
@@ -36,10 +37,16 @@ def run(args) -> int:
         print(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
     if meta.get("initialised_from"):
         print("  initialised from " + provenance(meta["initialised_from"]))
+    dataset = meta.get("dataset", {})
     for key, value in meta.get("metrics", {}).items():
-        print(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
+        label = f"{key:<17}" if len(key) < 17 else key + " "
+        print(f"  {label}{value:.4%}" if "accuracy" in key else f"  {label}{value:.4f}")
     if "dataset" in meta:
-        print("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+        print("  dataset          " + ", ".join(f"{k}={v}" for k, v in dataset.items()))
+    if dataset.get("name") == MULTIMNIST:
+        print(f"  MultiMNIST: accuracies are top-2 (a pair counts when both digits are among the "
+              f"two longest capsules), test_digit_accuracy per digit; tested on "
+              f"{dataset.get('test_pairs', '?'):,} fixed pairs (seed {dataset.get('test_seed')})")
     return 0
 
 

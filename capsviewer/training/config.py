@@ -11,11 +11,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from capsviewer.data.datasets import DATA_ROOT_HELP, DATASET_TITLES, DATASETS
-from capsviewer.models import MODELS, TITLES, default_routing_iterations
+from capsviewer.data.datasets import DATA_ROOT_HELP
+from capsviewer.data.tasks import MULTIMNIST, TASK_TITLES, TASKS
+from capsviewer.models import MODELS, MULTIMNIST_MODELS, TITLES, default_routing_iterations
 from capsviewer.training.devices import DEVICE_HELP, PRECISIONS
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's splits
+# Model names: the architectures, and for MultiMNIST its presets (36×36 inputs, two digits).
+MODEL_NAMES = tuple(dict.fromkeys([*MODELS, *MULTIMNIST_MODELS]))
+MODEL_TITLES = {**TITLES, "cnn-small": "CNN, small (MultiMNIST)"}
 
 
 @dataclass(frozen=True)
@@ -87,15 +91,17 @@ def option(help: str, **details) -> dict:
 class TrainConfig:
     model: str = field(default="capsnet", metadata=option(
         "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, or matrix "
-        "capsules with EM routing (Hinton et al. 2018)", label="Model", choices=tuple(MODELS),
-        titles=TITLES))
+        "capsules with EM routing (Hinton et al. 2018); with --dataset multimnist: capsnet, cnn "
+        "(the authors' baseline) or cnn-small, at the paper's 36×36 sizes", label="Model",
+        choices=MODEL_NAMES, titles=MODEL_TITLES))
     model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
         "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",
         label="Routing iterations", key="routing_iterations", flag="--iterations",
         metavar="ITERATIONS", minimum=1, maximum=10))
     dataset: str = field(default="mnist", metadata=option(
-        "training and test set", label="Dataset", choices=tuple(DATASETS),
-        titles=DATASET_TITLES))
+        "training and test set; multimnist: pairs of overlapping MNIST digits (Sabour et al. "
+        "2017, Section 6), drawn afresh every epoch, tested on 10,000 fixed pairs",
+        label="Dataset", choices=TASKS, titles=TASK_TITLES))
     data_root: str | None = field(default=None, metadata=option(
         DATA_ROOT_HELP, metavar="PATH", kind="path"))
     download: bool = True  # fetch a missing data set (False: fail with a clear message)
@@ -113,14 +119,17 @@ class TrainConfig:
         "the learning rate is multiplied by RATE every --decay-steps steps (smoothly, per step)",
         metavar="RATE", minimum=1e-3, maximum=1.0))
     decay_steps: int = field(default=2000, metadata=option(
-        "steps per --lr-decay factor (469 is one MNIST epoch at batch 128)", metavar="N",
+        "steps per --lr-decay factor (469 is one MNIST epoch at batch 128; the paper's "
+        "MultiMNIST runs decay 10× slower, 20000)", metavar="N",
         minimum=1, maximum=10**9))
-    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation
+    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation (MultiMNIST: 4)
     subset: int | None = field(default=None, metadata=option(
-        "train on this many random images (default: all)", label="Training images",
+        "train on this many random images (MultiMNIST: digits, each paired afresh every epoch; "
+        "default: all)", label="Training images",
         minimum=1, maximum=TRAIN_IMAGES, step=1000))
     test_subset: int | None = field(default=None, metadata=option(
-        "test on this many random images after each epoch (default: all)", label="Test images",
+        "test on this many random images after each epoch (MultiMNIST: the first pairs of "
+        "the fixed test set; default: all)", label="Test images",
         minimum=1, maximum=TEST_IMAGES, step=1000))
     eval_batch_size: int = 500
     seed: int = field(default=0, metadata=option(
@@ -158,9 +167,27 @@ class TrainConfig:
             if problem:
                 found.append(f"{(opt.key or opt.name).replace('_', ' ')} {problem}, got {value!r}")
         routed = default_routing_iterations()
-        if "routing_iterations" in self.model_config and self.model not in routed:
+        if "routing_iterations" in self.model_config and self.architecture not in routed:
             found.append(f"routing iterations apply to {' and '.join(routed)}, not to {self.model}")
+        if self.dataset == MULTIMNIST and self.model not in MULTIMNIST_MODELS:
+            found.append(f"MultiMNIST trains {', '.join(MULTIMNIST_MODELS)}, not {self.model}")
+        if self.dataset != MULTIMNIST and self.model not in MODELS:
+            found.append(f"{self.model} is a MultiMNIST model; train it with --dataset multimnist")
         return found
+
+    @property
+    def architecture(self) -> str:
+        """The registered architecture ``model`` names (MultiMNIST presets name theirs)."""
+        if self.dataset == MULTIMNIST and self.model in MULTIMNIST_MODELS:
+            return MULTIMNIST_MODELS[self.model][0]
+        return self.model
+
+    def model_values(self) -> dict[str, Any]:
+        """The model's config values: MultiMNIST's preset, then ``model_config`` over it."""
+        preset = {}
+        if self.dataset == MULTIMNIST and self.model in MULTIMNIST_MODELS:
+            preset = MULTIMNIST_MODELS[self.model][1]
+        return {**preset, **self.model_config}
 
 
 def train_options() -> list[Option]:
