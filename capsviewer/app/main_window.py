@@ -18,6 +18,7 @@ from capsviewer.app import theme
 from capsviewer.app.actions import build_menus, window_actions
 from capsviewer.app.controller import Controller
 from capsviewer.app.export import export_views
+from capsviewer.app.overlap_session import OverlapSession
 from capsviewer.app.session import ModelSession
 from capsviewer.app.state import AppState
 from capsviewer.app.status_bar import NO_MODEL, StatusBar
@@ -25,6 +26,7 @@ from capsviewer.app.settings import user_settings
 from capsviewer.app.training_runner import TrainingRunner
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.input_view import InputView
+from capsviewer.app.views.overlap_view import OverlapView
 from capsviewer.app.views.pose_view import PoseView
 from capsviewer.app.views.prediction_view import PredictionView
 from capsviewer.app.views.rotation_view import RotationView
@@ -51,6 +53,8 @@ class MainWindow(QMainWindow):
         self.controller = Controller(self.state, self, predict_test_set)
         self.session = ModelSession(self.state, self.controller.lanes["loading"], device,
                                     data_root, self)
+        self.overlap_session = OverlapSession(self.state, self.controller.lanes["loading"],
+                                              data_root, self)
         self.runner = TrainingRunner(self, download=download)
         self._build_views(data_root)
         self.menu_actions = build_menus(self, window_actions(self))
@@ -64,6 +68,7 @@ class MainWindow(QMainWindow):
         self._restore_layout()
         self._dataset_changed(self.state.dataset)
         self.session.load_test_set(self.state.dataset)  # the sample when MNIST is not here
+        self.overlap_session.start()
         for path in (models or {}).values():
             self.session.load_checkpoint(path)
         if not models:
@@ -77,12 +82,13 @@ class MainWindow(QMainWindow):
         self.routing_view = RoutingView()
         self.pose_view = PoseView()
         self.rotation_view = RotationView()
+        self.overlap_view = OverlapView()
         self.lab_view = RoutingLabView(self.state)
         self.training_view = TrainingView()
         self.training_view.set_data_root(data_root)
         self.training_view.connect_runner(self.runner)
         for view in (self.input_view, self.prediction_view, self.routing_view, self.pose_view,
-                     self.rotation_view):
+                     self.rotation_view, self.overlap_view):
             view.bind(self.state)
 
         dock = self.input_dock = QDockWidget("Input", self)
@@ -98,6 +104,8 @@ class MainWindow(QMainWindow):
             (self.routing_view, "Routing", FORMULAS["routing"] + "\n" + FORMULAS["coupling"]),
             (self.pose_view, "Pose", FORMULAS["reconstruction"]),
             (self.rotation_view, "Rotation", "CNN probability vs capsule length under rotation"),
+            (self.overlap_view, "Overlap", "Two overlapping digits (MultiMNIST): both "
+             "reconstructions, and which winner each primary capsule routes to"),
             (self.lab_view, "Routing lab", FORMULAS["routing"] + "\n" + FORMULAS["em_routing"]),
             (self.training_view, "Training", FORMULAS["margin"]),
         ):
@@ -113,6 +121,9 @@ class MainWindow(QMainWindow):
         events.analysis.connect(lambda r: r.ready and self.analysis_shown.emit(r.value))
         self.session.error.connect(self.report_error)
         self.session.status.connect(self.status_text.setText)
+        self.session.pair_model_loaded.connect(self.overlap_session.use_model)
+        self.overlap_session.error.connect(self.report_error)
+        self.overlap_session.status.connect(self.status_text.setText)
         self.controller.failed.connect(self.report_error)
         self.input_view.error.connect(lambda message: self.report_error("Cannot use image", message))
         self.training_view.use_model.connect(self.session.load_checkpoint)

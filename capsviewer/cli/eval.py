@@ -127,11 +127,14 @@ def _evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores: bo
         print(f"per-digit accuracy {result.digit_accuracy:.2%} (digits among their pair's two "
               "highest scores); top-2 counts a pair when both are")
     stated = meta.get("metrics", {}).get("test_accuracy")
-    tested_on = meta.get("dataset", {}).get("test_sha256")
-    if tested_on is not None and not args.subset and tested_on != test.checksum():
-        print("the checkpoint was tested on other pairs (its test-set checksum differs)")
-    elif stated is not None and meta.get("dataset", {}).get("test_images") == "all" \
-            and not args.subset:
+    tested_on = meta.get("dataset", {}).get("test_sha256")  # MultiMNIST: the pairs' checksum
+    if tested_on is not None:
+        same_images = tested_on == test.checksum()
+        if not same_images and not args.subset:
+            print("the checkpoint was tested on other pairs (its test-set checksum differs)")
+    else:
+        same_images = meta.get("dataset", {}).get("test_images") == "all" and not args.subset
+    if stated is not None and same_images:
         stored_precision = meta.get("precision", "fp32")
         same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
         note = "" if precision == stored_precision else f", measured in {stored_precision}"

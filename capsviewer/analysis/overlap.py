@@ -1,0 +1,150 @@
+"""Two overlapping digits through a MultiMNIST CapsNet (Sabour et al. 2017, Section 6, Fig. 5):
+the two longest digit capsules, each one's reconstruction from its own pose, and how routing
+assigns every primary capsule to one of the two, iteration by iteration.
+
+A pair is chosen as two test digits and their shifts (:class:`PairChoice`); it is composed
+exactly as the MultiMNIST generator composes its pairs, so test pair n of the fixed test set
+is ``PairChoice.test_pair(test, n)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from capsviewer.analysis.inspection import CapsuleInspection, inspect_capsnet
+from capsviewer.data.datasets import ImageSet
+from capsviewer.data.multimnist import (
+    MAX_SHIFT,
+    PairBatch,
+    PairIndex,
+    compose_pairs,
+    draw_pairs,
+    fixed_test_index,
+)
+from capsviewer.data.transforms import to_float
+
+Shift = tuple[int, int]  # (dy, dx): down and right, in pixels
+
+
+@dataclass(frozen=True)
+class PairChoice:
+    """The Overlap input: test digits ``first`` and ``second``, each shifted by its (dy, dx)."""
+
+    first: int
+    second: int
+    shifts: tuple[Shift, Shift] = ((0, 0), (0, 0))
+    test_pair: int | None = None  # the fixed test set's pair this is, if it is one
+
+    def __post_init__(self):
+        if any(abs(v) > MAX_SHIFT for shift in self.shifts for v in shift):
+            raise ValueError(f"shifts are at most {MAX_SHIFT} pixels, got {self.shifts}")
+
+    @classmethod
+    def from_test_set(cls, test: ImageSet, index: int) -> PairChoice:
+        """Pair ``index`` of the fixed MultiMNIST test set built from ``test``."""
+        pairs = fixed_test_index(test)
+        if not 0 <= index < len(pairs):
+            raise IndexError(f"test pair {index} does not exist: there are {len(pairs):,} "
+                             f"(0 to {len(pairs) - 1:,})")
+        return cls._of(pairs[index], test_pair=index)
+
+    @classmethod
+    def random(cls, test: ImageSet, generator: torch.Generator | None = None) -> PairChoice:
+        """A random digit with a random partner of another class, both randomly shifted."""
+        first = int(torch.randint(len(test), (1,), generator=generator))
+        return cls.with_partner(test, first, generator)
+
+    @classmethod
+    def with_partner(cls, test: ImageSet, first: int,
+                     generator: torch.Generator | None = None) -> PairChoice:
+        """Test digit ``first`` with a random partner of another class, both randomly shifted."""
+        return cls._of(draw_pairs(test.labels, torch.tensor([first]), generator)[0])
+
+    @classmethod
+    def _of(cls, pair: PairIndex, test_pair: int | None = None) -> PairChoice:
+        first, second = pair.digits.tolist()
+        shifts = tuple(tuple(s) for s in pair.shifts.tolist())
+        return cls(first, second, shifts, test_pair)
+
+    def with_digits(self, first: int, second: int) -> PairChoice:
+        """Other digits, the same shifts (no longer a test pair unless they are the same)."""
+        same = (first, second) == (self.first, self.second)
+        return PairChoice(first, second, self.shifts, self.test_pair if same else None)
+
+    def describe(self) -> str:
+        where = f"test pair {self.test_pair}: " if self.test_pair is not None else ""
+        return f"{where}test digits {self.first} + {self.second}"
+
+    def compose(self, test: ImageSet, overlay: str = "sum") -> PairBatch:
+        """The overlaid pair (one image) and each digit alone, from ``test``."""
+        for index in (self.first, self.second):
+            if not 0 <= index < len(test):
+                raise IndexError(f"test digit {index} does not exist: the test set has "
+                                 f"{len(test):,} images")
+        pair = PairIndex(torch.tensor([[self.first, self.second]]),
+                         torch.tensor([self.shifts]))
+        return compose_pairs(test.images, test.labels, pair, overlay)
+
+
+@dataclass(frozen=True)
+class PairInspection:
+    """One pair through a MultiMNIST CapsNet."""
+
+    pair: PairChoice
+    labels: tuple[int, int]  # the true classes of the first and second digit
+    digits: np.ndarray  # each digit alone, as overlaid (2, 36, 36) float32 in [0, 1]
+    capsules: CapsuleInspection  # the overlay, lengths ‖v_j‖, poses, the routing trace
+    winners: tuple[int, int]  # the two longest digit capsules, longest first
+    reconstructions: np.ndarray  # decoder output from each winner's own pose (2, 36, 36)
+
+    @property
+    def image(self) -> np.ndarray:
+        return self.capsules.image
+
+    @property
+    def correct(self) -> bool:
+        """The paper's criterion: both labels are the two longest capsules."""
+        return set(self.labels) == set(self.winners)
+
+    def assignment(self, iteration: int = -1) -> np.ndarray:
+        """a_i = c_iA / (c_iA + c_iB) on the primary grid (32, rows, cols): how primary capsule
+        i divides its coupling between the longest capsule A and the second B at routing
+        iteration ``iteration`` (1 → only A, 0 → only B, 0.5 at the uniform first iteration)."""
+        couplings = self.capsules.iterations[iteration].couplings
+        a, b = (couplings[..., j] for j in self.winners)
+        return a / np.maximum(a + b, 1e-12)
+
+    def location_assignment(self, iteration: int = -1) -> np.ndarray:
+        """(rows, cols): a_i averaged over the 32 maps at each grid location, weighted by the
+        primary capsules' lengths ‖u_i‖ (0.5 where no capsule is active)."""
+        weights = self.capsules.primary_lengths
+        total = weights.sum(axis=0)
+        mean = (self.assignment(iteration) * weights).sum(axis=0)
+        return np.divide(mean, total, out=np.full_like(mean, 0.5), where=total > 1e-12)
+
+
+@torch.no_grad()
+def inspect_pair(model, pair: PairChoice, test: ImageSet, iterations: int | None = None,
+                 overlay: str = "sum") -> PairInspection:
+    """Compose ``pair`` from ``test``, route it with a full trace and decode both winners."""
+    composed = pair.compose(test, overlay)
+    image = to_float(composed.images[0, 0])
+    capsules = inspect_capsnet(model, image, iterations)
+    winners = tuple(int(j) for j in np.argsort(-capsules.lengths, kind="stable")[:2])
+    parameter = next(model.parameters())
+    poses = torch.as_tensor(capsules.poses, device=parameter.device)[None]
+    decoded = model.decode(poses, torch.tensor([winners], device=parameter.device))
+    reconstructions = decoded[0, :, 0].float().cpu().numpy()  # (2, 36, 36)
+    capsules = dataclasses.replace(capsules, reconstruction=reconstructions[0])
+    return PairInspection(
+        pair=pair,
+        labels=tuple(int(k) for k in composed.labels[0]),
+        digits=to_float(composed.digits[0, :, 0]).numpy(),
+        capsules=capsules,
+        winners=winners,
+        reconstructions=reconstructions,
+    )
