@@ -158,7 +158,7 @@ def _plan_overlap(_, s: AppState):
 def _plan_overlap_reconstruction(_, s: AppState):
     if s.overlap.pending:
         return WAIT
-    if not s.overlap.ready:
+    if not s.overlap.ready or not any(s.pair_pose_offsets):  # unmoved: the pair's own drawing
         return None
     pair = s.overlap.value
     digit = pair.winners[s.pair_capsule]

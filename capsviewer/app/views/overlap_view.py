@@ -333,14 +333,14 @@ class OverlapView(QWidget, ExportableView):
                 f"{len(inspection.capsules.iterations)}")
 
     def reconstructions(self) -> np.ndarray | None:
-        """Both winners' reconstructions as drawn: the moved one from its offset pose."""
-        inspection = self.inspection
+        """Both winners' reconstructions as drawn: the moved one from its offset pose (the
+        last one decoded while a slider moves on)."""
+        inspection, state = self.inspection, self._state
         if inspection is None:
             return None
         images = inspection.reconstructions.copy()
-        moved = self._state.overlap_reconstruction if self._state is not None else None
-        if moved is not None and moved.value is not None:
-            images[self._state.pair_capsule] = moved.value
+        if state is not None and state.overlap_reconstruction.value is not None:
+            images[state.pair_capsule] = state.overlap_reconstruction.value
         return images
 
     @Slot()

@@ -1,0 +1,152 @@
+"""The Overlap tab: a pair of test digits overlaid, the two longest capsules, each one's
+reconstruction, the routing map per iteration and the pose sliders, all computed in the
+background and agreeing with the core."""
+
+import numpy as np
+import pytest
+import torch
+from PySide6.QtCore import QSettings
+
+from capsviewer.analysis.overlap import PairChoice, inspect_pair
+from capsviewer.analysis.pose import reconstruct
+from capsviewer.app.controller import Controller
+from capsviewer.app.main_window import MainWindow
+from capsviewer.app.session import load_model_entry
+from capsviewer.app.state import AppState
+from capsviewer.app.views.overlap_view import COLOURS, OverlapView, assignment_ink, tint
+from capsviewer.data.tasks import MULTIMNIST
+from capsviewer.models import MULTIMNIST_MODELS, build_model
+from capsviewer.training import save_checkpoint
+from capsviewer.training.model_files import SHIPPED_MODELS, find_models
+
+
+@pytest.fixture(scope="module")
+def pair_model_file(tmp_path_factory):
+    """The shipped MultiMNIST CapsNet, else a seeded untrained one of the paper's size (its
+    votes drawn 50× larger than for training, so that the capsules are long and differ)."""
+    shipped = find_models(MULTIMNIST, [SHIPPED_MODELS]).get("capsnet")
+    if shipped is not None:
+        return shipped
+    torch.manual_seed(0)
+    architecture, config = MULTIMNIST_MODELS["capsnet"]
+    model = build_model(architecture, {**config, "vote_init_std": 0.5})
+    path = tmp_path_factory.mktemp("pair-model") / "capsnet-multimnist.safetensors"
+    return save_checkpoint(path, model, {"dataset": {"name": MULTIMNIST}, "epoch": 0})
+
+
+@pytest.fixture
+def overlap(qtbot, pair_model_file, mnist_test):
+    """The Overlap view bound to a state with the model, the test digits and test pair 2."""
+    state = AppState()
+    controller = Controller(state, predict_test_set=False)
+    view = OverlapView()
+    qtbot.addWidget(view)
+    view.bind(state)
+    view.show()
+    with state.events.paused():
+        state.pair_model = load_model_entry(pair_model_file, torch.device("cpu"))
+        state.pair_digits = mnist_test
+        state.choose_pair(PairChoice.from_test_set(mnist_test, 2))
+    qtbot.waitUntil(lambda: controller.is_idle() and state.overlap.ready, timeout=30000)
+    yield state, controller, view
+    controller.shutdown()
+
+
+def test_the_view_shows_the_pair_and_each_winners_own_reconstruction(overlap, mnist_test):
+    state, _, view = overlap
+    expected = inspect_pair(state.pair_model.model, state.pair, mnist_test)
+    shown = view.inspection
+    assert shown.pair == PairChoice.from_test_set(mnist_test, 2)
+    assert shown.winners == expected.winners and shown.labels == expected.labels
+    assert np.array_equal(view.input_panel.item.image, expected.image)
+    a, b = expected.reconstructions
+    assert np.abs(a - b).max() > 1e-3  # two capsules, two different drawings
+    assert np.allclose(view.a_panel.item.image, tint(a, COLOURS["A"]), atol=1e-6)
+    assert np.allclose(view.b_panel.item.image, tint(b, COLOURS["B"]), atol=1e-6)
+    assert not np.allclose(view.a_panel.item.image, view.b_panel.item.image)
+    labels = f"labels {expected.labels[0]} + {expected.labels[1]}"
+    assert "test pair 2" in view.headline.text() and labels in view.headline.text()
+    lengths = view.length_bars.heights()
+    assert np.allclose(lengths, expected.capsules.lengths)
+    assert set(np.argsort(-lengths)[:2]) == set(expected.winners)
+
+
+def test_the_routing_map_starts_uniform_and_changes_with_the_iterations(overlap):
+    state, _, view = overlap
+    view.set_iteration(1)
+    first, ink_first = view.mosaic.values.copy(), view.routing_panel.item.image.copy()
+    assert np.allclose(first, 0.5)  # c_ij uniform at the first iteration: no side taken
+    view.set_iteration(len(view.inspection.capsules.iterations))
+    last = view.mosaic.values
+    assert np.abs(last - 0.5).max() > 1e-3
+    assert np.allclose(last, view.inspection.assignment(-1))
+    assert not np.allclose(view.routing_panel.item.image, ink_first)
+    assert np.allclose(view.routing_panel.item.image,
+                       assignment_ink(view.inspection.image,
+                                      view.inspection.location_assignment(-1)))
+
+
+def test_a_pose_slider_moves_the_chosen_winner_only(qtbot, overlap):
+    state, controller, view = overlap
+    before_a = view.a_panel.item.image.copy()
+    view.capsule_combo.setCurrentIndex(1)  # B
+    view.sliders[3].setValue(0.2)
+    qtbot.waitUntil(lambda: controller.is_idle() and state.overlap_reconstruction.ready)
+    inspection = view.inspection
+    b = inspection.winners[1]
+    pose = inspection.capsules.poses[b].copy()
+    pose[3] += 0.2
+    expected = reconstruct(state.pair_model.model, pose, b)
+    assert state.pair_pose_offsets[3] == pytest.approx(0.2)
+    assert np.allclose(view.b_panel.item.image, tint(expected, COLOURS["B"]), atol=1e-5)
+    assert not np.allclose(expected, inspection.reconstructions[1], atol=1e-4)
+    assert np.array_equal(view.a_panel.item.image, before_a)
+    view.reset_button.click()
+    qtbot.waitUntil(controller.is_idle)
+    assert state.overlap_reconstruction.value is None  # nothing moved: the pair's own drawing
+    assert np.allclose(view.b_panel.item.image,
+                       tint(inspection.reconstructions[1], COLOURS["B"]), atol=1e-5)
+
+
+def test_new_pairs_come_from_the_spin_boxes_and_the_random_button(qtbot, overlap, mnist_test):
+    state, controller, view = overlap
+    view.first_spin.setValue(17)
+    assert (state.pair.first, state.pair.second, state.pair.test_pair) == (17, state.pair.second,
+                                                                           None)
+    qtbot.waitUntil(lambda: controller.is_idle() and state.overlap.ready)
+    assert view.inspection.pair.first == 17 and "test digits 17 +" in view.headline.text()
+    torch.manual_seed(5)
+    view.random_button.click()
+    pair = state.pair
+    assert mnist_test.labels[pair.first] != mnist_test.labels[pair.second]
+    assert max(abs(v) for shift in pair.shifts for v in shift) <= 4
+    view.pair_spin.setValue(9)
+    assert state.pair == PairChoice.from_test_set(mnist_test, 9)
+
+
+def test_the_window_has_the_tab_and_routes_a_multimnist_checkpoint_to_it(
+        qtbot, model_files, pair_model_file, data_root, tmp_path, monkeypatch):
+    import capsviewer.app.overlap_session as overlap_session
+
+    monkeypatch.setattr(overlap_session, "find_models", lambda dataset: {})  # none found
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(dict(model_files), data_root=str(data_root), settings=settings,
+                        download=False, show_errors=False, predict_test_set=False)
+    qtbot.addWidget(window)
+    window.show()
+    try:
+        view = window.overlap_view
+        titles = [window.tabs.tabText(i) for i in range(window.tabs.count())]
+        assert "Overlap" in titles
+        qtbot.waitUntil(lambda: window.is_idle() and window.state.pair_digits is not None)
+        assert not view.message.isHidden() and view.body.isHidden()
+        assert "capsviewer train --dataset multimnist --model capsnet" in view.message.text()
+        window.session.load_checkpoint(pair_model_file)  # File ▸ Open model…
+        qtbot.waitUntil(lambda: window.is_idle() and window.state.overlap.ready, timeout=30000)
+        assert window.state.pair_model.path == pair_model_file
+        assert set(window.state.models) == {"capsnet", "cnn"}  # the MNIST models stay
+        assert view.message.isHidden() and not view.body.isHidden()
+        assert view.inspection is not None
+        assert window.state.pair_digits is window.state.test_set  # MNIST's, shared
+    finally:
+        window.shutdown()
