@@ -150,3 +150,31 @@ def test_the_window_has_the_tab_and_routes_a_multimnist_checkpoint_to_it(
         assert window.state.pair_digits is window.state.test_set  # MNIST's, shared
     finally:
         window.shutdown()
+
+
+def test_a_multimnist_run_in_the_training_tab_is_offered_to_the_overlap_tab(qtbot, data_root,
+                                                                            tmp_path):
+    """The runner loads MNIST's digits for MultiMNIST itself; the finished CapsNet is offered."""
+    from capsviewer.app.training_runner import TrainingRunner
+    from capsviewer.app.views.training_view import TrainingView
+    from capsviewer.training import TrainConfig, read_metadata
+
+    view = TrainingView()
+    qtbot.addWidget(view)
+    runner = TrainingRunner(download=False)
+    view.connect_runner(runner)
+    config = TrainConfig(dataset="multimnist", model="capsnet", epochs=1, batch_size=32,
+                         subset=32, test_subset=20, device="cpu", data_root=str(data_root),
+                         model_config={"conv_channels": 8, "primary_maps": 2,
+                                       "decoder_hidden": [16, 16]},
+                         output=str(tmp_path / "pairs.safetensors"))
+    with qtbot.waitSignal(runner.finished, timeout=60_000) as done:
+        runner.start(config)
+    assert done.args[0].completed and runner.wait(5000)
+    assert read_metadata(tmp_path / "pairs.safetensors")["dataset"]["name"] == MULTIMNIST
+    assert view.use_button.isEnabled()
+    log = [view._log.item(i).text() for i in range(view._log.count())]
+    assert any("Overlap tab" in line for line in log)
+    with qtbot.waitSignal(view.use_model) as chosen:
+        view.use_button.click()
+    assert chosen.args == [str(tmp_path / "pairs.safetensors")]

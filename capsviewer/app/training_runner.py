@@ -17,7 +17,8 @@ from dataclasses import dataclass, replace
 from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
-from capsviewer.data import DatasetUnavailable, ImageSet, load_dataset
+from capsviewer.data import DatasetUnavailable, ImageSet
+from capsviewer.data.tasks import get_task
 from capsviewer.training import (
     BatchProgress,
     DeviceUnavailable,
@@ -196,10 +197,11 @@ class TrainingRunner(QObject):
                 test_set: ImageSet | None, download: bool, control: RunControl):
         """The generator the worker runs: never raises, a failure is yielded as _Failure."""
         try:
+            task = get_task(config.dataset)  # MultiMNIST: MNIST's digits, paired
             if train_set is None and not control.cancelled:
-                train_set = load_dataset(config.dataset, True, config.data_root, download)
+                train_set = task.load(True, config.data_root, download)
             if test_set is None and not control.cancelled:
-                test_set = load_dataset(config.dataset, False, config.data_root, download)
+                test_set = task.load(False, config.data_root, download)
             if control.cancelled:
                 return
             if config.progress_interval is None:
