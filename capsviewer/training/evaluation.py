@@ -121,15 +121,17 @@ def evaluation_steps(
 @torch.no_grad()
 def predict_classes(model: nn.Module, images: torch.Tensor, device: torch.device | str = "cpu",
                     batch_size: int = 500, **forward_options) -> torch.Tensor:
-    """The predicted class of every image (N, 1, H, W), fp32, as a CPU tensor (N,)."""
+    """The predicted class of every image (N, 1, H, W), fp32, as a CPU tensor (N,); for a model
+    of T digits per image (MultiMNIST) its T classes in ascending order, (N, T)."""
     device = torch.device(device)
+    digits = getattr(getattr(model, "config", None), "num_targets", 1)
     was_training = model.training
     model.eval()
     try:
-        return torch.cat([
-            model(to_float(images[i:i + batch_size].to(device)), **forward_options)
-            .scores.argmax(dim=1).cpu()
-            for i in range(0, len(images), batch_size)
-        ])
+        scores = [model(to_float(images[i:i + batch_size].to(device)), **forward_options).scores
+                  for i in range(0, len(images), batch_size)]
+        if digits == 1:
+            return torch.cat([s.argmax(dim=1).cpu() for s in scores])
+        return torch.cat([s.topk(digits, dim=1).indices.sort(dim=1).values.cpu() for s in scores])
     finally:
         model.train(was_training)
