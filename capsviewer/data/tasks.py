@@ -7,6 +7,7 @@ load and how a batch is composed from them, so single digits and pairs share eve
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -62,7 +63,7 @@ def get_task(name: str, max_shift: int = 2) -> Task:
     return Singles(name, max_shift)
 
 
-class Task:
+class Task(ABC):
     name: str
 
     def load(self, train: bool, root: str | os.PathLike | None = None, download: bool = True
@@ -70,21 +71,23 @@ class Task:
         """The split of the source dataset the task's images come from."""
         return load_dataset(source_dataset(self.name), train, root, download)
 
+    @abstractmethod
     def test_set(self, test: ImageSet, subset: int | None = None, seed: int = 0) -> TestSet:
-        raise NotImplementedError
+        """What the models are tested on, from the test split (``subset``: fewer)."""
 
+    @abstractmethod
     def draw_epoch(self, labels: torch.Tensor, generator: torch.Generator,
                    device: torch.device) -> EpochPlan:
-        raise NotImplementedError
+        """An epoch's order and draws for training images of these ``labels``."""
 
+    @abstractmethod
     def batch(self, images: torch.Tensor, labels: torch.Tensor, plan: EpochPlan,
               positions: torch.Tensor) -> Batch:
         """The batch of the images at ``positions`` of the epoch's order (on the device)."""
-        raise NotImplementedError
 
+    @abstractmethod
     def metadata(self, train: ImageSet, test: TestSet) -> dict:
-        """What a checkpoint records about the task beyond its name and sizes."""
-        return {}
+        """What a checkpoint records about the task beyond its sizes."""
 
 
 class Singles(Task):

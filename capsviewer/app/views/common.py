@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QWidget
 
 # The maths behind each view, written once; used in tooltips and the help dialog.
 FORMULAS = {
@@ -98,6 +100,17 @@ def image_box(item: pg.ImageItem, title: str | None = None) -> pg.GraphicsLayout
 
 
 Table = tuple[list[str], list[list]]
+
+
+def headline_label(text: str, scale: float = 1.25) -> QLabel:
+    """A view's bold, larger, selectable first line (what is shown, for which input)."""
+    label = QLabel(text)
+    font = QFont(label.font())
+    font.setPointSizeF(font.pointSizeF() * scale)
+    font.setBold(True)
+    label.setFont(font)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
 
 
 class ExportableView:

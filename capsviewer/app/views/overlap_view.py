@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Slot
-from PySide6.QtGui import QFont
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -27,7 +26,14 @@ from superqt.utils import signals_blocked
 from capsviewer.analysis.overlap import PairChoice, PairInspection
 from capsviewer.app.overlap_session import NO_PAIR_MODEL
 from capsviewer.app.state import DEFAULT_POSE_RANGE, POSE_DIMENSIONS
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image
+from capsviewer.app.views.common import (
+    FORMULAS,
+    ExportableView,
+    Table,
+    headline_label,
+    lut,
+    set_image,
+)
 from capsviewer.app.views.grid_mosaic import MosaicPanel
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
 from capsviewer.data.multimnist import IMAGE_SIZE
@@ -127,12 +133,7 @@ class OverlapView(QWidget, ExportableView):
         controls.addStretch(1)
         controls.addWidget(self.iterations_spin)
 
-        self.headline = QLabel("No pair yet")
-        font = QFont(self.headline.font())
-        font.setPointSizeF(font.pointSizeF() * 1.15)
-        font.setBold(True)
-        self.headline.setFont(font)
-        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.headline = headline_label("No pair yet", 1.15)
         self.message = QLabel(NO_PAIR_MODEL)
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
