@@ -138,11 +138,11 @@ class OverlapView(QWidget, ExportableView):
         self.message.setWordWrap(True)
         self.message.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
-        self.input_panel = _panel("Input: two digits overlaid", "The 36×36 MultiMNIST input")
-        self.fig5_panel = _panel("Reconstructions over the input", FIG5_TIP)
+        self.input_panel = _panel("Input (36×36)", "The two digits overlaid: the MultiMNIST input")
+        self.fig5_panel = _panel("A and B over the input", FIG5_TIP)
         self.a_panel = _panel("Capsule A", "Reconstruction from the longest capsule's pose")
         self.b_panel = _panel("Capsule B", "Reconstruction from the second longest's pose")
-        self.routing_panel = _panel("Routing over the input", ASSIGNMENT_TIP + "\nHere the ink "
+        self.routing_panel = _panel("Routing on the ink", ASSIGNMENT_TIP + "\nHere the ink "
                                     "is coloured by a_i averaged over the 32 maps at the "
                                     "nearest grid location, weighted by ‖u_i‖")
         for panel in (self.fig5_panel, self.a_panel, self.b_panel, self.routing_panel):
@@ -364,7 +364,7 @@ class OverlapView(QWidget, ExportableView):
                                title=f"Routing, iteration {r + 1}: a_i = c_iA / (c_iA + c_iB)")
         self.routing_panel.set_image(assignment_ink(inspection.image,
                                                     inspection.location_assignment(r)))
-        self.routing_panel.title.setText(f"Routing over the input, r = {r + 1}")
+        self.routing_panel.title.setText(f"Routing on the ink, r = {r + 1}")
 
     # -- user choices -----------------------------------------------------------------------------
     @Slot(int)
