@@ -158,3 +158,14 @@ def test_export_of_a_pair_explains_what_it_cannot_do(trained, data_root, tmp_pat
     image.write_bytes(b"")
     assert main([*common, "--image", str(image)]) == 2
     assert "takes pairs of test digits, not an image file" in capsys.readouterr().err
+
+
+def test_train_command_trains_a_multimnist_preset(data_root, tmp_path, capsys):
+    output = tmp_path / "small.safetensors"
+    assert main(["train", "--dataset", "multimnist", "--model", "cnn-small", "--epochs", "1",
+                 "--subset", "64", "--test-subset", "50", "--batch-size", "32", "--device", "cpu",
+                 "--data-root", str(data_root), "--no-progress", "--output", str(output)]) == 0
+    out = capsys.readouterr().out
+    assert "training cnn-small on multimnist" in out and "(top-2; per digit " in out
+    model = load_checkpoint(output).model
+    assert (model.architecture, model.config.image_size, model.config.num_targets) == ("cnn", 36, 2)
