@@ -13,7 +13,13 @@ from capsviewer.app.controller import Controller
 from capsviewer.app.main_window import MainWindow
 from capsviewer.app.session import load_model_entry
 from capsviewer.app.state import AppState
-from capsviewer.app.views.overlap_view import COLOURS, OverlapView, assignment_ink, tint
+from capsviewer.app.views.overlap_view import (
+    COLOURS,
+    OverlapView,
+    assignment_ink,
+    assignment_levels,
+    tint,
+)
 from capsviewer.data.tasks import MULTIMNIST
 from capsviewer.models import MULTIMNIST_MODELS, build_model
 from capsviewer.training import save_checkpoint
@@ -81,9 +87,19 @@ def test_the_routing_map_starts_uniform_and_changes_with_the_iterations(overlap)
     assert np.abs(last - 0.5).max() > 1e-3
     assert np.allclose(last, view.inspection.assignment(-1))
     assert not np.allclose(view.routing_panel.item.image, ink_first)
+    inspection = view.inspection
+    # Colours stretched to ½ ± the pair's largest |a_i − ½|; unstretched, 0 to 1.
+    spread = np.abs(last - 0.5).max()  # the last iteration moved the furthest
+    assert inspection.assignment_spread() == pytest.approx(spread)
+    assert view.mosaic.levels == pytest.approx((0.5 - spread, 0.5 + spread))
+    ink_levels = assignment_levels(inspection.assignment_spread(by_location=True))
     assert np.allclose(view.routing_panel.item.image,
-                       assignment_ink(view.inspection.image,
-                                      view.inspection.location_assignment(-1)))
+                       assignment_ink(inspection.image, inspection.location_assignment(-1),
+                                      ink_levels))
+    view.stretch_box.setChecked(False)
+    assert view.mosaic.levels == (0.0, 1.0)
+    assert np.allclose(view.routing_panel.item.image,
+                       assignment_ink(inspection.image, inspection.location_assignment(-1)))
 
 
 def test_a_pose_slider_moves_the_chosen_winner_only(qtbot, overlap):

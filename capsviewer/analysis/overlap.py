@@ -118,6 +118,14 @@ class PairInspection:
         a, b = (couplings[..., j] for j in self.winners)
         return a / np.maximum(a + b, 1e-12)
 
+    def assignment_spread(self, by_location: bool = False) -> float:
+        """The largest |a_i − ½| over all iterations (of the location means with
+        ``by_location``): how far routing moved from the uniform split. A trained CapsNet's
+        couplings stay close to uniform, so views stretch their colour scale to this."""
+        share = self.location_assignment if by_location else self.assignment
+        return max(float(np.abs(share(r) - 0.5).max())
+                   for r in range(len(self.capsules.iterations)))
+
     def location_assignment(self, iteration: int = -1) -> np.ndarray:
         """(rows, cols): a_i averaged over the 32 maps at each grid location, weighted by the
         primary capsules' lengths ‖u_i‖ (0.5 where no capsule is active)."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Slot
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QGridLayout,
     QHBoxLayout,
@@ -68,14 +69,26 @@ def fig5_composite(image: np.ndarray, reconstructions: np.ndarray) -> np.ndarray
                    + tint(reconstructions[1], COLOURS["B"]), 0.0, 1.0)
 
 
-def assignment_ink(image: np.ndarray, locations: np.ndarray) -> np.ndarray:
+def assignment_levels(spread: float | None) -> tuple[float, float]:
+    """The colour scale of a_i: 0 to 1, or stretched to ½ ± ``spread`` (at least ±0.001)."""
+    if spread is None:
+        return 0.0, 1.0
+    spread = min(max(spread, 1e-3), 0.5)
+    return 0.5 - spread, 0.5 + spread
+
+
+def assignment_ink(image: np.ndarray, locations: np.ndarray,
+                   levels: tuple[float, float] = (0.0, 1.0)) -> np.ndarray:
     """The input's ink (H, W) coloured by the assignment at the nearest primary-grid location
-    (rows, cols): grid cell (row, col) sees input rows 2·row … 2·row + 16, centred on
-    2·row + 8, so pixel y takes row (y − 7) // 2, clipped to the grid. RGB (H, W, 3)."""
+    (rows, cols), on the colour scale ``levels``: grid cell (row, col) sees input rows 2·row …
+    2·row + 16, centred on 2·row + 8, so pixel y takes row (y − 7) // 2, clipped to the grid.
+    RGB (H, W, 3)."""
     rows = np.clip((np.arange(image.shape[0]) - 7) // 2, 0, locations.shape[0] - 1)
     cols = np.clip((np.arange(image.shape[1]) - 7) // 2, 0, locations.shape[1] - 1)
     table = lut(ASSIGNMENT_MAP)[:, :3] / 255.0
-    index = np.clip(np.rint(locations[rows[:, None], cols[None, :]] * 255), 0, 255).astype(int)
+    low, high = levels
+    scaled = (locations[rows[:, None], cols[None, :]] - low) / (high - low)
+    index = np.clip(np.rint(scaled * 255), 0, 255).astype(int)
     return image[..., None] * table[index]
 
 
@@ -162,6 +175,14 @@ class OverlapView(QWidget, ExportableView):
         self.iteration_slider.setRange(1, 3)
         self.iteration_slider.setToolTip("Routing iteration r shown by the maps")
         self.iteration_slider.valueChanged.connect(self.set_iteration)
+        self.stretch_box = QCheckBox("Stretch colours")
+        self.stretch_box.setChecked(True)
+        self.stretch_box.setToolTip(
+            "A trained CapsNet's couplings move little from uniform (a_i stays near ½): stretch "
+            "the colour scale to ½ ± the largest |a_i − ½| of this pair over all iterations (the "
+            "colour bar and the panel titles give the range). Off: the full 0 to 1.")
+        self.stretch_box.toggled.connect(lambda _: self.inspection is not None
+                                         and self._draw_routing())
         routing = QWidget()
         routing_layout = QVBoxLayout(routing)
         routing_layout.setContentsMargins(0, 0, 0, 0)
@@ -169,6 +190,7 @@ class OverlapView(QWidget, ExportableView):
         stepper = QHBoxLayout()
         stepper.addWidget(QLabel("iteration r"))
         stepper.addWidget(self.iteration_slider, 1)
+        stepper.addWidget(self.stretch_box)
         routing_layout.addLayout(stepper)
         middle = QSplitter(Qt.Orientation.Horizontal)
         middle.addWidget(self.length_bars)
@@ -360,11 +382,17 @@ class OverlapView(QWidget, ExportableView):
 
     def _draw_routing(self) -> None:
         inspection, r = self.inspection, self.iteration
-        self.mosaic.set_values(inspection.assignment(r),
-                               title=f"Routing, iteration {r + 1}: a_i = c_iA / (c_iA + c_iB)")
+        stretch = self.stretch_box.isChecked()
+        levels = assignment_levels(inspection.assignment_spread() if stretch else None)
+        self.mosaic.set_values(inspection.assignment(r), levels=levels,
+                               title=f"Routing, iteration {r + 1}: a_i = c_iA / (c_iA + c_iB)"
+                               + (f", colours ½ ± {levels[1] - 0.5:.3f}" if stretch else ""))
+        ink_levels = assignment_levels(inspection.assignment_spread(True) if stretch else None)
         self.routing_panel.set_image(assignment_ink(inspection.image,
-                                                    inspection.location_assignment(r)))
-        self.routing_panel.title.setText(f"Routing on the ink, r = {r + 1}")
+                                                    inspection.location_assignment(r), ink_levels))
+        self.routing_panel.title.setText(f"Routing on the ink, r = {r + 1}"
+                                         + (f"<br>colours ½ ± {ink_levels[1] - 0.5:.3f}"
+                                            if stretch else ""))
 
     # -- user choices -----------------------------------------------------------------------------
     @Slot(int)
