@@ -194,3 +194,29 @@ def test_a_multimnist_run_in_the_training_tab_is_offered_to_the_overlap_tab(qtbo
     with qtbot.waitSignal(view.use_model) as chosen:
         view.use_button.click()
     assert chosen.args == [str(tmp_path / "pairs.safetensors")]
+
+
+def test_assignment_statistics_agree_with_the_single_pair_inspection(mnist_test):
+    """The batched measurement and the view's inspection see the same a_i: per-pair departure
+    from the uniform split, and which capsules side with the digit under them."""
+    from capsviewer.analysis.overlap import assignment_statistics
+    from capsviewer.data.multimnist import fixed_test_pairs
+    from capsviewer.training.metrics import correct
+
+    torch.manual_seed(1)
+    architecture, config = MULTIMNIST_MODELS["capsnet"]
+    model = build_model(architecture, {**config, "conv_channels": 16, "primary_maps": 4,
+                                       "decoder_hidden": (32, 64), "vote_init_std": 0.5}).eval()
+    pairs = fixed_test_pairs(mnist_test)[:6]
+    stats = assignment_statistics(model, pairs, batch_size=4)
+    single = [inspect_pair(model, PairChoice.from_test_set(mnist_test, n), mnist_test)
+              for n in range(6)]
+    for r in range(3):
+        expected = np.mean([(np.abs(p.assignment(r) - 0.5) * p.capsules.primary_lengths).sum()
+                            / p.capsules.primary_lengths.sum() for p in single])
+        assert stats.departure[r] == pytest.approx(expected, rel=1e-4)
+    assert stats.departure[0] == 0.0 and stats.departure[-1] > 0
+    with torch.no_grad():
+        scores = model(pairs.images.float() / 255).scores
+    assert stats.both_found == int(correct(scores, pairs.labels).sum())
+    assert stats.pairs == 6 and (np.isnan(stats.agreement) or 0 <= stats.agreement <= 1)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from capsviewer.analysis.inspection import CapsuleInspection, inspect_capsnet
 from capsviewer.data.datasets import ImageSet
@@ -156,3 +157,60 @@ def inspect_pair(model, pair: PairChoice, test: ImageSet, iterations: int | None
         winners=winners,
         reconstructions=reconstructions,
     )
+
+
+@dataclass(frozen=True)
+class AssignmentStatistics:
+    """How routing divides the primary capsules between the two winners, over many pairs."""
+
+    pairs: int  # pairs measured
+    both_found: int  # of them, pairs whose two winners are their two labels
+    departure: tuple[float, ...]  # per iteration: mean over pairs of Σ‖u_i‖ |a_i − ½| / Σ‖u_i‖
+    agreement: float  # both-found pairs, last iteration: ‖u_i‖-weighted share of capsules whose
+    # larger coupling goes to the winner whose digit has more ink in their receptive field
+
+
+@torch.no_grad()
+def assignment_statistics(model, pairs: PairBatch, iterations: int | None = None,
+                          batch_size: int = 50) -> AssignmentStatistics:
+    """Route every pair with a trace and measure a_i = c_iA / (c_iA + c_iB) (A, B: the two
+    longest capsules) against the digits as drawn: a primary capsule sides with the right
+    winner when its larger share goes to the winner whose digit has more ink in its receptive
+    field (17×17 at stride 2: mean ink per grid location). Only capsules over unequal ink
+    count, weighted by ‖u_i‖; a_i = ½ exactly counts as wrong, so a coin would score 0.5."""
+    model.eval()
+    device = next(model.parameters()).device
+    kernel = 2 * model.config.kernel_size - 1  # a primary capsule's receptive field: 17 px
+    departures, agreed, weight, found = None, 0.0, 0.0, 0
+    for start in range(0, len(pairs), batch_size):
+        part = pairs[start:start + batch_size]
+        out = model(to_float(part.images.to(device)), iterations=iterations, trace=True)
+        winners = out.scores.topk(2, dim=1).indices  # (B, 2): A, B
+        lengths = out.primary_capsules.norm(dim=-1)  # ‖u_i‖ (B, I)
+        shares = []
+        for step in out.routing.trace:
+            c = step.couplings.gather(2, winners[:, None, :].expand(-1, lengths.shape[1], -1))
+            shares.append(c[..., 0] / c.sum(-1).clamp_min(1e-12))  # a_i (B, I)
+        batch_departure = torch.stack([((a - 0.5).abs() * lengths).sum(1) / lengths.sum(1)
+                                       for a in shares]).sum(1)  # Σ over pairs, per iteration
+        departures = batch_departure if departures is None else departures + batch_departure
+        labels = part.labels.to(device)
+        a_is_first = winners[:, 0] == labels[:, 0]
+        both = (a_is_first & (winners[:, 1] == labels[:, 1])) | (
+            (winners[:, 0] == labels[:, 1]) & (winners[:, 1] == labels[:, 0]))
+        found += int(both.sum())
+        # Ink of each digit in each grid location's receptive field, on the primary grid.
+        ink = F.avg_pool2d(to_float(part.digits.to(device)).flatten(1, 2), kernel, stride=2)
+        ink_a = torch.where(a_is_first[:, None, None], ink[:, 0], ink[:, 1]).flatten(1)
+        ink_b = torch.where(a_is_first[:, None, None], ink[:, 1], ink[:, 0]).flatten(1)
+        maps = lengths.shape[1] // ink_a.shape[1]
+        more_a = (ink_a > ink_b).repeat(1, maps)  # the grid order: map, row, col
+        more_b = (ink_b > ink_a).repeat(1, maps)
+        sides_right = ((shares[-1] > 0.5) & more_a) | ((shares[-1] < 0.5) & more_b)
+        w = lengths * (both[:, None] & (more_a | more_b))
+        agreed += float((sides_right * w).sum())
+        weight += float(w.sum())
+    return AssignmentStatistics(
+        pairs=len(pairs), both_found=found,
+        departure=tuple(float(d) / len(pairs) for d in departures),
+        agreement=agreed / weight if weight else float("nan"))
