@@ -17,10 +17,10 @@ What a batch holds comes from the task (:mod:`capsviewer.data.tasks`): single im
 or MultiMNIST's pairs of overlapping digits, composed on the fly; nothing else here differs.
 
 Speed: the whole data set sits on the training device and each epoch's order and shifts (and
-MultiMNIST partners) are drawn once, so a batch is a gather on the device; metrics accumulate there and are read only
-when reported; the convolutions run in bf16 under autocast where the hardware has it
-(``precision``), with channels-last weights; Adam is the fused kernel. Under ``torchrun`` the
-model is wrapped in DistributedDataParallel (see :mod:`capsviewer.training.distributed`).
+MultiMNIST partners) are drawn once, so a batch is a gather on the device; metrics accumulate
+there and are read only when reported; the convolutions run in bf16 under autocast where the
+hardware has it (``precision``), with channels-last weights; Adam is the fused kernel. Under
+``torchrun`` the model is wrapped in DistributedDataParallel (see :mod:`capsviewer.training.distributed`).
 """
 
 from __future__ import annotations
