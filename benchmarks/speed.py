@@ -51,7 +51,8 @@ from capsviewer.data.datasets import DatasetUnavailable  # noqa: E402
 from capsviewer.models import build_model  # noqa: E402
 from reference.capsnet import reference_forward  # noqa: E402
 from capsviewer.training import TrainConfig, Trainer, evaluate, select_device  # noqa: E402
-from capsviewer.training.devices import native_bf16, resolve_precision  # noqa: E402
+from capsviewer.models.precision import native_bf16  # noqa: E402
+from capsviewer.training.devices import resolve_precision  # noqa: E402
 from capsviewer.training.trainer import EpochResult  # noqa: E402
 
 

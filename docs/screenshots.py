@@ -1,11 +1,14 @@
-"""Screenshots of every view for the README, taken from the real window.
+"""Screenshots of every tab for the docs, taken from the real window, and the routing GIF.
 
-    xvfb-run -a -s "-screen 0 1400x900x24" python docs/screenshots.py --model A --model B
+    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots.py
 
-Opens the window on test image 0, visits each tab (running the rotation sweep and the Fig. 4
-grid), and saves docs/screenshots/{tab}.png scaled to 1000 px wide; the routing tab's panels
-(diagnostics, vote cloud, decoded vote, ablation with test accuracy on 2,000 images) are saved
-at their own size as routing-{panel}.png. ``--only NAME …`` takes just those shots.
+For each theme (light, dark) and window size (1280×800, 1600×1000) the window opens on test
+image 0 and visits each tab (the rotation sweep and the Fig. 4 grid run, the lab shows its
+clusters preset): docs/screenshots/{tab}-{theme}-{width}.png, the light 1280 ones at full
+size, the others scaled to --width, all as palette PNGs. In light at 1280×800 it also saves
+the routing tab's panels at their own size (routing-{panel}.png, the ablation with test
+accuracy on --accuracy-images), a drawn 4 (drawing.png) and docs/routing.gif: every routing
+iteration of test image 0 at R = 5. ``--only NAME …`` takes just those.
 """
 
 from __future__ import annotations
@@ -13,14 +16,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 HERE = Path(__file__).resolve().parent
-SHOTS = ("prediction", "routing-iteration-1", "routing-last-iteration", "routing-diagnostics",
-         "routing-vote-cloud", "routing-decode-vote", "routing-ablation", "pose", "rotation",
-         "drawing", "training")
+TABS = ("prediction", "routing", "pose", "rotation", "routing-lab", "training")
+PANELS = ("routing-diagnostics", "routing-vote-cloud", "routing-decode-vote", "routing-ablation")
+SIZES = ((1280, 800), (1600, 1000))
+THEMES = ("light", "dark")
 
 
 def settle(app, seconds=0.5) -> None:
@@ -28,6 +33,20 @@ def settle(app, seconds=0.5) -> None:
     while time.monotonic() < end:
         app.processEvents()
         time.sleep(0.01)
+
+
+def save_png(image, path: Path, width: int | None = None, colours: int = 96) -> None:
+    """A palette PNG (a fraction of the size, the same look), scaled down to ``width``."""
+    from PIL import Image
+    from PySide6.QtCore import Qt
+
+    if width is not None and image.width() > width:
+        image = image.scaledToWidth(width, Qt.TransformationMode.SmoothTransformation)
+    image.save(str(path))
+    small = Image.open(path).convert("RGB").quantize(colors=colours,
+                                                     method=Image.Quantize.MEDIANCUT)
+    small.save(path, optimize=True)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
 
 def draw_four(canvas) -> None:
@@ -45,111 +64,45 @@ def draw_four(canvas) -> None:
         QTest.mouseRelease(canvas, left, none, points[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--model", type=Path, action="append", default=[])
-    parser.add_argument("--data-root", default=os.environ.get("CAPSVIEWER_DATA"))
-    parser.add_argument("--index", type=int, default=0, help="test image to show")
-    parser.add_argument("--theme", default="light")
-    parser.add_argument("--out", type=Path, default=HERE / "screenshots")
-    parser.add_argument("--width", type=int, default=960, help="pixels; the window is 1360 wide")
-    parser.add_argument("--only", nargs="+", choices=SHOTS, metavar="NAME",
-                        help=f"take only these shots: {', '.join(SHOTS)}")
-    parser.add_argument("--accuracy-images", type=int, default=2000,
-                        help="test images for the ablation panel's accuracy against k")
-    args = parser.parse_args()
-    wanted = set(args.only or SHOTS)
+def open_window(app, models, data_root, size):
+    from PySide6.QtCore import QSettings
 
-    import tempfile
-
-    from PIL import Image
-
-    from PySide6.QtCore import QSettings, Qt
-    from PySide6.QtWidgets import QApplication
-
-    from capsviewer.app import theme
     from capsviewer.app.headless import wait_until
-    from capsviewer.app.main_window import MainWindow, default_models
-    from capsviewer.training import read_metadata
+    from capsviewer.app.main_window import MainWindow
 
-    app = QApplication(sys.argv[:1])
-    theme.apply_theme(app, args.theme)
-    models = {read_metadata(p)["architecture"]: p for p in args.model} or default_models()
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
-    window = MainWindow(models, data_root=args.data_root, settings=settings, download=False,
+    window = MainWindow(models, data_root=data_root, settings=settings, download=False,
                         predict_test_set=False)
-    window.resize(1360, 860)
+    window.resize(*size)
     window.move(0, 0)
     window.show()
-    wait_until(app, lambda: set(window.session.models) == set(models) and window.inspection is not None
-         and window.is_idle())
-    if args.index:
-        window.input_view.show_index(args.index)
-        wait_until(app, lambda: window.image.index == args.index and window.is_idle())
-    args.out.mkdir(parents=True, exist_ok=True)
+    wait_until(app, lambda: set(window.session.models) == set(models)
+               and window.inspection is not None and window.is_idle())
+    return window
 
-    def shot(name: str, widget=None) -> None:
-        """The whole window scaled to --width, or ``widget`` at its own size."""
-        if name not in wanted:
-            return
-        settle(app, 0.6)
-        if widget is None:
-            image = app.primaryScreen().grabWindow(0).copy(window.frameGeometry())
-            image = image.scaledToWidth(args.width, Qt.TransformationMode.SmoothTransformation)
-        else:
-            image = widget.grab()
-        path = args.out / f"{name}.png"
-        image.save(str(path))
-        small = Image.open(path).convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT)
-        small.save(path, optimize=True)  # a palette PNG: a fraction of the size, same look
-        print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
 
-    tabs = window.tabs
-    tabs.setCurrentWidget(window.prediction_view)
-    shot("prediction")
-    routing = window.routing_view
-    tabs.setCurrentWidget(routing)
-    routing.set_iteration(1)
-    shot("routing-iteration-1")
-    routing.set_iteration(routing.iteration_count)
-    shot("routing-last-iteration")
-    if wanted & {"routing-diagnostics", "routing-vote-cloud", "routing-decode-vote", "routing-ablation"}:
-        routing_panels(app, window, shot, args.accuracy_images)
-    tabs.setCurrentWidget(window.pose_view)
-    window.pose_view.set_offset(3, 0.2)
-    wait_until(app, window.is_idle)
-    window.pose_view.grid_button.click()
-    wait_until(app, lambda: window.is_idle() and window.pose_view._grid_offsets is not None)
-    shot("pose")
-    tabs.setCurrentWidget(window.rotation_view)
-    window.rotation_view.set_angle(45)
-    window.rotation_view.sweep_button.click()
-    wait_until(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
-    shot("rotation")
-    window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
-    tabs.setCurrentWidget(window.prediction_view)
-    draw_four(window.input_view._canvas)
-    wait_until(app, lambda: window.image.source == "drawing" and window.is_idle())
-    shot("drawing")
-    if "training" not in wanted:
-        window.shutdown()
-        window.deleteLater()
-        return
-    tabs.setCurrentWidget(window.training_view)
-    from capsviewer.training import TrainConfig
+def visit(app, window, tab: str) -> None:
+    """Show ``tab`` as a user would leave it: the rotation swept, the grid drawn."""
+    from capsviewer.app.headless import wait_until
+    from capsviewer.app.state import LabScene
 
-    view = window.training_view
-    config = view.config()
-    view.set_config(TrainConfig(model="cnn", dataset="mnist", data_root=args.data_root,
-                                epochs=3, batch_size=64, subset=6000, test_subset=2000,
-                                device="cpu", output=str(Path(tempfile.mkdtemp()) / "cnn.safetensors"),
-                                download=False))
-    view.start_button.click()
-    wait_until(app, lambda: not window.runner.is_running() and window.is_idle(), 600)
-    shot("training")
-    view.set_config(config)
-    window.shutdown()
-    window.deleteLater()
+    view = {"prediction": window.prediction_view, "routing": window.routing_view,
+            "pose": window.pose_view, "rotation": window.rotation_view,
+            "routing-lab": window.lab_view, "training": window.training_view}[tab]
+    window.tabs.setCurrentWidget(view)
+    if tab == "pose" and window.pose_view._grid_offsets is None:
+        window.pose_view.set_offset(3, 0.2)
+        wait_until(app, window.is_idle)
+        window.pose_view.grid_button.click()
+        wait_until(app, lambda: window.is_idle() and window.pose_view._grid_offsets is not None)
+    if tab == "rotation" and window.rotation_view._sweep is None:
+        window.rotation_view.set_angle(45)
+        window.rotation_view.sweep_button.click()
+        wait_until(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
+    if tab == "routing-lab" and window.state.lab.preset != "clusters":
+        window.state.lab = LabScene.from_preset("clusters")
+        wait_until(app, window.is_idle)
+    settle(app, 0.6)
 
 
 def routing_panels(app, window, shot, accuracy_images: int) -> None:
@@ -157,8 +110,9 @@ def routing_panels(app, window, shot, accuracy_images: int) -> None:
     from capsviewer.app.headless import wait_until
 
     routing = window.routing_view
+    window.tabs.setCurrentWidget(routing)
     sizes = routing.panel_splitter.sizes()
-    routing.panel_splitter.setSizes([sum(sizes) - 430, 430])
+    routing.panel_splitter.setSizes([sum(sizes) - 360, 360])
     panels = routing.panels
     panels.setCurrentWidget(routing.diagnostics_view)
     shot("routing-diagnostics", panels)
@@ -171,10 +125,82 @@ def routing_panels(app, window, shot, accuracy_images: int) -> None:
     panels.setCurrentWidget(routing.ablation_view)
     routing.ablation_view.count.setValue(accuracy_images)
     routing.ablation_view.measure_button.click()
-    wait_until(app, lambda: window.is_idle() and routing.ablation_view.accuracy is not None, 600)
+    wait_until(app, lambda: window.is_idle() and routing.ablation_view.accuracy is not None, 900)
     shot("routing-ablation", panels)
     routing.panel_splitter.setSizes(sizes)
     panels.setCurrentWidget(routing.diagnostics_view)
+
+
+def routing_gif(app, window, path: Path, iterations: int, width: int) -> None:
+    """Every routing iteration of the current input, as File ▸ Export routing animation
+    writes it, scaled to ``width``."""
+    from capsviewer.app.headless import wait_until
+
+    window.on_routing_tab()
+    window.routing_view.iterations_spin.setValue(iterations)
+    wait_until(app, lambda: window.is_idle()
+               and len(window.inspection.iterations) == iterations)
+    settle(app, 0.5)
+    window.controller.export_animation(window.routing_view, path, width=width)
+    wait_until(app, lambda: not window.state.export.pending)
+    print(f"wrote {path} ({path.stat().st_size // 1024} KB)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model", type=Path, action="append", default=[])
+    parser.add_argument("--data-root", default=os.environ.get("CAPSVIEWER_DATA"))
+    parser.add_argument("--out", type=Path, default=HERE / "screenshots")
+    parser.add_argument("--width", type=int, default=960,
+                        help="pixels: the dark and 1600-wide shots are scaled to this")
+    parser.add_argument("--only", nargs="+", metavar="NAME",
+                        help="take only these: tab names, panel names, drawing, gif")
+    parser.add_argument("--accuracy-images", type=int, default=2000,
+                        help="test images for the ablation panel's accuracy against k")
+    args = parser.parse_args()
+    wanted = set(args.only or (*TABS, *PANELS, "drawing", "gif"))
+
+    from PySide6.QtWidgets import QApplication
+
+    from capsviewer.app import theme
+    from capsviewer.app.headless import wait_until
+    from capsviewer.app.main_window import default_models
+    from capsviewer.training import read_metadata
+
+    app = QApplication(sys.argv[:1])
+    models = {read_metadata(p)["architecture"]: p for p in args.model} or default_models()
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name in THEMES:
+        theme.apply_theme(app, name)
+        for size in SIZES:
+            window = open_window(app, models, args.data_root, size)
+            full = name == "light" and size == SIZES[0]
+            for tab in TABS:
+                if tab in wanted:
+                    visit(app, window, tab)
+                    save_png(window.grab().toImage(), args.out / f"{tab}-{name}-{size[0]}.png",
+                             None if full else args.width)
+            if full:
+                def shot(panel, widget):
+                    if panel in wanted:
+                        settle(app, 0.6)
+                        save_png(widget.grab().toImage(), args.out / f"{panel}.png")
+                if wanted & set(PANELS):
+                    routing_panels(app, window, shot, args.accuracy_images)
+                if "drawing" in wanted:
+                    window.input_view._tabs.setCurrentWidget(window.input_view._drawing)
+                    window.tabs.setCurrentWidget(window.prediction_view)
+                    draw_four(window.input_view._canvas)
+                    wait_until(app, lambda: window.image.source == "drawing" and window.is_idle())
+                    settle(app, 0.6)
+                    save_png(window.grab().toImage(), args.out / "drawing.png", args.width)
+                    window.input_view.show_index(0)
+                    wait_until(app, window.is_idle)
+                if "gif" in wanted:
+                    routing_gif(app, window, HERE / "routing.gif", 5, 760)
+            window.shutdown()
+            window.deleteLater()
+            settle(app, 0.2)
 
 
 if __name__ == "__main__":

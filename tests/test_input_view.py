@@ -117,6 +117,47 @@ def test_a_stroke_becomes_a_centred_mnist_digit(view):
     assert canvas.is_blank()
 
 
+def test_the_prediction_follows_the_pen_while_drawing(view, qtbot):
+    """Before the button is let go, the drawing becomes the input (throttled), growing as the
+    pen moves; the release classifies the final drawing."""
+    view._tabs.setCurrentWidget(view._drawing)
+    canvas = view._canvas
+    left, none = Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier
+    QTest.mousePress(canvas, left, none, QPoint(140, 40))
+    qtbot.waitUntil(lambda: view.chosen and view.chosen[-1].source == "drawing", timeout=2000)
+    first = view.chosen[-1]
+    for y in range(50, 250, 10):  # the pen moves down: the input changes while drawing
+        QTest.mouseMove(canvas, QPoint(140, y))
+    qtbot.waitUntil(lambda: not np.array_equal(view.chosen[-1].pixels, first.pixels),
+                    timeout=2000)
+    during = len([image for image in view.chosen if image.source == "drawing"])
+    assert during >= 2 and during < 21  # live, and fewer updates than pen steps (throttled)
+    QTest.mouseRelease(canvas, left, none, QPoint(140, 250))
+    assert np.array_equal(view.chosen[-1].pixels, to_mnist(canvas.pixels(), invert=False))
+
+
+def test_the_empty_canvas_says_what_to_do_and_clear_resets(view, qtbot):
+    view._tabs.setCurrentWidget(view._drawing)
+    canvas = view._canvas
+    assert canvas.empty and shows_hint(canvas)
+    cleared = []
+    view.image_cleared.connect(lambda: cleared.append(True))
+    draw_stroke(canvas, [QPoint(100, 100), QPoint(150, 180)])
+    assert not canvas.empty and view.chosen[-1].source == "drawing"
+    view.clear_drawing()
+    assert canvas.empty and canvas.is_blank() and cleared == [True] and shows_hint(canvas)
+    assert view.current_image() is None
+
+
+def shows_hint(canvas) -> bool:
+    """Grey hint text on the black canvas, though the drawing itself is blank."""
+    picture = canvas.grab().toImage()
+    middle = canvas.height() // 2
+    return canvas.is_blank() and any(picture.pixelColor(x, y).red() > 60
+                                     for x in range(0, canvas.width(), 2)
+                                     for y in range(middle - 20, middle + 20))
+
+
 def test_switching_tabs_brings_back_that_tabs_image(view):
     view._tabs.setCurrentWidget(view._drawing)
     draw_stroke(view._canvas, [QPoint(100, 100), QPoint(150, 180)])

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QPointF
 from PySide6.QtWidgets import QApplication
 
@@ -61,8 +62,10 @@ def test_bars_equal_the_lengths_and_probabilities(view, inspections):
         assert bars.getPlotItem().getViewBox().viewRange()[1][0] <= 0
         assert bars.getPlotItem().getViewBox().viewRange()[1][1] >= 1
     margins = sorted(item.value() for item in view.capsule_bars.getPlotItem().items
-                     if hasattr(item, "value") and hasattr(item, "label"))
+                     if isinstance(item, pg.InfiniteLine))
     assert margins == [0.1, 0.9]
+    named = view.capsule_bars.getPlotItem().getAxis("right")._tickLevels[0]  # off the bars
+    assert sorted(named) == [(0.1, "m⁻ 0.1"), (0.9, "m⁺ 0.9")]
     assert view.headline.text() == (
         f"CapsNet: {capsules.prediction} (‖v‖ = {capsules.lengths[capsules.prediction]:.2f}, "
         f"R = {len(capsules.iterations)}) · "
@@ -91,7 +94,9 @@ def test_hovering_the_mosaic_reads_out_the_cell(view, qtbot, inspections):
     scene_point = view.primary.image.mapToScene(QPointF(x + 3.5, y + 2.5))
     point = view.primary.graphics.mapFromScene(scene_point)
     qtbot.mouseMove(view.primary.graphics.viewport(), QPoint(point.x(), point.y()))
-    expected = f"map 9 · row 2 · col 3 · ‖u_i‖ = {capsules.primary_lengths[9, 2, 3]:.4g}"
+    value = capsules.primary_lengths[9, 2, 3]
+    assert view.primary.readout_at(x + 3.5, y + 2.5) == f"map 9 · row 2 · col 3 · ‖u_i‖ = {value:.4g}"
+    expected = f"map 9 · row 2 · col 3 · ‖u<sub>i</sub>‖ = {value:.4g}"  # rendered
     qtbot.waitUntil(lambda: view.primary.readout.text() == expected, timeout=1000)
     assert view.primary.image.toolTip() == expected
 

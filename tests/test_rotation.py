@@ -9,8 +9,10 @@ import torch
 from capsviewer.analysis.rotation import (
     DEFAULT_ANGLES,
     NEAR_TIE,
+    PRESENT,
     correct_range,
     fit_pose_plane,
+    present_run,
     rotation_sweep,
 )
 from capsviewer.data.transforms import rotate_images
@@ -63,10 +65,9 @@ def test_sweep_matches_direct_forward(models):
     np.testing.assert_array_equal(sweep.cnn_predictions, cnn_direct.argmax(axis=1))
     np.testing.assert_array_equal(sweep.capsule_predictions, sweep.capsule_lengths.argmax(axis=1))
     assert sweep.true_class == 7 and sweep.reference_class == 7
-    # The plane fit is of the reference capsule's poses.
-    expected = fit_pose_plane(sweep.poses[:, 7], sweep.angles)
-    np.testing.assert_allclose(sweep.plane_angles, expected.plane_angles)
-    assert 0 <= sweep.plane_variance <= 1 and sweep.equivariance_error >= 0
+    # An untrained capsule 7 is never present (‖v‖ < 0.5): no pose to follow.
+    assert present_run(sweep.capsule_lengths[:, 7], sweep.angles) is None
+    assert sweep.plane is None and sweep.pose_run is None and sweep.plane_angles is None
     assert sweep.cnn_correct_fraction == pytest.approx(np.mean(sweep.cnn_predictions == 7))
     # Smaller chunks give the same numbers.
     chunked = rotation_sweep(capsnet, cnn, image, label=7, batch_size=25)
@@ -100,42 +101,53 @@ def test_sweep_iterations_reach_the_model(models):
     np.testing.assert_allclose(one.capsule_lengths, direct, atol=1e-6)
 
 
-def rotating_poses(angles_deg, speed=1.0, noise=0.0, seed=0):
-    """Poses (A, 16) = centre + r·(cos, sin)(speed·θ) in a random 2-D plane of R¹⁶."""
+def rotating_poses(angles_deg, speed=1.0, length=0.9, seed=0):
+    """Poses (A, 16): a vector of ``length`` turned by speed·θ in a random 2-D plane of R¹⁶
+    through the origin, as an exactly equivariant capsule's pose would turn."""
     rng = np.random.default_rng(seed)
     plane, _ = np.linalg.qr(rng.normal(size=(16, 2)))
-    centre = rng.normal(size=16)
     phase = np.radians(speed * np.asarray(angles_deg) + 20)
-    circle = 0.4 * np.stack([np.cos(phase), np.sin(phase)], axis=1)
-    return centre + circle @ plane.T + noise * rng.normal(size=(len(angles_deg), 16))
+    return length * np.stack([np.cos(phase), np.sin(phase)], axis=1) @ plane.T
 
 
 @pytest.mark.parametrize("speed", [1.0, -1.0])
 def test_fit_of_exactly_rotating_poses(speed):
-    fit = fit_pose_plane(rotating_poses(DEFAULT_ANGLES, speed), DEFAULT_ANGLES)
-    assert abs(fit.slope) == pytest.approx(1.0, abs=1e-9)
+    angles = np.arange(-60, 61, 5.0)
+    fit = fit_pose_plane(rotating_poses(angles, speed), angles)
+    assert fit.slope == pytest.approx(1.0, abs=1e-9)  # the plane's sign makes φ rise with θ
     assert fit.residual_deg < 1e-6 and fit.equivariance_error_deg < 1e-6
-    assert fit.plane_variance == pytest.approx(1.0)
-    assert fit.line_variance == pytest.approx(0.5, abs=1e-9)  # a circle: both directions equal
-    assert fit.plane_angles.shape == (72,)
-    assert np.all(np.abs(np.diff(fit.plane_angles)) < 6)  # unwrapped: no 360° jumps
+    assert fit.in_plane == pytest.approx(1.0)
+    assert fit.turned_deg == pytest.approx(120.0)
     np.testing.assert_allclose(fit.basis @ fit.basis.T, np.eye(2), atol=1e-12)
+    whole = fit_pose_plane(rotating_poses(DEFAULT_ANGLES, speed), DEFAULT_ANGLES)
+    assert np.all(np.abs(np.diff(whole.plane_angles)) < 6)  # unwrapped: no 360° jumps
+    assert whole.slope == pytest.approx(1.0, abs=1e-9)
 
 
 def test_fit_of_double_speed_and_noise():
-    double = fit_pose_plane(rotating_poses(DEFAULT_ANGLES, 2.0), DEFAULT_ANGLES)
-    assert abs(double.slope) == pytest.approx(2.0, abs=1e-9)
+    angles = np.arange(-60, 61, 5.0)
+    double = fit_pose_plane(rotating_poses(angles, 2.0), angles)
+    assert double.slope == pytest.approx(2.0, abs=1e-9)
     assert double.residual_deg < 1e-6
-    assert double.equivariance_error_deg > 50  # turning twice as fast is not equivariance
+    assert double.equivariance_error_deg > 30  # turning twice as fast is not equivariance
     noise = np.random.default_rng(3).normal(size=(72, 16))
     random = fit_pose_plane(noise, DEFAULT_ANGLES)
-    assert random.plane_variance < 0.5 and random.equivariance_error_deg > 20
+    assert random.in_plane < 0.5 and random.equivariance_error_deg > 20
 
 
 def test_fit_of_invariant_poses():
     constant = fit_pose_plane(np.ones((72, 16)), DEFAULT_ANGLES)
-    assert constant.slope == 0 and constant.plane_variance == 0 == constant.line_variance
+    assert constant.slope == pytest.approx(0.0, abs=1e-9) and constant.in_plane == pytest.approx(1.0)
     assert constant.equivariance_error_deg == pytest.approx(np.std(DEFAULT_ANGLES))
+
+
+def test_present_run():
+    angles = np.arange(-20, 21, 5.0)
+    #                    -20  -15  -10   -5    0    5   10   15   20
+    lengths = np.array([0.9, 0.2, 0.6, 0.7, 0.9, 0.8, 0.4, 0.9, 0.9])
+    assert present_run(lengths, angles) == slice(2, 6)
+    assert present_run(np.full(9, 0.2), angles) is None
+    assert PRESENT == 0.5
 
 
 def test_correct_range():
@@ -156,13 +168,37 @@ def test_fit_needs_three_angles(models):
 
 
 def test_fit_of_poses_on_a_line():
-    """A capsule switching on and off moves its pose along one direction: φ only flips."""
+    """A capsule switching on and off moves its pose along one direction: its direction does
+    not turn at all, so φ stays put (invariant, not equivariant)."""
     rng = np.random.default_rng(4)
     direction = rng.normal(size=16)
     on = np.cos(np.radians(DEFAULT_ANGLES)) > 0.5
     poses = np.where(on[:, None], 1.0, 0.1) * direction + 1e-3 * rng.normal(size=(72, 16))
     fit = fit_pose_plane(poses, DEFAULT_ANGLES)
-    assert fit.line_variance > 0.99 and fit.equivariance_error_deg > 50
+    assert abs(fit.slope) < 0.01 and fit.equivariance_error_deg > 50
+
+
+def test_the_shipped_capsnet_s_pose_angle_never_jumps(mnist_test):
+    """φ over a sweep of the shipped CapsNet, where the capsule is present, moves by at most 3
+    angle steps between neighbouring angles (test images 0–9 at 5°; measured at most 10.3°
+    on images 0–39). Angles about the pose mean, as φ was first measured, jumped by up to 173°."""
+    capsnet = load_checkpoint(SHIPPED_MODELS / "capsnet-mnist.safetensors").model.eval()
+    step = 5.0
+    angles = np.arange(-180, 180, step)
+    fitted = 0
+    for index in range(10):
+        sweep = rotation_sweep(capsnet, None, mnist_test.images[index, 0], angles,
+                               int(mnist_test.labels[index]))
+        if sweep.plane is None:
+            continue
+        fitted += 1
+        run = sweep.pose_run
+        lengths = sweep.capsule_lengths[:, sweep.reference_class]
+        assert np.all(lengths[run] >= PRESENT) and run.start <= 36 < run.stop  # around 0°
+        phi = sweep.plane_angles
+        assert np.isnan(phi[:run.start]).all() and np.isnan(phi[run.stop:]).all()
+        assert np.abs(np.diff(phi[run])).max() <= 3 * step, index
+    assert fitted >= 8
 
 
 @pytest.mark.skipif(not native_bf16("cpu"), reason="this CPU has no native bf16")

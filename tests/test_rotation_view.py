@@ -90,14 +90,14 @@ def test_show_sweep_curves_equal_the_sweep(view, sweep, qtbot):
         (view.capsule_curve, sweep.capsule_lengths[:, ref]),
         (view.cnn_prediction_points, sweep.cnn_predictions),
         (view.capsule_prediction_points, sweep.capsule_predictions),
-        (view.plane_points, sweep.plane_angles),
     ):
         x, y = item.getData()
         assert len(x) == 72
         np.testing.assert_array_equal(x, DEFAULT_ANGLES)
         np.testing.assert_allclose(y, expected, rtol=0, atol=1e-7)
-    x, y = view.plane_line.getData()
-    np.testing.assert_allclose(y, sweep.plane.slope * x + sweep.plane.intercept)
+    # the untrained capsule is never present: no pose to follow, and the plot says so
+    assert sweep.plane is None
+    assert "off at 0°" in view.sweep_placeholders[1].toPlainText()
     assert view.reference_line.value() == ref
     assert f"Following class {ref} (the true label) over 72 angles" in view.summary.text()
     header, rows = view.export_tables()["rotation_sweep"]
@@ -127,7 +127,36 @@ def test_sweep_without_capsnet(view, models, digit):
     assert view.export_tables()["rotation_sweep"][1][0][2] == ""
 
 
-def test_describe_sweep_words(sweep):
-    text = describe_sweep(sweep, NAMES)
-    assert "CNN:" in text and "CapsNet:" in text and "slope ±1" in text
-    assert f"{sweep.plane.slope:+.2f}" in text
+@pytest.fixture(scope="module")
+def shipped_sweep(mnist_test):
+    from capsviewer.training.model_files import SHIPPED_MODELS
+
+    capsnet = load_checkpoint(SHIPPED_MODELS / "capsnet-mnist.safetensors").model.eval()
+    cnn = load_checkpoint(SHIPPED_MODELS / "cnn-mnist.safetensors").model.eval()
+    return rotation_sweep(capsnet, cnn, mnist_test.images[0, 0], DEFAULT_ANGLES,
+                          int(mnist_test.labels[0]))
+
+
+def test_the_pose_angle_is_drawn_where_the_capsule_is_present(view, shipped_sweep):
+    sweep = shipped_sweep
+    view.show_sweep(sweep)
+    x, y = view.plane_points.getData()
+    np.testing.assert_array_equal(x, sweep.angles[sweep.pose_run])
+    np.testing.assert_allclose(y, sweep.plane.plane_angles)
+    x, y = view.plane_line.getData()
+    np.testing.assert_allclose(y, sweep.plane.slope * x + sweep.plane.intercept)
+    assert not any(placeholder.toPlainText() for placeholder in view.sweep_placeholders)
+    view.clear_sweep()
+    assert view.sweep_placeholders[0].toPlainText() == "no sweep yet"
+    assert view.plane_points.getData()[0] is None or not len(view.plane_points.getData()[0])
+
+
+def test_describe_sweep_says_it_plainly_first(shipped_sweep):
+    sweep = shipped_sweep
+    first, *details = describe_sweep(sweep, NAMES).split("\n")
+    low, high = sweep.capsule_correct_range
+    assert first.startswith("Turning this 7, the CNN from") and "still see a 7" in first
+    assert f"the CapsNet from {low:+.0f}° to {high:+.0f}°" in first
+    assert f"its pose turns {sweep.plane.slope:.1f}° for each degree the digit turns" in first
+    text = "\n".join(details)
+    assert "CNN:" in text and "CapsNet:" in text and f"φ ≈ {sweep.plane.slope:.2f}·θ" in text

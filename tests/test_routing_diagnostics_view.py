@@ -19,6 +19,7 @@ from capsviewer.analysis.routing_diagnostics import (
     routing_ablation,
 )
 from capsviewer.app.main_window import MainWindow
+from capsviewer.app.views.common import rich
 from capsviewer.app.views.grid_mosaic import tile_origin
 from capsviewer.app.views.vote_cloud_view import dot_sizes
 from capsviewer.training import load_checkpoint, save_checkpoint
@@ -75,7 +76,7 @@ def test_diagnostics_plot_shows_the_core_numbers(qtbot, window, core_model, mnis
     assert panel.baselines["entropy"].value() == pytest.approx(math.log(10))
     assert panel.baselines["max_coupling"].value() == pytest.approx(0.1)
     assert "log 10 = 2.3026" in panel.baselines["entropy"].label.toPlainText()
-    assert panel.summary.text() == expected.summary()
+    assert panel.summary.text() == rich(expected.summary())
     assert expected.max_coupling[-1] > 0.105  # these strong votes do move the couplings
     routing.set_iteration(2)
     assert all(marker.value() == 2 for marker in panel.markers)

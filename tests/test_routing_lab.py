@@ -394,3 +394,40 @@ def test_every_preset_computes(results):
         assert np.isfinite(result.squash_map).all() and np.isfinite(result.equivariance.em).all()
     gap = assignment_gap(route(PRESETS["symmetric"].votes, 3))
     np.testing.assert_allclose(gap.distance, 0.5)  # a tie never becomes hard
+
+
+# -- the attention routings on the lab's votes ---------------------------------------------------
+
+def test_attention_routings_are_the_cores_on_the_effective_votes():
+    from capsviewer.maths import inverted_attention_routing, self_attention_routing
+
+    state = PRESETS["clusters"].state()
+    state.theta, state.perturbation = 30.0, 0.1
+    result = compute(state)
+    votes = torch.as_tensor(state.effective_votes())[None]
+    inverted = inverted_attention_routing(votes, state.iterations, trace=True).trace
+    one_pass = self_attention_routing(votes, trace=True).trace
+    assert result.inverted_attention.couplings.shape == (state.iterations, 6, 2)
+    assert result.self_attention.couplings.shape == (1, 6, 2)
+    np.testing.assert_array_equal(result.inverted_attention.couplings, stack(inverted, "couplings"))
+    np.testing.assert_array_equal(result.inverted_attention.outputs, stack(inverted, "outputs"))
+    np.testing.assert_array_equal(result.self_attention.couplings, stack(one_pass, "couplings"))
+    np.testing.assert_allclose(result.inverted_attention.couplings.sum(-1), 1.0)
+    np.testing.assert_allclose(result.self_attention.couplings.sum(-1), 1.0)
+
+
+def test_in_two_dimensions_layer_norm_leaves_two_poses(results):
+    """LayerNorm of a 2-vector centres and scales it: ±(1, −1)/√(1 + ε/d²), d = (x − y)/2."""
+    for result in results.values():
+        poses = result.inverted_attention.outputs
+        np.testing.assert_allclose(np.abs(poses), 1.0, atol=1e-3)
+        np.testing.assert_allclose(poses[..., 0], -poses[..., 1])
+
+
+def test_self_attention_sends_the_clusters_like_dynamic_routing(results):
+    """On the clusters preset the one-pass self-attention agrees with dynamic routing's final
+    assignment (both score votes by dot products), child 5's long vote included."""
+    result = results["clusters"]
+    np.testing.assert_array_equal(result.self_attention.couplings[0].argmax(axis=1),
+                                  result.dynamic.couplings[-1].argmax(axis=1))
+    assert result.self_attention.couplings[0, 5, 0] > 0.9

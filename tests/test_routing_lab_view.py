@@ -271,3 +271,21 @@ def test_vote_labels_merge_coincident_votes():
     votes = np.array([[[1.0, 0.0], [0.0, 1.0]], [[1.0, 0.0], [0.5, 1.0]]])
     labels = vote_labels(votes, np.array([[0.5, 0.5], [0.5, 0.5]]))
     assert labels == [["0, 1: 0.50", "0: 0.50"], ["", "1: 0.50"]]
+
+
+def test_attention_routings_panel_draws_the_cores_numbers(view, tmp_path):
+    view.load_preset("clusters")
+    view.settle()
+    view.tabs.setCurrentWidget(view.attention_routings_panel)
+    expected = compute(PRESETS["clusters"].state())
+    panel = view.attention_routings_panel
+    heights = np.stack([np.asarray(b.opts["height"]) for b in panel.bars], axis=1)
+    np.testing.assert_allclose(heights, expected.self_attention.couplings[0])
+    x, y = panel.curves[0].getData()  # child 0, parent 0 across the iterations
+    np.testing.assert_allclose(y, expected.inverted_attention.couplings[:, 0, 0])
+    assert "child 5: r = (" in panel.readout.text()
+    view.set_iteration(1)  # the first iteration routes uniformly (poses start at 0)
+    view.settle()
+    assert "child 0: r = (0.500 0.500)" in panel.readout.text()
+    written = export_view(view, tmp_path)
+    assert "routing-lab-attention-routings.csv" in {p.name for p in written}

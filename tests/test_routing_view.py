@@ -1,4 +1,5 @@
-"""RoutingView draws exactly the core's routing trace, iteration by iteration."""
+"""RoutingView draws exactly the core's routing trace, iteration by iteration, and by default
+in a way that shows it: the deviation from uniform couplings, on a scale that gives contrast."""
 
 import numpy as np
 import pytest
@@ -8,6 +9,7 @@ from PySide6.QtCore import QPoint, QPointF, Qt
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import inspect_capsnet
+from capsviewer.analysis.routing_maps import ROBUST_PERCENTILE, rendered_spread
 from capsviewer.data.transforms import as_batch
 from capsviewer.app.views.common import FORMULAS
 from capsviewer.app.views.grid_mosaic import mosaic, tile_origin
@@ -58,6 +60,8 @@ def test_each_iteration_shows_the_core_trace(view, capsnet, image, inspections, 
     capsules = inspections[count]
     expected = core_couplings(capsnet, image, count)
     view.show_inspection(capsules)
+    assert view.quantity == "deviation"  # the default: couplings compared with uniform
+    view.set_quantity("couplings")
     assert view.iteration == count and view.digit == capsules.prediction
     assert view.slider.maximum() == count and view.iterations_spin.value() == count
     for j in (capsules.prediction, (capsules.prediction + 3) % 10):
@@ -67,9 +71,10 @@ def test_each_iteration_shows_the_core_trace(view, capsnet, image, inspections, 
             assert view.iteration == r
             np.testing.assert_array_equal(view.displayed_couplings(), expected[r - 1][..., j])
             assert_mosaic_of(view.mosaic_item.image, expected[r - 1][..., j])
-            assert view.mosaic_item.levels is not None
-            top = max(c.max() for c in expected)  # one colour scale for every iteration
+            top = max(c[..., j].max() for c in expected)  # one scale for every iteration
             assert tuple(np.asarray(view.mosaic.levels)) == pytest.approx((0.0, top))
+            # drawn on those levels (pyqtgraph once kept an item's first levels instead)
+            assert tuple(view.mosaic_item.levels) == pytest.approx((0.0, top))
             assert view.iteration_label.text() == f"iteration {r} of {count}"
     # iteration 1 routes uniformly: c_ij = 1/J
     view.set_iteration(1)
@@ -183,26 +188,146 @@ def test_quantities_logits_and_agreement(view, inspections):
     snapshot = capsules.iterations[1]
     np.testing.assert_array_equal(view.displayed_values(), snapshot.logits[..., j])
     assert_mosaic_of(view.mosaic_item.image, snapshot.logits[..., j])
-    bound = max(np.abs(s.logits).max() for s in capsules.iterations)  # one scale for all r
+    every = np.abs([s.logits[..., j] for s in capsules.iterations])  # one scale for all r
+    bound = np.percentile(every, ROBUST_PERCENTILE)
     assert view.mosaic.levels == pytest.approx((-bound, bound))
-    assert view.mosaic.toolTip() == FORMULAS["routing"]
+    assert FORMULAS["routing"] in view.mosaic.toolTip()
     # b at r = 2 is the agreement of r = 1 (b starts at 0)
     np.testing.assert_allclose(view.displayed_values(), capsules.iterations[0].agreement[..., j])
     view.set_quantity("agreement")
     np.testing.assert_array_equal(view.displayed_values(), snapshot.agreement[..., j])
-    assert view.mosaic.toolTip() == FORMULAS["agreement"]
+    assert FORMULAS["agreement"] in view.mosaic.toolTip()
     # the couplings accessor is unaffected by what the mosaic shows
     np.testing.assert_array_equal(view.displayed_couplings(), snapshot.couplings[..., j])
-    view.quantity_buttons["couplings"].click()
+    view.map_combo.setCurrentIndex(view.map_combo.findData("couplings"))  # as a user picks it
     assert view.quantity == "couplings"
     assert_mosaic_of(view.mosaic_item.image, snapshot.couplings[..., j])
-    view.fit_levels.setChecked(False)
-    assert view.mosaic.levels == (0.0, 1.0)
-    view.fit_levels.setChecked(True)  # the default: one scale for every iteration of the input
-    every = np.stack([s.couplings for s in capsules.iterations])
-    assert view.mosaic.levels == pytest.approx((0.0, every.max()))
+    every = np.stack([s.couplings[..., j] for s in capsules.iterations])
+    assert view.mosaic.levels == pytest.approx((0.0, every.max()))  # 0…max: no saturation
     with pytest.raises(ValueError):
         view.set_quantity("votes")
+
+
+def test_the_default_map_is_the_deviation_from_uniform_faded_by_activity(view, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    j, J = view.digit, 10
+    for r in (1, 3):
+        view.set_iteration(r)
+        deviation = capsules.iterations[r - 1].couplings[..., j] - 1 / J
+        np.testing.assert_allclose(view.displayed_values(), deviation, atol=1e-7)
+        assert_mosaic_of(view.mosaic_item.image, view.displayed_values())
+    every = np.abs([s.couplings[..., j] - 1 / J for s in capsules.iterations])
+    bound = np.percentile(every, ROBUST_PERCENTILE)
+    assert view.mosaic.levels == pytest.approx((-bound, bound))  # symmetric about uniform
+    assert "c" in view.mosaic.colour_bar.getAxis("right").labelText  # labelled in its units
+    # faded by ‖u_i‖: the veil is opaque where a primary capsule is weak, clear where strong
+    weights = view.mosaic.weights
+    np.testing.assert_allclose(weights, capsules.primary_lengths / capsules.primary_lengths.max())
+    alpha = view.mosaic.veil.image[..., 3]
+    y, x = tile_origin(0, (32, 6, 6))
+    weakest = np.unravel_index(np.argmin(weights[0]), (6, 6))
+    strongest = np.unravel_index(np.argmax(weights[0]), (6, 6))
+    assert alpha[y + weakest[0], x + weakest[1]] > alpha[y + strongest[0], x + strongest[1]]
+    assert "compared with uniform" in view.mosaic.plot.titleLabel.text  # the mode is named
+
+
+def test_change_since_the_previous_iteration(view, inspections):
+    capsules = inspections[5]
+    view.show_inspection(capsules)
+    view.set_quantity("change")
+    j = view.digit
+    view.set_iteration(1)
+    assert not view.displayed_values().any()  # nothing has changed at r = 1
+    assert "nothing has changed" in view.mosaic.readout.text()
+    for r in (2, 4):
+        view.set_iteration(r)
+        expected = (capsules.iterations[r - 1].couplings[..., j]
+                    - capsules.iterations[r - 2].couplings[..., j])
+        np.testing.assert_allclose(view.displayed_values(), expected, atol=1e-7)
+    view.set_quantity("support")
+    np.testing.assert_allclose(view.displayed_values(), capsules.contributions(j, 3))
+    assert view.mosaic.weights is None and view.mosaic.levels[0] == 0.0
+
+
+def cell_colours(panel) -> np.ndarray:
+    """The colour drawn at the centre of every primary-capsule cell of a MosaicPanel (N, 3)."""
+    image = panel.graphics.grab().toImage()
+    grid = panel.values.shape
+    colours = []
+    for index in np.ndindex(grid):
+        y, x = tile_origin(index[0], grid)
+        centre = panel.image.mapToScene(QPointF(x + index[2] + 0.5, y + index[1] + 0.5))
+        pixel = panel.graphics.mapFromScene(centre)
+        colour = image.pixelColor(pixel.x(), pixel.y())
+        colours.append((colour.red(), colour.green(), colour.blue()))
+    return np.array(colours)
+
+
+def test_the_shipped_capsnet_s_default_map_has_contrast(view, mnist_test):
+    """Test image 0 on the shipped CapsNet: the cells' colours spread over more than 60 of 255
+    levels between their 5th and 95th percentiles. The map before this view (c_ij on 0…max,
+    viridis) spread over 8: one flat colour."""
+    from capsviewer.training.model_files import SHIPPED_MODELS, find_models
+
+    shipped = find_models("mnist", [SHIPPED_MODELS]).get("capsnet")
+    if shipped is None:
+        pytest.skip("the shipped CapsNet is not in this checkout")
+    capsules = inspect_capsnet(load_checkpoint(shipped).model, mnist_test.images[0, 0])
+    view.show_inspection(capsules)
+    assert view.quantity == "deviation"
+    assert rendered_spread(cell_colours(view.mosaic)) > 60
+    view.set_quantity("couplings")  # the old picture, for comparison: flat
+    assert rendered_spread(cell_colours(view.mosaic)) < 30
+
+
+def test_the_finding_names_a_planted_dominant_part(view, capsnet, image):
+    """A CapsNet whose votes from one primary capsule are made 300× longer: the sentence names
+    that capsule, its share and where it looks."""
+    import copy
+
+    planted = copy.deepcopy(capsnet)
+    grid_map, row, col = 9, 2, 4
+    i = (grid_map * 6 + row) * 6 + col
+    with torch.no_grad():
+        planted.digit_weights[i] *= 300
+    capsules = inspect_capsnet(planted, image)
+    view.show_inspection(capsules)
+    finding = view.finding
+    assert (finding.grid_map, finding.row, finding.col) == (grid_map, row, col)
+    assert finding.dominant and finding.vote_ratio > 20
+    text = view.finding_text.text()
+    assert "map 9, row 2, col 4" in text and f"{finding.share:.0%}" in text
+    top, left, bottom, right = capsules.receptive_fields[row, col]
+    assert f"rows {top}–{bottom - 1} and columns {left}–{right - 1}" in text
+    view.show_inspection(inspections_of(capsnet, image))  # the untrained model: spread out
+    assert "map 9, row 2, col 4" not in view.finding_text.text()
+
+
+def inspections_of(model, image):
+    return inspect_capsnet(model, image)
+
+
+def test_hovering_a_cell_frames_its_receptive_field(view, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    view.mosaic.cell_hovered.emit((4, 1, 5))
+    top, left, bottom, right = capsules.receptive_fields[1, 5]
+    rect = view.hover_box.rect()
+    assert view.hover_box.isVisible()
+    assert (rect.left(), rect.top(), rect.right(), rect.bottom()) == (left, top, right, bottom)
+    view.mosaic.cell_hovered.emit(None)
+    assert not view.hover_box.isVisible()
+
+
+def test_a_strongest_part_link_decodes_its_vote(view, qtbot, inspections):
+    capsules = inspections[3]
+    view.show_inspection(capsules)
+    grid_map, row, col, _ = capsules.strongest_parts(view.digit, 1)[0]
+    index = (grid_map * 6 + row) * 6 + col
+    assert f"part:{index}" in view.parts_text.text()
+    view.parts_text.linkActivated.emit(f"part:{index}")
+    assert view.selected_parts() == (index,)
 
 
 def test_readout_names_the_cell(view, inspections):
@@ -210,8 +335,8 @@ def test_readout_names_the_cell(view, inspections):
     view.show_inspection(capsules)
     y, x = tile_origin(13, (32, 6, 6))
     text = view.mosaic.readout_at(x + 4 + 0.5, y + 2 + 0.5)
-    value = capsules.iterations[-1].couplings[13, 2, 4, view.digit]
-    assert text == f"map 13 · row 2 · col 4 · c_ij = {value:.4g}"
+    value = capsules.iterations[-1].couplings[13, 2, 4, view.digit] - 0.1
+    assert text == f"map 13 · row 2 · col 4 · c_ij − 1/J = {value:.4g}"
     assert view.mosaic.readout_at(x + 6.5, y + 0.5) is None  # the gap between tiles
 
 
@@ -234,7 +359,8 @@ def test_plots_and_summaries(view, inspections):
                                             view.share_bars, view.overlay, view.parts_text))
     for formula in ("coupling", "routing", "votes"):
         assert FORMULAS[formula] in tips
-    assert FORMULAS["agreement"] in view.quantity_buttons["agreement"].toolTip()
+    agreement = view.map_combo.findData("agreement")
+    assert FORMULAS["agreement"] in view.map_combo.itemData(agreement, Qt.ItemDataRole.ToolTipRole)
 
 
 def test_export(view, inspections):

@@ -123,6 +123,27 @@ def test_cpu_inference_routes_in_chunks_with_the_same_result():
     torch.testing.assert_close(chunked.digit_capsules, dynamic_routing(votes, 4).outputs)
 
 
+def test_one_image_takes_primarycaps_as_a_matrix_product_with_the_same_result():
+    """One fp32 image without gradients (the app's analysis): PrimaryCaps as unfolded patches
+    times the transposed weights equals the convolution; weights changed by a training step
+    are the ones used next."""
+    torch.manual_seed(0)
+    model = CapsNet(CapsNetConfig(**TINY)).eval()
+    x = torch.rand(1, 1, 28, 28)
+    with torch.no_grad():
+        h = torch.relu(model.conv(x))
+        torch.testing.assert_close(model._primary_conv(h), model.primary(h), rtol=1e-5, atol=1e-5)
+        one = model(x, trace=True)
+        batch = model(torch.cat([x, x]), trace=True)  # the convolution itself
+        torch.testing.assert_close(one.scores[0], batch.scores[0], rtol=1e-5, atol=1e-6)
+    loss = model.train()(x).scores.sum()
+    loss.backward()
+    with torch.no_grad():
+        model.primary.weight -= 0.5 * model.primary.weight.grad  # in place, as optimizers do
+        model.eval()
+        torch.testing.assert_close(model._primary_conv(h), model.primary(h), rtol=1e-5, atol=1e-5)
+
+
 @pytest.mark.skipif(resolve_precision("auto", torch.device("cpu")) != "bf16",
                     reason="this CPU has no native bf16")
 def test_bf16_autocast_forward_stays_close_to_fp32():

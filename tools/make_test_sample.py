@@ -13,11 +13,16 @@ from capsviewer.data import load_dataset
 from capsviewer.data.sample import SAMPLE_METADATA, SAMPLE_SIZE, sample_path
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def mnist_test_set(doc: str):
+    """The MNIST test set from the command line's --data-root (the tools' one option)."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--data-root", type=Path, help="where MNIST is (torchvision's layout)")
     args = parser.parse_args()
-    test = load_dataset("mnist", train=False, root=args.data_root, download=False)
+    return load_dataset("mnist", train=False, root=args.data_root, download=False)
+
+
+def main() -> None:
+    test = mnist_test_set(__doc__)
     tensors = {"images": test.images[:SAMPLE_SIZE].contiguous(),
                "labels": test.labels[:SAMPLE_SIZE].to(dtype=test.images.dtype)}
     path = sample_path("mnist")

@@ -25,7 +25,7 @@ class IterationSnapshot:
     logits: np.ndarray  # b_ij the couplings came from (32, 6, 6, 10)
     couplings: np.ndarray  # c_ij = softmax_j b_ij (32, 6, 6, 10); Σ_j = 1
     agreement: np.ndarray  # û_{j|i}·v_j (32, 6, 6, 10), added to b_ij for iteration r+1
-    parent_lengths: np.ndarray  # ‖v_j‖ (10,)
+    parent_lengths: np.ndarray  # the class scores ‖v_j‖ (the read-out for inverted attention) (10,)
     parent_poses: np.ndarray  # v_j (10, 16)
 
 
@@ -91,7 +91,7 @@ def inspect_capsnet(model: CapsNet, image, iterations: int | None = None,
             logits=on_grid(step.logits),
             couplings=on_grid(step.couplings),
             agreement=on_grid(step.agreement),
-            parent_lengths=step.outputs[0].norm(dim=-1).cpu().numpy(),
+            parent_lengths=model.class_scores(step.outputs)[0].cpu().numpy(),
             parent_poses=step.outputs[0].cpu().numpy(),
         )
         for step in out.routing.trace
@@ -123,8 +123,9 @@ def inspect_cnn(model: BaselineCNN, image,
 
 @torch.no_grad()
 def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 500,
-                should_stop=lambda: False) -> np.ndarray | None:
-    """Predicted class of every image (N, 1, 28, 28) uint8; None when stopped early."""
+                should_stop=lambda: False, progress=None) -> np.ndarray | None:
+    """Predicted class of every image (N, 1, 28, 28) uint8; None when stopped early.
+    ``progress(done, total)`` is called after each batch."""
     model.eval()
     device = model_device(model)
     predictions = []
@@ -133,12 +134,14 @@ def predict_all(model: torch.nn.Module, images: torch.Tensor, batch_size: int = 
             return None
         x = to_float(images[start:start + batch_size].to(device))
         predictions.append(model(x).scores.argmax(1).cpu())
+        if progress is not None:
+            progress(min(start + batch_size, len(images)), len(images))
     return torch.cat(predictions).numpy()
 
 
 def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
                        cache_dir: Path, batch_size: int = 100,
-                       should_stop=lambda: False) -> np.ndarray | None:
+                       should_stop=lambda: False, progress=None) -> np.ndarray | None:
     """``predict_all`` remembered on disk under ``key`` (say, hashes of the checkpoint file and
     the data set): a second launch gets the predictions at once. A damaged entry is recomputed."""
     path = Path(cache_dir) / f"{key}.npy"
@@ -148,7 +151,7 @@ def cached_predictions(model: torch.nn.Module, images: torch.Tensor, key: str,
             return cached
     except (OSError, ValueError):
         pass
-    predicted = predict_all(model, images, batch_size, should_stop)
+    predicted = predict_all(model, images, batch_size, should_stop, progress)
     if predicted is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".tmp.npy")

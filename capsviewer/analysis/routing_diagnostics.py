@@ -163,7 +163,7 @@ def routing_ablation(model, image, updates: Sequence[int] = UPDATES) -> RoutingA
     lengths, poses, predictions, images = [], [], [], []
     for k in updates:
         v = model.route(votes, iterations_for(int(k))).outputs
-        scores = v.norm(dim=-1)
+        scores = model.class_scores(v)
         predicted = scores.argmax(dim=1)
         lengths.append(scores[0])
         poses.append(v[0])
@@ -254,7 +254,7 @@ def accuracy_by_updates(
         x = to_float(images[start:start + batch_size].to(device))
         votes = model.votes(model.primary_capsules(x))
         for n, k in enumerate(updates):
-            scores = model.route(votes, iterations_for(k)).outputs.norm(dim=-1)
+            scores = model.class_scores(model.route(votes, iterations_for(k)).outputs)
             predicted[n, start:start + len(x)] = scores.argmax(dim=1).cpu().numpy()
         if progress is not None:
             progress(min(start + batch_size, total), total)

@@ -1,9 +1,15 @@
 """The routing lab's model: children voting in 2-D for a handful of parents, the presets, and
-dynamic routing and EM routing traced on the same votes (Qt-free; the view draws these arrays).
+dynamic routing, EM routing and the two attention routings traced on the same votes (Qt-free;
+the view draws these arrays).
 
-A child i has one vote û_{j|i} ∈ R² per parent j: ``votes`` is (I, J, 2). Both routings see
+A child i has one vote û_{j|i} ∈ R² per parent j: ``votes`` is (I, J, 2). Every routing sees
 the same effective votes: the placed votes plus the optional fixed perturbation, turned by θ.
-EM routing treats the votes as 2-D poses with child activations a_i (1 unless set).
+EM routing treats the votes as 2-D poses with child activations a_i (1 unless set). The logit
+bias b₀ is a prior of dynamic routing only; the attention routings take none (Efficient-
+CapsNet's learned priors β_ij are zero here, as at the start of training). In 2-D, inverted
+attention's LayerNorm leaves every pose at ±(1, −1) (centred and scaled, two entries have no
+other shape), so its agreement is ±(v_x − v_y): the lab shows what the procedure does with
+two-entry poses, not what it does with 16.
 """
 
 from __future__ import annotations
@@ -37,6 +43,7 @@ from capsviewer.analysis.routing_theory import (
 )
 from capsviewer.analysis.toy_routing import part_votes, symmetric_votes
 from capsviewer.maths.em_routing import em_routing
+from capsviewer.maths.routings import route_votes
 
 MIN_CHILDREN, MAX_CHILDREN = 1, 8
 MIN_PARENTS, MAX_PARENTS = 2, 4
@@ -149,7 +156,10 @@ class LabState:
 
 @dataclass(frozen=True)
 class DynamicTrace:
-    """Dynamic routing, iteration r = 1..R first: the couplings c^(r) made s^(r) and v^(r)."""
+    """Dynamic routing, iteration r = 1..R first: the couplings c^(r) made s^(r) and v^(r).
+    Also the attention routings' trace, in their terms: self-attention has one iteration (b_ij
+    its attention logits, v_j = squash(s_j)); inverted attention's logits are the agreement
+    with the previous poses, its couplings r_ij, its outputs the poses p_j = LayerNorm(s_j)."""
 
     logits: np.ndarray  # b_ij (R, I, J)
     couplings: np.ndarray  # c_ij (R, I, J)
@@ -180,6 +190,14 @@ def _as_dynamic(trace) -> DynamicTrace:
                           ("logits", "couplings", "preactivations", "outputs", "agreement")))
 
 
+def attention_traces(state: LabState, votes: np.ndarray | None = None
+                     ) -> tuple[DynamicTrace, DynamicTrace]:
+    """(self-attention, inverted attention) on the effective votes: one pass, and R iterations."""
+    votes = torch.as_tensor(state.effective_votes() if votes is None else votes)[None]
+    return tuple(_as_dynamic(route_votes(name, votes, state.iterations, trace=True).trace)
+                 for name in ("self-attention", "inverted-attention"))
+
+
 def em_trace(state: LabState, votes: np.ndarray | None = None) -> EMTrace:
     votes = state.effective_votes() if votes is None else votes
     result = em_routing(torch.as_tensor(votes)[None], torch.as_tensor(state.activations)[None],
@@ -198,7 +216,8 @@ def em_trace(state: LabState, votes: np.ndarray | None = None) -> EMTrace:
 
 # -- presets ---------------------------------------------------------------------------------
 
-PANELS = ("couplings", "fixed_point", "objective", "lp", "attention", "jacobians", "equivariance")
+PANELS = ("couplings", "fixed_point", "objective", "lp", "attention", "jacobians", "equivariance",
+          "attention_routings")
 
 
 @dataclass(frozen=True)
@@ -308,6 +327,8 @@ class LabResult:
     scale_value_gap: np.ndarray
     keys: np.ndarray  # attention keys K_j^(r) (R, J, 2)
     equivariance: EquivarianceErrors
+    self_attention: DynamicTrace  # Efficient-CapsNet's routing: one pass (1, …)
+    inverted_attention: DynamicTrace  # Tsai et al.'s routing (R, …)
 
     def attention(self, r: int, temperature: float) -> np.ndarray:
         """softmax_j((b⁰ + û·K^(r)) / T) (I, J)."""
@@ -325,7 +346,7 @@ class LabResult:
 
 
 def compute(state: LabState) -> LabResult:
-    """Both routings and every theory plot for ``state`` (a few milliseconds)."""
+    """Every routing and every theory plot for ``state`` (a few milliseconds)."""
     votes, prior = state.effective_votes(), state.logit_prior()
     iterations = state.iterations
     squash_trace = route(votes, iterations, prior=prior)
@@ -343,6 +364,7 @@ def compute(state: LabState) -> LabResult:
         equivariance_errors(state.unrotated_votes(), THETAS, iterations, prior=prior,
                             activations=state.activations,
                             inverse_temperature=state.inverse_temperature),
+        *attention_traces(state, votes),
     )
 
 

@@ -20,35 +20,42 @@ class Action:
     tip: str | None = None
     group: str | None = None  # checkable, one of a group checked
     checked: Callable | None = None  # checked(window) → bool, for a group member
+    needs_start: bool = False  # uses the models' side: disabled until the window has started
 
 
 def window_actions(w) -> list[Action]:
-    """The menus of MainWindow ``w`` (some entries are listed from what is installed)."""
+    """The menus of MainWindow ``w`` (some entries are listed from what is installed); the
+    devices are added once the window has started (:func:`device_actions`)."""
     from capsviewer.app import dialogs, theme
     from capsviewer.data import DATASET_TITLES, DATASETS
     from capsviewer.resources import resource_path
-    from capsviewer.training.devices import device_choices
 
     actions = [
         Action("&File", "&Open model…", dialogs.open_model, Key.Open,
-               "Load a CapsNet or CNN checkpoint (.safetensors)"),
+               "Load a CapsNet or CNN checkpoint (.safetensors)", needs_start=True),
         Action("&File", "Open &image…", lambda w: w.input_view.choose_file(), "Ctrl+I",
                "Classify a digit from an image file"),
         *[Action("&File/Sample i&mages", path.stem.replace("-", " "),
                  lambda w, p=path: w.input_view.open_file(p))
           for path in sorted(resource_path("samples").glob("*.png"))],
         Action("&File", "&Download the full test set", lambda w: w.session.download_test_set(),
-               tip="Download this dataset's test set (never its training set) into the data folder"),
+               tip="Download this dataset's test set (never its training set) into the data folder",
+               needs_start=True),
         Action("&File", "Choose data &folder…", dialogs.choose_data_root,
-               tip="A folder holding MNIST in torchvision's layout (MNIST/raw)"),
+               tip="A folder holding MNIST in torchvision's layout (MNIST/raw)", needs_start=True),
         Action("&File", "-", None),
-        Action("&File", "&Save CapsNet as…", lambda w: dialogs.save_model(w, "capsnet")),
-        Action("&File", "Save CN&N as…", lambda w: dialogs.save_model(w, "cnn")),
+        Action("&File", "&Save CapsNet as…", lambda w: dialogs.save_model(w, "capsnet"),
+               needs_start=True),
+        Action("&File", "Save CN&N as…", lambda w: dialogs.save_model(w, "cnn"), needs_start=True),
         Action("&File", "-", None),
         Action("&File", "&Export current view…", lambda w: dialogs.export(w, current=True), "Ctrl+E",
-               "PNG (and SVG) of the view, its numbers as CSV, written in the background"),
+               "PNG (and SVG) of the view, its numbers as CSV, written in the background",
+               needs_start=True),
         Action("&File", "Export &all views…", lambda w: dialogs.export(w, current=False),
-               "Ctrl+Shift+E"),
+               "Ctrl+Shift+E", needs_start=True),
+        Action("&File", "Export routing a&nimation (GIF)…", dialogs.export_animation,
+               tip="Every routing iteration of the Routing tab as an animated GIF, written in "
+                   "the background", needs_start=True),
         Action("&File", "-", None),
         Action("&File", "&Quit", lambda w: w.close(), Key.Quit),
         Action("&Navigate", "&Next image", lambda w: w.input_view.next_image(), "Alt+Right"),
@@ -56,11 +63,11 @@ def window_actions(w) -> list[Action]:
         Action("&Navigate", "&Random image", lambda w: w.input_view.random_image(), "Ctrl+R"),
         Action("&Navigate", "-", None),
         Action("&Navigate", "Next routing &iteration",
-               lambda w: w.on_routing_tab().next_iteration(), "]"),
+               lambda w: w.on_routing_tab().next_iteration(), "]", needs_start=True),
         Action("&Navigate", "Previous routing i&teration",
-               lambda w: w.on_routing_tab().previous_iteration(), "["),
+               lambda w: w.on_routing_tab().previous_iteration(), "[", needs_start=True),
         Action("&Navigate", "&Play routing", lambda w: w.on_routing_tab().toggle_play(),
-               "Ctrl+Space"),
+               "Ctrl+Space", needs_start=True),
     ]
     for index in range(w.tabs.count()):
         actions.append(Action("&View", w.tabs.tabText(index),
@@ -71,26 +78,38 @@ def window_actions(w) -> list[Action]:
                               group="theme",
                               checked=lambda w, n=name: w.settings.value("theme", "system") == n))
     actions.append(Action("&Model", "&Shipped models", lambda w: w.use_shipped_models(), None,
-                          "Load the CapsNet and CNN that come with capsviewer again"))
+                          "Load the CapsNet and CNN that come with capsviewer again",
+                          needs_start=True))
     for name in DATASETS:
         actions.append(Action("&Model/Data&set", DATASET_TITLES.get(name, name),
                               lambda w, n=name: w.set_dataset(n),
                               tip="Its test set, its class names and the models found for it",
-                              group="dataset", checked=lambda w, n=name: w.state.dataset == n))
-    for name in device_choices():
-        actions.append(Action("&Model/&Device", name, lambda w, n=name: w.set_device(n),
-                              group="device", checked=lambda w, n=name: n == "auto"))
+                              group="dataset", checked=lambda w, n=name: w.dataset == n,
+                              needs_start=True))
     actions += [
+        Action("&Help", "&Tour", lambda w: w.start_tour(),
+               tip="A few steps over the views: what a capsule is, how routing works",
+               needs_start=True),
         Action("&Help", "&Formulas", dialogs.formulas, Key.HelpContents),
         Action("&Help", "&About capsviewer", dialogs.about),
     ]
     return actions
 
 
-def build_menus(window: QMainWindow, actions: list[Action]) -> dict[str, QAction]:
-    """Menus, submenus and action groups from ``actions``; returns the actions by
-    "menu/text" (tests and the window look them up)."""
-    menus: dict[str, QMenu] = {}
+def device_actions(w) -> list[Action]:
+    """Model ▸ Device: auto, cpu and each GPU torch sees (listed once torch is loaded)."""
+    from capsviewer.training.devices import device_choices
+
+    return [Action("&Model/&Device", name, lambda w, n=name: w.set_device(n), group="device",
+                   checked=lambda w, n=name: n == "auto") for name in device_choices()]
+
+
+def build_menus(window: QMainWindow, actions: list[Action],
+                menus: dict[str, QMenu] | None = None) -> dict[str, QAction]:
+    """Menus, submenus and action groups from ``actions`` (added to ``menus``, by path, when
+    given); returns the actions by "menu/text" (tests and the window look them up). Those that
+    need the window started are disabled until it has."""
+    menus = {} if menus is None else menus
     groups: dict[str, QActionGroup] = {}
     built: dict[str, QAction] = {}
 
@@ -115,6 +134,8 @@ def build_menus(window: QMainWindow, actions: list[Action]) -> dict[str, QAction
             q.setCheckable(True)
             q.setChecked(bool(action.checked(window)))
             groups.setdefault(action.group, QActionGroup(window)).addAction(q)
+        if action.needs_start and not window.is_started:
+            q.setEnabled(False)
         q.triggered.connect(lambda _=False, run=action.run: run(window))
         menu(action.menu).addAction(q)
         built[f"{action.menu}/{action.text}"] = q

@@ -20,7 +20,6 @@ from typing import Any
 
 import shiboken6
 from PySide6.QtCore import QThread, Qt, Signal, Slot
-from superqt.utils import ensure_main_thread
 
 _LANES: "weakref.WeakSet[ComputeLane]" = weakref.WeakSet()
 
@@ -192,6 +191,8 @@ def on_ui_thread(fn: Callable[..., Any], *args, should_stop: Callable[[], bool])
             return True, fn(*args)
         except Exception as error:  # handed back to the job, raised there
             return False, error
+
+    from superqt.utils import ensure_main_thread  # superqt's import is 0.3 s: not at start-up
 
     if should_stop():
         raise JobCancelled

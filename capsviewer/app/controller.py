@@ -10,7 +10,6 @@ UI thread.
 
 from __future__ import annotations
 
-import hashlib
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +22,16 @@ from PySide6.QtCore import QObject, Signal
 
 from capsviewer import paths
 from capsviewer.analysis import routing_lab
-from capsviewer.analysis.inspection import cached_predictions, inspect_capsnet, inspect_cnn
+from capsviewer.analysis.inspection import (
+    cached_predictions,
+    inspect_capsnet,
+    inspect_cnn,
+    predict_all,
+)
 from capsviewer.analysis.overlap import inspect_pair
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.rotation import rotation_sweep
+from capsviewer.analysis.shipped_predictions import file_sha256, shipped_predictions
 from capsviewer.analysis.routing_diagnostics import (
     UPDATES,
     accuracy_by_updates,
@@ -36,7 +41,7 @@ from capsviewer.analysis.routing_diagnostics import (
     routing_ablation,
 )
 from capsviewer.app.compute import ComputeLane
-from capsviewer.app.export import export_job
+from capsviewer.app.export import animation_job, export_job
 from capsviewer.app.state import AppState, Result, TestSetPredictions
 from capsviewer.data.transforms import as_batch, model_device, rotate_images
 from capsviewer.training.evaluation import EvaluationCancelled
@@ -186,7 +191,8 @@ JOBS = (
         _plan_grid, keep=("pose_offsets", "pose_range")),
     Job("accuracy", ("models", "test_set", "accuracy_images"), "test-set", _plan_accuracy,
         progress=True),
-    Job("predictions", ("models", "test_set", "iterations"), "test-set", _plan_predictions),
+    Job("predictions", ("models", "test_set", "iterations"), "test-set", _plan_predictions,
+        progress=True),
     Job("lab_result", ("lab",), "lab", _plan_lab, keep=("lab",)),
     Job("overlap", ("pair", "pair_model", "pair_digits", "iterations"), "interactive",
         _plan_overlap),
@@ -275,10 +281,18 @@ class Controller(QObject):
     # -- actions --------------------------------------------------------------------------------
     def export(self, views, folder: str | Path) -> None:
         """Write ``views`` to ``folder`` in the background (state.export shows the progress)."""
+        self._export(str(folder), export_job, list(views), Path(folder))
+
+    def export_animation(self, routing_view, path: str | Path, width: int | None = None) -> None:
+        """Every routing iteration of ``routing_view`` as an animated GIF at ``path``, in the
+        background like other exports."""
+        self._export(str(path), partial(animation_job, width=width), routing_view, Path(path))
+
+    def _export(self, target: str, job, *args) -> None:
         lane = self.lanes["export"]
-        key = ("export", str(folder), self._revisions["export"] + 1)
+        key = ("export", target, self._revisions["export"] + 1)
         self.state.export = Result(key, pending=True, progress=(0, 1))
-        lane.submit("export", export_job, list(views), Path(folder), lane.should_stop,
+        lane.submit("export", job, *args, lane.should_stop,
                     on_done=lambda written: self._export_done(key, written),
                     on_error=lambda error: self._export_failed(key, error),
                     on_progress=lambda done, total: self._export_progress(key, done, total))
@@ -352,18 +366,21 @@ class _AtIterations(torch.nn.Module):
         return self.model(x, iterations=self.iterations)
 
 
-def _test_set_predictions(entry, images, iterations, should_stop) -> TestSetPredictions | None:
-    """The model's class for every test image at R, cached per (checkpoint file, test set, R)."""
+def _test_set_predictions(entry, images, iterations, should_stop,
+                          progress) -> TestSetPredictions | None:
+    """The model's class for every test image at R: shipped with the model (its own R), else
+    cached per (checkpoint file, test set, R), else computed (with progress) and cached."""
     model = entry.model if iterations is None else _AtIterations(entry.model, iterations)
     if entry.path is None:
-        from capsviewer.analysis.inspection import predict_all
-
-        predicted = predict_all(model, images.images, 100, should_stop)
+        predicted = predict_all(model, images.images, 100, should_stop, progress)
     else:
-        digest = hashlib.sha256(entry.path.read_bytes()).hexdigest()[:16]
-        key = f"{digest}-{images.checksum()[:16]}" + (f"-r{iterations}" if iterations else "")
-        cache = paths.cache_dir("predictions")
-        predicted = cached_predictions(model, images.images, key, cache, 100, should_stop)
+        digest, data = file_sha256(entry.path), images.checksum()
+        predicted = shipped_predictions(digest, data, iterations)
+        if predicted is None:
+            key = f"{digest[:16]}-{data[:16]}" + (f"-r{iterations}" if iterations else "")
+            predicted = cached_predictions(model, images.images, key,
+                                           paths.cache_dir("predictions"), 100, should_stop,
+                                           progress)
     if predicted is None:
         return None
     return TestSetPredictions(predicted, entry.architecture, iterations)

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from PySide6.QtWidgets import QFileDialog, QMessageBox
 
-from capsviewer.app.views.common import FORMULAS
 
 CHECKPOINTS = "capsviewer checkpoints (*.safetensors)"
 
@@ -59,9 +58,20 @@ def export(window, current: bool) -> None:
         window.controller.export(window.export_targets(current), folder)
 
 
+def export_animation(window) -> None:
+    """Ask for a file, then write the routing iterations as a GIF in the background."""
+    start = str(Path(last_dir(window)) / "routing.gif")
+    path, _ = QFileDialog.getSaveFileName(window, "Export routing animation", start,
+                                          "Animated GIF (*.gif)")
+    if path:
+        path = path if path.lower().endswith(".gif") else f"{path}.gif"
+        window.controller.export_animation(window.on_routing_tab(), path)
+
+
 def formulas(window) -> None:
-    text = "\n\n".join(f"{name}:\n{formula}" for name, formula in FORMULAS.items())
-    QMessageBox.information(window, "The maths behind the views", text)
+    from capsviewer.app.formulas_window import open_formulas
+
+    open_formulas(window)
 
 
 def about(window) -> None:

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import QPoint, QRect, QRectF, QSize
 from PySide6.QtGui import QImage, QPainter, QPicture
@@ -198,3 +199,66 @@ def export_job(views, folder: Path, should_stop: Callable[[], bool], progress) -
             done += 1
             progress(done, total)
     return written
+
+
+# -- the routing animation -------------------------------------------------------------------
+
+FRAME_MS = 900  # how long each routing iteration stays on screen in the GIF
+
+
+def _grab_rgb(widget, top: int, height: int) -> np.ndarray | None:
+    """UI thread: a strip of ``widget`` as RGB pixels (height, width, 3) uint8, copied; None
+    below the widget's bottom (it can shrink while the status bar shows the progress)."""
+    height = min(height, widget.height() - top)
+    if height <= 0:
+        return None
+    image = _grab_strip(widget, top, height).convertToFormat(QImage.Format.Format_RGB888)
+    stride, width = image.bytesPerLine(), image.width()
+    rows = np.frombuffer(image.constBits(), np.uint8, count=stride * image.height())
+    return rows.reshape(image.height(), stride)[:, :3 * width].reshape(-1, width, 3).copy()
+
+
+def write_gif(path: Path, frames: list[np.ndarray], frame_ms: int = FRAME_MS,
+              width: int | None = None) -> Path:
+    """Any thread: RGB frames (H, W, 3) as a looping GIF with one shared palette, scaled down
+    to ``width`` pixels when wider."""
+    from PIL import Image
+
+    images = [Image.fromarray(frame) for frame in frames]
+    size = images[0].size  # a frame laid out a pixel taller is fitted to the first
+    images = [image if image.size == size else image.resize(size) for image in images]
+    if width is not None and images[0].width > width:
+        height = round(images[0].height * width / images[0].width)
+        images = [image.resize((width, height), Image.Resampling.LANCZOS) for image in images]
+    palette = images[-1].quantize(colors=255, method=Image.Quantize.MEDIANCUT)
+    indexed = [image.quantize(palette=palette, dither=Image.Dither.NONE) for image in images]
+    indexed[0].save(path, save_all=True, append_images=indexed[1:], duration=frame_ms, loop=0,
+                    optimize=True, disposal=1)
+    return path
+
+
+def animation_job(view, path: Path, should_stop: Callable[[], bool], progress,
+                  width: int | None = None) -> list[Path]:
+    """On the export lane: every routing iteration of ``view`` (a RoutingView) shown and
+    grabbed on the UI thread, a strip at a time, then encoded here as an animated GIF; the
+    iteration on screen comes back afterwards."""
+    count, shown = on_ui_thread(lambda: (view.iteration_count, view.iteration),
+                                should_stop=should_stop)
+    widget = view.animation_widget()
+    frames = []
+    try:
+        for r in range(1, count + 1):
+            height, shown_now = on_ui_thread(
+                lambda r=r: (view.set_iteration(r), widget.height(), widget.isVisible())[1:],
+                should_stop=should_stop)
+            step = STRIP_HEIGHT if shown_now else height  # a hidden tab: grabbed at once
+            strips = [on_ui_thread(_grab_rgb, widget, top, min(step, height - top),
+                                   should_stop=should_stop) for top in range(0, height, step)]
+            frames.append(np.concatenate([strip for strip in strips if strip is not None]))
+            progress(r, count + 1)
+    finally:
+        on_ui_thread(view.set_iteration, shown, should_stop=lambda: False)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    write_gif(Path(path), frames, width=width)
+    progress(count + 1, count + 1)
+    return [Path(path)]

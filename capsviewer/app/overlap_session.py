@@ -40,8 +40,9 @@ class OverlapSession(QObject):
         state.events.pair_digits.connect(self._first_pair)
 
     def start(self) -> None:
-        """Find and load the MultiMNIST CapsNet; get the MNIST test digits."""
-        path = find_models(MULTIMNIST).get("capsnet")
+        """Find and load the MultiMNIST CapsNet (unless one was opened already); get the MNIST
+        test digits."""
+        path = find_models(MULTIMNIST).get("capsnet") if self.state.pair_model is None else None
         if path is not None:
             self.load_model(path)
         self._window_test_set(self.state.test_set)

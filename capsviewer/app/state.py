@@ -115,6 +115,7 @@ class AppState:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     iterations: int | None = None  # routing iterations R; None: the CapsNet's own
     capsule: int | None = None  # selected digit capsule j; None: the predicted one
+    routing_step: int | None = None  # the routing iteration r on screen; None: the last
     angle: float = 0.0  # rotation of the input, degrees
     pose_offsets: tuple[float, ...] = (0.0,) * POSE_DIMENSIONS  # added to v_j before decoding
     pose_range: float = DEFAULT_POSE_RANGE  # sliders and the Fig. 4 grid span ±range
@@ -184,10 +185,12 @@ class AppState:
         return inspection.prediction if inspection is not None else None
 
     def choose_image(self, image: InputImage | None) -> None:
-        """A new input: the capsule, the pose offsets and the vote selection start afresh."""
+        """A new input: the capsule, the iteration shown, the pose offsets and the vote
+        selection start afresh."""
         with self.events.paused():
             self.image = image
             self.capsule = None
+            self.routing_step = None
             self.pose_offsets = (0.0,) * POSE_DIMENSIONS
             self.vote_selection = None
 

@@ -1,12 +1,12 @@
 """The status bar, bound to the app state: a message line, export progress with Cancel, whether
-jobs are running, the test set, each model's file and the device."""
+jobs are running, the test set, each model's file and the device. It is built with the window's
+frame, before torch is loaded, and bound to the state once the window has started."""
 
 from __future__ import annotations
 
 from PySide6.QtWidgets import QLabel, QProgressBar, QStatusBar, QToolButton
 
 from capsviewer.data import DATASET_TITLES
-from capsviewer.training import describe_device
 
 NO_MODEL = "train one on the Training tab or open a checkpoint (File ▸ Open model…)"
 
@@ -26,18 +26,16 @@ class _Message:
 
 
 class StatusBar(QStatusBar):
-    def __init__(self, state, controller, parent=None):
+    def __init__(self, parent=None):
         super().__init__(parent)
-        self.state = state
         self.status_text = _Message(self)
         self.export_progress = QProgressBar()
         self.export_cancel = QToolButton()
         self.export_cancel.setText("✕")
         self.export_cancel.setToolTip("Cancel the export (files written so far stay)")
-        self.export_cancel.clicked.connect(controller.cancel_export)
         self.busy_label, self.data_label = QLabel(), QLabel()
-        self.model_label = QLabel("no model")
-        self.device_label = QLabel(describe_device(state.device))
+        self.model_label = QLabel("loading models…")
+        self.device_label = QLabel()
         for widget in (self.export_progress, self.export_cancel, self.busy_label,
                        self.data_label, self.model_label, self.device_label):
             self.addPermanentWidget(widget)
@@ -52,6 +50,16 @@ class StatusBar(QStatusBar):
             policy.setRetainSizeWhenHidden(True)
             widget.setSizePolicy(policy)
         self.model_label.setMinimumWidth(80)
+        for widget in (self.export_progress, self.export_cancel):
+            widget.setVisible(False)
+
+    def bind(self, state, controller) -> None:
+        """Show ``state``'s models, device, test set and export, and whether jobs run."""
+        from capsviewer.training import describe_device
+
+        self.state = state
+        self.export_cancel.clicked.connect(controller.cancel_export)
+        self.device_label.setText(describe_device(state.device))
         events = state.events
         events.models.connect(self._models_changed)
         events.device.connect(lambda device: self.device_label.setText(describe_device(device)))
@@ -60,6 +68,8 @@ class StatusBar(QStatusBar):
         controller.busy_changed.connect(
             lambda busy: self.busy_label.setText("computing…" if busy else ""))
         self._export_changed(state.export)
+        if state.test_set is not None:
+            self._data_changed(state.test_set)
 
     def say(self, text: str) -> None:
         self.showMessage(text)
@@ -73,22 +83,28 @@ class StatusBar(QStatusBar):
             self.say(f"No CapsNet loaded: {NO_MODEL}")
 
     def _data_changed(self, images) -> None:
-        """Which test set the browser shows: the whole one, the shipped sample, or none."""
         if images is None:
+            self.show_data(None)
+        else:
+            self.show_data(images.name, len(images), images.is_sample)
+
+    def show_data(self, name: str | None, count: int = 0, is_sample: bool = False) -> None:
+        """Which test set the browser shows: the whole one, the shipped sample, or none."""
+        if name is None:
             self.data_label.setText("no test set")
             self.data_label.setToolTip("")
             return
-        title = DATASET_TITLES.get(images.name, images.name)
-        if images.is_sample:
-            self.data_label.setText(f"{len(images):,}-image sample of the {title} test set: "
+        title = DATASET_TITLES.get(name, name)
+        if is_sample:
+            self.data_label.setText(f"{count:,}-image sample of the {title} test set: "
                                     "File ▸ Download the full test set")
             self.data_label.setToolTip(
                 f"The full {title} test set is not in the data folder; these are its first "
-                f"{len(images):,} images, shipped with capsviewer. File ▸ Download the full "
+                f"{count:,} images, shipped with capsviewer. File ▸ Download the full "
                 "test set fetches it (not the training set), or File ▸ Choose data folder… "
                 "points capsviewer at a copy.")
         else:
-            self.data_label.setText(f"{title}: {len(images):,} test images")
+            self.data_label.setText(f"{title}: {count:,} test images")
             self.data_label.setToolTip("")
 
     def _export_changed(self, result) -> None:
@@ -103,5 +119,8 @@ class StatusBar(QStatusBar):
             self.say("Export cancelled" if result.error == "cancelled"
                      else f"Export failed: {result.error}")
         elif result.value is not None:
-            folder = result.value[0].parent if result.value else ""
-            self.say(f"Exported {len(result.value)} files to {folder}")
+            if len(result.value) == 1:
+                self.say(f"Exported {result.value[0]}")
+            else:
+                folder = result.value[0].parent if result.value else ""
+                self.say(f"Exported {len(result.value)} files to {folder}")

@@ -8,7 +8,6 @@ import json
 import time
 from pathlib import Path
 
-from capsviewer.analysis.routing_diagnostics import UPDATES
 from capsviewer.cli.common import (
     CommandError,
     add_data_root,
@@ -21,10 +20,16 @@ from capsviewer.cli.common import (
 )
 
 
+# In `capsviewer --help`:
+HELP = "routing ablation: test accuracy against the number of agreement updates"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
+    from capsviewer.analysis.routing_diagnostics import UPDATES
+
     parser = sub_command(
         sub, "ablation", run,
-        "routing ablation: test accuracy against the number of agreement updates",
+        HELP,
         "Classify the test set with k agreement updates of dynamic routing (k = 0: uniform "
         "couplings c_ij = 1/J, routing iterations r = k + 1; the paper trains with r = 3, k = 2) "
         "and print the accuracy for each k, with the number of predictions that differ from the "

@@ -12,9 +12,13 @@ from capsviewer.cli.common import add_data_root, add_device, positive_int, sub_c
 DTYPES = ("fp32", "fp16")
 
 
+# In `capsviewer --help`:
+HELP = "average the weights of several checkpoints of one model into one"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub_command(
-        sub, "average", run, "average the weights of several checkpoints of one model into one",
+        sub, "average", run, HELP,
         "Average the weights of checkpoints of one architecture and config (e.g. the last epochs "
         "of a run, kept with `capsviewer train --keep-epochs`), measure the result on the test "
         "set in fp32 as it will be stored, and save it with that accuracy in its metadata, so "

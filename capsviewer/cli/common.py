@@ -1,5 +1,7 @@
 """What every sub-command shares: the help format, argument types with their ranges, the
-common options, writing files, and turning expected failures into one line and an exit status."""
+common options, writing files, and turning expected failures into one line and an exit status.
+
+Light to import (no torch): ``capsviewer --help`` and the app's start read it."""
 
 from __future__ import annotations
 
@@ -11,7 +13,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 from capsviewer.data.datasets import DATA_ROOT_HELP, DATASETS
-from capsviewer.training.config import range_problem
 from capsviewer.training.devices import DEVICE_HELP
 
 
@@ -40,6 +41,8 @@ def number(kind: type = int, minimum: float | None = None,
                 f"{'a whole number' if kind is int else 'a number'} is needed, got {text!r}") from None
         if kind is float and not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite number, got {text}")
+        from capsviewer.training.config import range_problem
+
         problem = range_problem(value, minimum, maximum, kind)
         if problem:
             raise argparse.ArgumentTypeError(f"{problem}, got {text}")
@@ -84,19 +87,27 @@ def run_command(args: argparse.Namespace) -> int:
     """``args.run(args)``; an expected failure (missing data, a bad checkpoint, an unavailable
     device, a failed training, a CommandError) prints ``capsviewer NAME: error: …`` and gives 2,
     Ctrl-C prints the command's ``interrupted`` note and gives 130."""
-    from capsviewer.data import DatasetUnavailable
-    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
-
     name = getattr(args, "prog", None) or "capsviewer" + (f" {args.command}" if args.command else "")
     try:
         return args.run(args)
     except KeyboardInterrupt:
         print(f"\n{args.interrupted}", file=sys.stderr)
         return 130
-    except (DatasetUnavailable, CheckpointError, DeviceUnavailable, TrainingError,
-            CommandError) as error:
+    except Exception as error:
+        if not _expected(error):
+            raise
         print(f"{name}: error: {error}", file=sys.stderr)
         return 2
+
+
+def _expected(error: Exception) -> bool:
+    """A failure with a message for the user (imported here, after the fact: the app must not
+    import torch before its window is up)."""
+    from capsviewer.data import DatasetUnavailable
+    from capsviewer.training import CheckpointError, DeviceUnavailable, TrainingError
+
+    return isinstance(error, (DatasetUnavailable, CheckpointError, DeviceUnavailable,
+                              TrainingError, CommandError))
 
 
 def write_file(path: Path, data: bytes) -> Path:

@@ -24,9 +24,13 @@ from capsviewer.training.devices import PRECISIONS
 LISTED_WRONG = 100  # misclassified indices printed for an ensemble
 
 
+# In `capsviewer --help`:
+HELP = "accuracy of a checkpoint on a test set (several: also their ensemble)"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub_command(
-        sub, "eval", run, "accuracy of a checkpoint on a test set (several: also their ensemble)",
+        sub, "eval", run, HELP,
         "Accuracy of each checkpoint on the test set, and whether it matches the accuracy in its "
         "metadata. Given several checkpoints of one dataset, also the accuracy of their ensemble "
         "(the mean of their class scores: capsule lengths, CNN probabilities), how many images "
@@ -87,7 +91,8 @@ def _check_iterations(args, checkpoints) -> None:
 def _precision(args, checkpoint, device) -> str:
     import torch
 
-    from capsviewer.training.devices import native_bf16, resolve_precision
+    from capsviewer.models.precision import native_bf16
+    from capsviewer.training.devices import resolve_precision
 
     stored = checkpoint.metadata.get("precision", "fp32")
     precision = args.precision

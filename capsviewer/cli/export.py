@@ -15,9 +15,12 @@ from capsviewer.cli.common import (
 )
 
 
+# In `capsviewer --help`:
+HELP = "every view for one input as PNG, SVG and CSV, without a window"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub_command(sub, "export", run,
-                         "every view for one input as PNG, SVG and CSV, without a window",
+    parser = sub_command(sub, "export", run, HELP,
                          "Every view of the app for one input, rendered offscreen. With a "
                          "MultiMNIST CapsNet (--model, or --pair with the one the app finds), "
                          "the Overlap view of one pair: --index N is test pair N of the fixed "

@@ -10,8 +10,12 @@ from capsviewer.cli.common import sub_command
 from capsviewer.data.tasks import MULTIMNIST
 
 
+# In `capsviewer --help`:
+HELP = "what a checkpoint holds"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub_command(sub, "info", run, "what a checkpoint holds")
+    parser = sub_command(sub, "info", run, HELP)
     parser.add_argument("checkpoint", type=Path)
     parser.add_argument("--json", action="store_true", help="print the raw metadata as JSON")
     return parser

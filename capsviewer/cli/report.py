@@ -24,10 +24,14 @@ DEFAULT_OUT = Path("capsviewer-report")
 DEFAULT_BATCH_SIZE = 500
 
 
+# In `capsviewer --help`:
+HELP = "robustness report: accuracy under rotation, random affine transforms and shifts"
+
+
 def add_parser(sub) -> argparse.ArgumentParser:
     parser = sub_command(
         sub, "report", run,
-        "robustness report: accuracy under rotation, random affine transforms and shifts",
+        HELP,
         "Evaluate the models on the test set rotated by 0–180° (15° steps), under one random "
         "affine transform per image and shifted by 0–6 px; print the tables and write "
         "robustness.md, .png and .json into --out.",

@@ -6,16 +6,22 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
 
 from capsviewer.cli.common import add_progress_switch, number, sub_command
-from capsviewer.training.config import Option, TrainConfig, train_options
+
+if TYPE_CHECKING:
+    from capsviewer.training.config import Option, TrainConfig
 
 DEFAULT_OUTPUT = "checkpoints/{model}-{dataset}.safetensors"
+# In `capsviewer --help`:
+HELP = "train a model and save checkpoints every epoch"
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    parser = sub_command(sub, "train", run, "train a model and save checkpoints every epoch",
-                         interrupted="interrupted")
+    from capsviewer.training.config import train_options
+
+    parser = sub_command(sub, "train", run, HELP, interrupted="interrupted")
     for opt in train_options():
         parser.add_argument(opt.cli_flag, dest=_dest(opt), **_argument(opt))
     add_progress_switch(parser, "no progress bar, one line per epoch")
@@ -43,6 +49,8 @@ def _argument(opt: Option) -> dict:
 
 def config_from(args: argparse.Namespace) -> TrainConfig:
     """The TrainConfig the parsed options describe."""
+    from capsviewer.training.config import TrainConfig, train_options
+
     values = {}
     for opt in train_options():
         value = getattr(args, _dest(opt))

@@ -1,6 +1,9 @@
-"""Datasets (MNIST, Fashion-MNIST) and tensor-level batching and augmentation."""
+"""Datasets (MNIST, Fashion-MNIST) and tensor-level batching and augmentation.
 
-from capsviewer.data.batches import iterate_batches
+Importing the package does not import torch (the app shows its window first): the batching
+and transform helpers are loaded on first use."""
+
+from capsviewer import lazy_exports
 from capsviewer.data.datasets import (
     DATASET_TITLES,
     DATASETS,
@@ -8,12 +11,17 @@ from capsviewer.data.datasets import (
     DatasetUnavailable,
     ImageSet,
     default_data_root,
+    image_set,
     load_dataset,
+    read_split,
     resolve_data_root,
 )
 from capsviewer.data.download import DownloadCancelled
-from capsviewer.data.sample import SAMPLE_SIZE, load_sample, load_test_set
-from capsviewer.data.transforms import random_shift, to_float
+from capsviewer.data.sample import SAMPLE_SIZE, load_sample, load_test_set, read_test_set
+
+__getattr__ = lazy_exports(__name__, {"iterate_batches": "batches", "random_shift": "transforms",
+                                       "to_float": "transforms"})
+
 
 __all__ = [
     "DATASET_TITLES",
@@ -24,11 +32,14 @@ __all__ = [
     "ImageSet",
     "SAMPLE_SIZE",
     "default_data_root",
+    "image_set",
     "iterate_batches",
     "load_dataset",
     "load_sample",
     "load_test_set",
     "random_shift",
+    "read_split",
+    "read_test_set",
     "resolve_data_root",
     "to_float",
 ]

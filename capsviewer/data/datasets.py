@@ -1,7 +1,9 @@
 """MNIST and Fashion-MNIST in torchvision's layout, held in memory as uint8 tensors.
 
 Files already on disk are read directly (IDX format, no torchvision import: it costs the app
-over a second of start-up); a missing split (the training or the test set, each two files) is
+over a second of start-up). Importing this module, and reading a split as numpy arrays
+(:func:`read_split`), do not import torch either: the app shows its test-set browser before
+torch is loaded. A missing split (the training or the test set, each two files) is
 downloaded from torchvision's mirrors, checked against its MD5 sums, and unpacked.
 
 The data root is, in order: the ``root`` argument (``--data-root``), the environment variable
@@ -20,7 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from capsviewer import paths
 from capsviewer.data.download import DownloadError, Progress, download as download_file
@@ -76,7 +77,8 @@ class DatasetUnavailable(RuntimeError):
 
 @dataclass(frozen=True)
 class ImageSet:
-    """A whole split in memory: images uint8 (N, 1, 28, 28) and labels int64 (N,)."""
+    """A whole split in memory: images uint8 (N, 1, 28, 28) and labels int64 (N,), torch
+    tensors (:func:`image_set` makes one from numpy arrays)."""
 
     name: str
     train: bool
@@ -94,6 +96,8 @@ class ImageSet:
             return self
         if size < 1:
             raise ValueError(f"subset size must be positive, got {size}")
+        import torch
+
         order = torch.randperm(len(self), generator=torch.Generator().manual_seed(seed))[:size]
         return ImageSet(self.name, self.train, self.images[order], self.labels[order], self.classes,
                         self.is_sample)
@@ -133,6 +137,19 @@ def load_dataset(
 ) -> ImageSet:
     """Load a split; its files missing from ``root`` are downloaded if ``download`` is set
     (only that split's: browsing the test set never fetches the training set)."""
+    return image_set(name, train, *read_split(name, train, root, download, progress, should_stop))
+
+
+def read_split(
+    name: str = "mnist",
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = False,
+    progress: Progress | None = None,
+    should_stop: Callable[[], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """A split as numpy arrays, images uint8 (N, 28, 28) and labels uint8 (N,), without
+    importing torch; as :func:`load_dataset` otherwise (nothing is downloaded by default)."""
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(DATASETS)}")
     spec = DATASETS[name]
@@ -144,7 +161,17 @@ def load_dataset(
         if not (raw / file).exists():
             _fetch(name, root, train, file, download, progress, should_stop)
     images, labels = (_read_idx(raw / f) for f in spec.split_files(train))
-    return ImageSet(name, train, images.unsqueeze(1).contiguous(), labels.long(), spec.classes)
+    return images, labels
+
+
+def image_set(name: str, train: bool, images: np.ndarray, labels: np.ndarray,
+              is_sample: bool = False) -> ImageSet:
+    """An ImageSet sharing the memory of uint8 arrays, images (N, 28, 28) or (N, 1, 28, 28)."""
+    import torch
+
+    images = torch.from_numpy(np.ascontiguousarray(images).reshape(len(images), 1, 28, 28))
+    return ImageSet(name, train, images, torch.from_numpy(np.asarray(labels)).long(),
+                    DATASETS[name].classes, is_sample)
 
 
 def _fetch(name: str, root: Path, train: bool, file: str, download: bool,
@@ -176,7 +203,7 @@ def _gunzip(archive: Path, target: Path) -> None:
     partial.replace(target)
 
 
-def _read_idx(path: Path) -> torch.Tensor:
+def _read_idx(path: Path) -> np.ndarray:
     """An IDX file of unsigned bytes (MNIST's format): magic, dimensions, then the data."""
     data = path.read_bytes()
     if len(data) < 8 or data[:2] != b"\0\0" or data[2] != 0x08:
@@ -185,7 +212,7 @@ def _read_idx(path: Path) -> torch.Tensor:
     dims = struct.unpack(f">{ndim}I", data[4:4 + 4 * ndim])
     if len(data) != 4 + 4 * ndim + int(np.prod(dims)):
         raise DatasetUnavailable(f"{path} is truncated; delete it to download again")
-    return torch.from_numpy(np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy())
+    return np.frombuffer(data, np.uint8, offset=4 + 4 * ndim).reshape(dims).copy()
 
 
 def _has_files(spec: DatasetSpec, root: Path, train: bool) -> bool:

@@ -7,7 +7,6 @@ progress and can cancel: torchvision only draws a tqdm bar.
 from __future__ import annotations
 
 import hashlib
-import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
@@ -41,6 +40,8 @@ def download(urls: list[str], target: Path, md5: str | None = None,
 
 
 def _fetch(url, target: Path, md5, progress, should_stop) -> Path:
+    import urllib.request  # 40 ms of imports: only when downloading
+
     partial = target.with_name(target.name + ".part")
     digest = hashlib.md5()
     try:

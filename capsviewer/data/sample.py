@@ -7,7 +7,15 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from capsviewer.data.datasets import DATASETS, DatasetUnavailable, ImageSet, load_dataset
+import numpy as np
+
+from capsviewer.data.datasets import (
+    DatasetUnavailable,
+    ImageSet,
+    image_set,
+    load_dataset,
+    read_split,
+)
 from capsviewer.data.download import Progress
 from capsviewer.resources import resource_path
 
@@ -28,14 +36,30 @@ def sample_path(name: str = "mnist") -> Path:
 
 def load_sample(name: str = "mnist") -> ImageSet:
     """The shipped sample of ``name``'s test set (``is_sample``); FileNotFoundError if none ships."""
-    from safetensors.torch import load_file
+    return image_set(name, False, *read_sample(name), is_sample=True)
+
+
+def read_sample(name: str = "mnist") -> tuple[np.ndarray, np.ndarray]:
+    """The shipped sample as numpy arrays (images, labels), without importing torch."""
+    from safetensors.numpy import load_file
 
     path = sample_path(name)
     if not path.is_file():
         raise FileNotFoundError(f"no sample of {name} ships with capsviewer")
-    tensors = load_file(str(path))
-    return ImageSet(name, False, tensors["images"], tensors["labels"].long(),
-                    DATASETS[name].classes, is_sample=True)
+    arrays = load_file(str(path))
+    return arrays["images"], arrays["labels"]
+
+
+def read_test_set(name: str = "mnist", root: str | os.PathLike | None = None
+                  ) -> tuple[np.ndarray, np.ndarray, bool]:
+    """What :func:`load_test_set` gives without a download, as numpy arrays and without
+    importing torch: (images, labels, is_sample). DatasetUnavailable when neither is here."""
+    try:
+        return (*read_split(name, train=False, root=root), False)
+    except DatasetUnavailable:
+        if not sample_path(name).is_file():
+            raise
+    return (*read_sample(name), True)
 
 
 def load_test_set(

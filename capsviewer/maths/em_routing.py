@@ -62,6 +62,12 @@ class EMIteration:
     cost: torch.Tensor  # cost_j^h (B, J, H)
     inverse_temperature: float  # λ of this iteration
 
+    # The trace interface every routing algorithm shares (see capsviewer.maths.routings).
+    assignments = property(lambda self: self.responsibilities,
+                           doc="R_ij, the responsibilities this M-step weighted the votes by")
+    parent_poses = property(lambda self: self.mean, doc="μ_j (B, J, H)")
+    parent_activations = property(lambda self: self.activations, doc="a_j (B, J)")
+
 
 @dataclass(frozen=True)
 class EMRoutingResult:

@@ -66,6 +66,16 @@ def capsule_loss(
     return LossBreakdown(margin + reconstruction_weight * recon, margin, recon)
 
 
+def cross_entropy_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy of class logits (B, K) for labels (B,); for (B, T) labels (T digits per
+    image) binary cross-entropy against T_k, summed over the classes. Averaged over the batch."""
+    if labels.ndim == 1:
+        return F.cross_entropy(logits, labels)
+    present = class_targets(labels, logits.shape[-1]).to(logits.dtype)
+    loss = F.binary_cross_entropy_with_logits(logits, present, reduction="none")
+    return loss.sum(dim=-1).mean()
+
+
 def spread_loss(
     activations: torch.Tensor, labels: torch.Tensor, margin: float | torch.Tensor
 ) -> torch.Tensor:

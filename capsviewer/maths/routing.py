@@ -41,12 +41,25 @@ class RoutingIteration:
     outputs: torch.Tensor  # v_j (B, J, D)
     agreement: torch.Tensor  # û_{j|i}·v_j (B, I, J)
 
+    # The trace interface every routing algorithm shares (see capsviewer.maths.routings).
+    assignments = property(lambda self: self.couplings, doc="c_ij (B, I, J)")
+    parent_poses = property(lambda self: self.outputs, doc="v_j (B, J, D)")
+    parent_activations = property(lambda self: self.outputs.norm(dim=-1),
+                                  doc="‖v_j‖, the probability that parent j exists (B, J)")
+
 
 @dataclass(frozen=True)
 class RoutingResult:
     outputs: torch.Tensor  # v_j after the last iteration (B, J, D)
     couplings: torch.Tensor  # c_ij of the last iteration (B, I, J)
     trace: tuple[RoutingIteration, ...] | None = None
+
+
+def uniform_routing(votes: torch.Tensor, *, bias: torch.Tensor | None = None,
+                    trace: bool = False) -> RoutingResult:
+    """No routing: c_ij = 1/J, s_j = Σ_i û_{j|i} / J (+ b_j), v_j = squash(s_j); one pass,
+    the same as :func:`dynamic_routing` with one iteration."""
+    return dynamic_routing(votes, 1, bias=bias, trace=trace)
 
 
 def dynamic_routing(

@@ -27,3 +27,13 @@ def squash_jacobian(s: torch.Tensor) -> torch.Tensor:
     outer = unit @ unit.transpose(-1, -2)
     eye = torch.eye(s.shape[-1], dtype=s.dtype, device=s.device)
     return r / (1 + r2) * (eye - outer) + 2 * r / (1 + r2) ** 2 * outer
+
+
+def efficient_squash(s: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Efficient-CapsNet's squash (Mazzia et al. 2021, eq. 5): v = (1 − e^(−‖s‖)) · s/‖s‖.
+
+    Steeper near 0 than :func:`squash` (slope 1 instead of ‖s‖): written as s·(−expm1(−‖s‖))/‖s‖
+    with ‖s‖ clamped at the dtype's smallest normal number, finite at s = 0.
+    """
+    norm = s.pow(2).sum(dim=dim, keepdim=True).clamp_min(torch.finfo(s.dtype).tiny).sqrt()
+    return s * (-torch.expm1(-norm) / norm)

@@ -9,6 +9,7 @@ from torch import nn
 
 from capsviewer.models.capsnet import CapsNet, CapsNetConfig, CapsNetOutput
 from capsviewer.models.cnn import BaselineCNN, CNNConfig, CNNOutput
+from capsviewer.models.efficient_capsnet import EfficientCapsNet, EfficientCapsNetConfig
 from capsviewer.models.matrix_capsnet import (
     MatrixCapsNet,
     MatrixCapsNetConfig,
@@ -20,10 +21,12 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
     "cnn": (BaselineCNN, CNNConfig),
     "matrix-capsnet": (MatrixCapsNet, MatrixCapsNetConfig),
+    "efficient-capsnet": (EfficientCapsNet, EfficientCapsNetConfig),
 }
 
 # What the app, the reports and the Training tab call each architecture.
-TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)"}
+TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)",
+          "efficient-capsnet": "Efficient-CapsNet (self-attention routing)"}
 
 
 def display_name(architecture: str) -> str:
@@ -66,6 +69,8 @@ __all__ = [
     "CapsNet",
     "CapsNetConfig",
     "CapsNetOutput",
+    "EfficientCapsNet",
+    "EfficientCapsNetConfig",
     "MatrixCapsNet",
     "MatrixCapsNetConfig",
     "MatrixCapsNetOutput",

@@ -11,10 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from capsviewer.maths.losses import LossBreakdown, check_labels, class_targets
+from capsviewer.maths.losses import LossBreakdown, check_labels, cross_entropy_loss
 from capsviewer.models.precision import full_precision
 
 
@@ -81,10 +80,5 @@ class BaselineCNN(nn.Module):
 
     def loss(self, output: CNNOutput, images: torch.Tensor, labels: torch.Tensor) -> LossBreakdown:
         """Cross-entropy; with T digits per image, binary cross-entropy summed over classes."""
-        if self.config.num_targets == 1:
-            ce = F.cross_entropy(output.logits, labels)
-        else:
-            present = class_targets(labels, self.config.num_classes).to(output.logits.dtype)
-            ce = F.binary_cross_entropy_with_logits(output.logits, present, reduction="none")
-            ce = ce.sum(dim=-1).mean()
+        ce = cross_entropy_loss(output.logits, labels)
         return LossBreakdown(ce, ce, ce.new_zeros(()))

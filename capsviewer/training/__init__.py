@@ -1,41 +1,30 @@
-"""Training, evaluation, devices and checkpoints; no Qt here."""
+"""Training, evaluation, devices and checkpoints; no Qt here.
 
-from capsviewer.training.checkpoints import (
-    Checkpoint,
-    CheckpointError,
-    load_checkpoint,
-    read_metadata,
-    save_checkpoint,
-)
-from capsviewer.training.config import Option, TrainConfig, train_options
-from capsviewer.training.devices import DeviceUnavailable, describe_device, select_device
-from capsviewer.training.evaluation import Evaluation, EvaluationProgress, evaluate
-from capsviewer.training.trainer import (
-    BatchProgress,
-    EpochResult,
-    Trainer,
-    TrainingError,
-    TrainingFinished,
-)
+Importing the package does not import torch: each name below is imported from its module on
+first use, so the command line's help and the app's window come up before torch is loaded."""
 
-__all__ = [
-    "BatchProgress",
-    "Checkpoint",
-    "CheckpointError",
-    "DeviceUnavailable",
-    "EpochResult",
-    "Evaluation",
-    "EvaluationProgress",
-    "Option",
-    "TrainConfig",
-    "Trainer",
-    "TrainingError",
-    "TrainingFinished",
-    "describe_device",
-    "evaluate",
-    "load_checkpoint",
-    "read_metadata",
-    "save_checkpoint",
-    "select_device",
-    "train_options",
-]
+from capsviewer import lazy_exports
+
+_EXPORTS = {
+    "Checkpoint": "checkpoints",
+    "CheckpointError": "checkpoints",
+    "load_checkpoint": "checkpoints",
+    "read_metadata": "checkpoints",
+    "save_checkpoint": "checkpoints",
+    "Option": "config",
+    "TrainConfig": "config",
+    "train_options": "config",
+    "DeviceUnavailable": "devices",
+    "describe_device": "devices",
+    "select_device": "devices",
+    "Evaluation": "evaluation",
+    "EvaluationProgress": "evaluation",
+    "evaluate": "evaluation",
+    "BatchProgress": "trainer",
+    "EpochResult": "trainer",
+    "Trainer": "trainer",
+    "TrainingError": "trainer",
+    "TrainingFinished": "trainer",
+}
+__getattr__ = lazy_exports(__name__, _EXPORTS)
+__all__ = sorted(_EXPORTS)

@@ -90,10 +90,10 @@ def option(help: str, **details) -> dict:
 @dataclass
 class TrainConfig:
     model: str = field(default="capsnet", metadata=option(
-        "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, or matrix "
-        "capsules with EM routing (Hinton et al. 2018); with --dataset multimnist: capsnet, cnn "
-        "(the authors' baseline) or cnn-small, at the paper's 36×36 sizes", label="Model",
-        choices=MODEL_NAMES, titles=MODEL_TITLES))
+        "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, matrix "
+        "capsules with EM routing (Hinton et al. 2018), or Efficient-CapsNet (Mazzia et al. "
+        "2021); with --dataset multimnist: capsnet, cnn (the authors' baseline) or cnn-small, "
+        "at the paper's 36×36 sizes", label="Model", choices=MODEL_NAMES, titles=MODEL_TITLES))
     model_config: dict[str, Any] = field(default_factory=dict, metadata=option(
         "routing iterations (architectures that route; default: CapsNet 3, matrix capsules 2)",
         label="Routing iterations", key="routing_iterations", flag="--iterations",

@@ -1,11 +1,12 @@
-"""Choosing the device models run on."""
+"""Choosing the device models run on. Light to import (torch is imported by the functions):
+the command line's help and the app's start read the names here."""
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
-from capsviewer.models.precision import native_bf16
-
+if TYPE_CHECKING:
+    import torch
 
 DEVICE_HELP = "auto (CUDA when present, else CPU), cpu, cuda, cuda:N"
 
@@ -16,6 +17,8 @@ class DeviceUnavailable(RuntimeError):
 
 def select_device(name: str | torch.device | None = "auto") -> torch.device:
     """``auto`` (or None) picks CUDA when present, else the CPU; anything else is checked."""
+    import torch
+
     if name is None or str(name) == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:
@@ -39,6 +42,8 @@ def select_device(name: str | torch.device | None = "auto") -> torch.device:
 
 def device_choices() -> list[str]:
     """The devices to offer a user: auto and cpu, then every CUDA GPU torch sees."""
+    import torch
+
     choices = ["auto", "cpu"]
     if torch.cuda.is_available():
         choices += [f"cuda:{k}" for k in range(torch.cuda.device_count())]
@@ -46,6 +51,8 @@ def device_choices() -> list[str]:
 
 
 def describe_device(device: torch.device) -> str:
+    import torch
+
     if device.type == "cuda":
         return f"{device} ({torch.cuda.get_device_name(device)})"
     return f"{device} ({torch.get_num_threads()} threads)"
@@ -62,9 +69,13 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         raise ValueError(f"unknown precision {precision!r}; use {', '.join(PRECISIONS)}")
     if precision != "auto":
         return precision
+    from capsviewer.models.precision import native_bf16
+
     return "bf16" if native_bf16(device) else "fp32"
 
 
 def autocast(device: torch.device, precision: str):
     """The autocast context for a resolved ``precision`` (disabled for fp32)."""
+    import torch
+
     return torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16")

@@ -16,7 +16,7 @@ from capsviewer.analysis.inspection import MNIST_CLASSES
 from capsviewer.analysis.routing_diagnostics import RoutingAblation, UpdatesAccuracy
 from capsviewer.app.views.common import (
     class_ticks,
-    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, static_plot,
+    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, rich, static_plot,
 )
 from capsviewer.app.views.prediction_view import ImagePanel
 
@@ -74,8 +74,9 @@ class AblationView(QWidget, ExportableView):
         measure.addWidget(self.accuracy_text, 1)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
-        title = QLabel("The same input routed with k agreement updates (r = k + 1 iterations): "
-                       "digit-capsule lengths ‖v_j‖ and the reconstruction.")
+        title = QLabel(rich("The same input routed with k agreement updates (r = k + 1 "
+                            "iterations): digit-capsule lengths ‖v_j‖ and the reconstruction."))
+        title.setWordWrap(True)
         title.setToolTip(FORMULAS["updates"])
         layout.addWidget(title)
         body = QHBoxLayout()
@@ -106,12 +107,14 @@ class AblationView(QWidget, ExportableView):
         for n in range(len(ablation.updates)):
             k = ablation.updates[n]
             predicted = int(ablation.predictions[n])
-            self.headers[n].setText(f"<b>k = {k}</b><br>{ablation.label(n).split(' ', 2)[2]}")
+            colour = K_COLOURS[n % len(K_COLOURS)]  # the colour of its bars in the chart
+            self.headers[n].setText(f"<b style='color:{colour}'>■ k = {k}</b><br>"
+                                    f"{ablation.label(n).split(' ', 2)[2]}<br>"
+                                    f"→ {self.names[predicted]}, ‖v‖ = "
+                                    f"{ablation.lengths[n, predicted]:.3f}")
             self.images[n].set_image(ablation.reconstructions[n])
-            self.images[n].title.setText(f"→ {self.names[predicted]} "
-                                         f"(‖v‖ = {ablation.lengths[n, predicted]:.3f})")
         self._draw_lengths(ablation)
-        self.summary.setText(ablation_summary(ablation, self.names))
+        self.summary.setText(rich(ablation_summary(ablation, self.names)))
         self._show_scores()
 
     @Slot(object)
@@ -157,7 +160,7 @@ class AblationView(QWidget, ExportableView):
     def _build_lengths_plot(self) -> pg.PlotWidget:
         widget = pg.PlotWidget()
         plot = widget.getPlotItem()
-        plot.setTitle("‖v_j‖ for each k")
+        plot.setTitle(rich("‖v_j‖ for each k"))
         static_plot(plot, "‖v_j‖", "class j", grid=(False, True))
         plot.getAxis("bottom").setTicks(class_ticks(self.names))
         foreground = pg.getConfigOption("foreground")
@@ -166,9 +169,9 @@ class AblationView(QWidget, ExportableView):
                                          pen=pg.mkPen(foreground, width=1, style=Qt.PenStyle.DashLine)))
         plot.setXRange(-0.6, 9.6, padding=0)
         plot.setYRange(0, 1, padding=0.03)
-        self.legend = plot.addLegend(offset=(4, 4), labelTextSize="8pt", colCount=2)
         widget.setToolTip(FORMULAS["squash"] + "\n" + FORMULAS["updates"]
-                          + f"\ndashed: the margins m⁺ = {MARGIN_HIGH}, m⁻ = {MARGIN_LOW}")
+                          + f"\ndashed: the margins m⁺ = {MARGIN_HIGH}, m⁻ = {MARGIN_LOW}"
+                          "\nbar colours: the k of the columns beside it")
         return widget
 
     def _draw_lengths(self, ablation: RoutingAblation) -> None:
@@ -182,7 +185,6 @@ class AblationView(QWidget, ExportableView):
                                    brush=pg.mkBrush(colour), pen=None)
             plot.addItem(bars)
             self.bars.append(bars)
-        self.legend.clear()
         width = 0.84 / count
         for n, bars in enumerate(self.bars):
             bars.setVisible(n < count)
@@ -191,7 +193,6 @@ class AblationView(QWidget, ExportableView):
             offset = (n - (count - 1) / 2) * width
             classes = np.arange(ablation.lengths.shape[1])
             bars.setOpts(x=classes + offset, height=ablation.lengths[n], width=width * 0.92)
-            self.legend.addItem(bars, f"k = {ablation.updates[n]}")
         plot.getAxis("bottom").setTicks(class_ticks(self.names))
         plot.setYRange(0, max(1.0, float(ablation.lengths.max())), padding=0.03)
 
@@ -205,12 +206,14 @@ class AblationView(QWidget, ExportableView):
             column = len(self.headers)
             header = QLabel()
             header.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            header.setWordWrap(True)
             header.setToolTip(FORMULAS["updates"])
             image = ImagePanel("")
             image.setToolTip(FORMULAS["reconstruction"])
-            image.setMinimumSize(90, 90)
+            image.setMinimumSize(70, 70)
             score = QLabel()
             score.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            score.setWordWrap(True)
             for row, widget in enumerate((header, image, score)):
                 self.columns.addWidget(widget, row, column)
             self.headers.append(header)

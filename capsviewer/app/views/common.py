@@ -1,13 +1,17 @@
-"""Pieces every view shares: colour tables, image items, the formulas shown in tooltips, and the
-export protocol (PNG/SVG of the view, CSV of its numbers)."""
+"""Pieces every view shares: colour tables, image items, the formulas shown in tooltips (typed
+once in the paper's notation, rendered with sub- and superscripts), and the export protocol
+(PNG/SVG of the view, CSV of its numbers)."""
 
 from __future__ import annotations
+
+import html
+import re
 
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QWidget
+from PySide6.QtWidgets import QLabel, QTabWidget, QWidget
 
 # The maths behind each view, written once; used in tooltips and the help dialog.
 FORMULAS = {
@@ -17,7 +21,7 @@ FORMULAS = {
     "routing": "s_j = Σ_i c_ij û_{j|i},  v_j = squash(s_j),  b_ij ← b_ij + û_{j|i} · v_j",
     "agreement": "a_ij = û_{j|i} · v_j   (added to the logit b_ij for the next iteration)",
     "margin": "L_k = T_k max(0, 0.9 − ‖v_k‖)² + 0.5 (1 − T_k) max(0, ‖v_k‖ − 0.1)²",
-    "reconstruction": "x̂ = decoder(v masked to one capsule); loss 0.0005 · Σ (x̂ − x)²",
+    "reconstruction": "x_rec = decoder(v masked to one capsule); loss 0.0005 · Σ (x_rec − x)²",
     "cnn": "p = softmax(logits) of the baseline CNN (conv–ReLU–max-pool ×3, FC)",
     "coupling_entropy": "H_i = −Σ_j c_ij log c_ij   (log J = log 10 ≈ 2.3026 when uniform; "
                         "mean over parts i, plain or weighted by ‖u_i‖)",
@@ -26,7 +30,7 @@ FORMULAS = {
                          "v = s; with squash it can fall: see the Routing lab)",
     "updates": "k agreement updates b_ij ← b_ij + û_{j|i}·v_j = r − 1 routing iterations; "
                "k = 0 (r = 1): uniform couplings c_ij = 1/J",
-    "vote_decode": "x̂ = decoder(Σ_{i∈S} w_i û_{j|i} in slot j, other slots 0), w_i = 1 or c_ij; "
+    "vote_decode": "x_rec = decoder(Σ_{i∈S} w_i û_{j|i} in slot j, other slots 0), w_i = 1 or c_ij; "
                    "all parts with w = c and squash give v_j",
     "vote_cloud": "(û_{j|i} − μ) Pᵀ: the votes for digit j on their two principal components; "
                   "dot diameter ∝ c_ij",
@@ -45,6 +49,10 @@ FORMULAS = {
           "softmax(κ b) maximises Σ_j c_j b_j + H(c)/κ, so its gap to the LP is ≤ log J / κ",
     "attention": "c_ij = softmax_j((b⁰_ij + û_{j|i}·K_j) / T), keys K_j = Σ_{k<r} v_j^(k); "
                  "at T = 1 these are routing's c_ij^(r)",
+    "self_attention": "Efficient-CapsNet, one pass: b_ij = û_{j|i}·Σ_k û_{j|k} / √D, "
+                      "c_ij = softmax_j(b_ij), s_j = Σ_i (c_ij + β_ij) û_{j|i}, v_j = squash(s_j)",
+    "inverted_attention": "Tsai et al.: p_j = 0; each iteration a_ij = p_j·û_{j|i}, "
+                          "r_ij = softmax_j(a_ij), p_j = LayerNorm(Σ_i r_ij û_{j|i})",
     "squash_jacobian": "squash: ∂v/∂s = r/(1+r²)(I − ŝŝᵀ) + 2r/(1+r²)² ŝŝᵀ, r = ‖s‖: "
                        "eigenvalues ≤ ½ and ≤ 3√3/8 ≈ 0.650",
     "sigmoid_norm": "sigmoid of the norm: v = σ(‖s‖) s/‖s‖, ∂v/∂s = σ(r)/r (I − ŝŝᵀ) + "
@@ -56,6 +64,68 @@ FORMULAS = {
 }
 
 MARGIN_HIGH, MARGIN_LOW = 0.9, 0.1  # m⁺ and m⁻ of the margin loss
+
+_TAG = re.compile(r"</?[a-z]+[ >/]")
+_SCRIPT = re.compile(r"([_^])(\{[^{}]*\}|\([^()]*\)|[A-Za-z0-9αβγδεθκλμσφ·]+)")
+
+
+def rich(text: str) -> str:
+    """Plain notation → Qt rich text: ``c_ij`` → c<sub>ij</sub>, ``û_{j|i}`` → û<sub>j|i</sub>,
+    ``Δ^(3)`` → Δ<sup>(3)</sup>, new lines → <br>. Text that is already HTML is left alone."""
+    if _TAG.search(text):  # already rich text
+        return text
+
+    def script(match: re.Match) -> str:
+        tag = "sub" if match.group(1) == "_" else "sup"
+        body = match.group(2)
+        if body.startswith("{"):
+            body = body[1:-1]
+        return f"<{tag}>{body}</{tag}>"
+
+    return _SCRIPT.sub(script, html.escape(text, quote=False)).replace("\n", "<br>")
+
+
+_SUBSCRIPTS = dict(zip("0123456789aehijklmnoprstuvx|", "₀₁₂₃₄₅₆₇₈₉ₐₑₕᵢⱼₖₗₘₙₒₚᵣₛₜᵤᵥₓ|"))
+
+
+def unicode_scripts(text: str) -> str:
+    """Plain notation → Unicode subscripts, for widgets that cannot show rich text (combo
+    boxes): ``c_ij`` → cᵢⱼ, ``û_{j|i}`` → ûⱼ|ᵢ. A subscript without Unicode forms stays."""
+    def script(match: re.Match) -> str:
+        body = match.group(2).strip("{}")
+        if match.group(1) != "_" or not all(c in _SUBSCRIPTS for c in body):
+            return match.group(0)
+        return "".join(_SUBSCRIPTS[c] for c in body)
+
+    return _SCRIPT.sub(script, text)
+
+
+def tip(text: str) -> str:
+    """A tooltip in rich text (Qt wraps it at a readable width)."""
+    return text if text.startswith("<qt>") else f"<qt>{rich(text)}</qt>"
+
+
+def render_tooltips(root: QWidget) -> None:
+    """Render the notation in every plain tooltip under ``root`` (widgets and tabs) once."""
+    for widget in [root, *root.findChildren(QWidget)]:
+        text = widget.toolTip()
+        if text and not text.startswith("<qt>"):
+            widget.setToolTip(tip(text))
+        if isinstance(widget, QTabWidget):
+            for index in range(widget.count()):
+                text = widget.tabToolTip(index)
+                if text and not text.startswith("<qt>"):
+                    widget.setTabToolTip(index, tip(text))
+
+
+# Ten class colours with a contrast of at least 3:1 on both the light (#ffffff) and the dark
+# (#16181b) plot background (tests/test_theme.py measures it).
+CLASS_COLOURS = ("#1f77b4", "#d9590b", "#2a9d3c", "#d62728", "#9467bd",
+                 "#a0664f", "#d1449f", "#7a7a7a", "#8f9a12", "#139fb0")
+
+
+def class_colour(k: int) -> str:
+    return CLASS_COLOURS[int(k) % len(CLASS_COLOURS)]
 
 
 # Class names short enough for ten ticks on a bar axis; the full names stay in texts and tables.
@@ -86,6 +156,9 @@ def image_item(levels: tuple[float, float] = (0.0, 1.0), colormap: str | None = 
 
 def set_image(item: pg.ImageItem, values: np.ndarray, levels: tuple[float, float]) -> None:
     item.setImage(np.ascontiguousarray(values, dtype=np.float32), autoLevels=False, levels=levels)
+    # pyqtgraph 0.14 applies levels set before an item's first image after that image's own
+    # (ImageItem._defferedLevels): set them again, or a first image is drawn on stale levels.
+    item.setLevels(levels)
 
 
 def image_box(item: pg.ImageItem, title: str | None = None) -> pg.GraphicsLayoutWidget:
@@ -136,9 +209,9 @@ def static_plot(plot: pg.PlotItem, left: str | None = None, bottom: str | None =
     """A read-only figure: axis labels without SI prefixes, a light grid, no context menu or
     auto-range button, and (unless ``mouse``) no pan or zoom."""
     if left is not None:
-        plot.setLabel("left", left)
+        plot.setLabel("left", rich(left))
     if bottom is not None:
-        plot.setLabel("bottom", bottom)
+        plot.setLabel("bottom", rich(bottom))
     plot.setMenuEnabled(False)
     if not mouse:
         plot.setMouseEnabled(False, False)

@@ -1,4 +1,5 @@
-"""A square canvas to draw a digit on with the mouse: white ink on black, round brush."""
+"""A square canvas to draw a digit on with the mouse: white ink on black, round brush; while
+it is empty it says what to do."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ class DrawCanvas(QWidget):
     """Holds its drawing as a grayscale image (ten MNIST pixels to a side pixel by default)."""
 
     stroke_finished = Signal(object)  # uint8 (side, side) drawing, after each mouse release
+    drawn = Signal()  # ink was added (every mouse step while drawing)
+    HINT = "Draw a digit here\nwith the mouse"
 
     def __init__(self, side: int = 280, brush: int = 20, parent: QWidget | None = None):
         super().__init__(parent)
@@ -19,9 +22,10 @@ class DrawCanvas(QWidget):
         self._image.fill(Qt.GlobalColor.black)
         self._brush = brush
         self._last: QPointF | None = None  # pen position while the left button is down
+        self._empty = True  # nothing drawn since the last clear: the hint shows
         self.setFixedSize(side, side)
         self.setCursor(Qt.CursorShape.CrossCursor)
-        self.setToolTip("Draw a digit with the mouse; it is classified when you let go.")
+        self.setToolTip("Draw a digit with the mouse; it is classified as you draw.")
 
     @property
     def brush(self) -> int:
@@ -32,7 +36,13 @@ class DrawCanvas(QWidget):
 
     def clear(self) -> None:
         self._image.fill(Qt.GlobalColor.black)
+        self._empty = True
         self.update()
+
+    @property
+    def empty(self) -> bool:
+        """Nothing drawn since the last clear (the hint is on show)."""
+        return self._empty
 
     def pixels(self) -> np.ndarray:
         """The drawing as uint8 (side, side), ink 255."""
@@ -56,7 +66,9 @@ class DrawCanvas(QWidget):
             painter.drawLine(self._last, position)
         painter.end()
         self._last = position
+        self._empty = False
         self.update()
+        self.drawn.emit()
 
     def mousePressEvent(self, event: QMouseEvent) -> None:
         if event.button() == Qt.MouseButton.LeftButton:
@@ -79,4 +91,7 @@ class DrawCanvas(QWidget):
     def paintEvent(self, event: QPaintEvent) -> None:
         painter = QPainter(self)
         painter.drawImage(self.rect(), self._image)
+        if self._empty:
+            painter.setPen(QColor(150, 150, 150))
+            painter.drawText(self.rect(), Qt.AlignmentFlag.AlignCenter, self.HINT)
         painter.end()

@@ -1,17 +1,18 @@
 """The primary-capsule grid (32 maps of 6×6) drawn as one mosaic image: 4 rows of 8 tiles with
-1-pixel transparent gaps, a colour bar and a hover readout of (map, row, col, value)."""
+1-pixel transparent gaps, a colour bar labelled in the values' units, a hover readout of
+(map, row, col, value), and optionally a veil that fades cells by a weight (activity ‖u_i‖)."""
 
 from __future__ import annotations
 
 import math
 
 import numpy as np
-from PySide6.QtCore import Qt
+from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 
 import pyqtgraph as pg  # after PySide6
 
-from capsviewer.app.views.common import lut
+from capsviewer.app.views.common import lut, rich, set_image
 
 COLUMNS, GAP = 8, 1  # tiles per mosaic row, pixels between tiles
 
@@ -66,11 +67,29 @@ class _HoverImage(pg.ImageItem):
         self._on_hover(None if ev.isExit() else (ev.pos().x(), ev.pos().y()))
 
 
+FADE_FLOOR = 0.12  # the opacity of a cell of weight 0: faint, never invisible
+
+
+def veil(weights: np.ndarray, background, columns: int = COLUMNS, gap: int = GAP) -> np.ndarray:
+    """An RGBA mosaic in the ``background`` colour, opaque where a cell's weight (0…1) is low:
+    drawn over the values, it fades cells of weight w to an opacity FADE_FLOOR + (1 − FADE_FLOOR)·w."""
+    cover = (1.0 - FADE_FLOOR) * (1.0 - np.clip(mosaic(weights, columns, gap), 0.0, 1.0))
+    colour = pg.mkColor(background)
+    out = np.zeros((*cover.shape, 4), dtype=np.uint8)
+    out[..., 0], out[..., 1], out[..., 2] = colour.red(), colour.green(), colour.blue()
+    out[..., 3] = np.nan_to_num(cover * 255).astype(np.uint8)  # gaps: transparent
+    return out
+
+
 class MosaicPanel(QWidget):
     """A titled mosaic of values on the primary grid, with a colour bar and a readout line.
 
-    ``symbol`` names the quantity in the readout ("c_ij", "‖u_i‖"); levels are fixed per call.
+    ``symbol`` names the quantity in the readout and on the colour bar ("c_ij", "‖u_i‖");
+    levels are fixed per call. ``cell_hovered`` reports the (map, row, col) under the mouse
+    (None when it leaves).
     """
+
+    cell_hovered = Signal(object)
 
     def __init__(self, title: str, symbol: str, colormap: str = "viridis",
                  levels: tuple[float, float] = (0.0, 1.0), grid: tuple[int, int, int] = (32, 6, 6),
@@ -81,7 +100,8 @@ class MosaicPanel(QWidget):
         self.levels = levels
         self.grid = grid
         self.graphics = pg.GraphicsLayoutWidget()
-        self.plot = self.graphics.addPlot(title=title)
+        self.graphics.setMinimumSize(260, 150)
+        self.plot = self.graphics.addPlot(title=rich(title))
         self.plot.setMenuEnabled(False)
         self.plot.setMouseEnabled(False, False)
         self.plot.hideButtons()
@@ -94,12 +114,20 @@ class MosaicPanel(QWidget):
         self.image.setLookupTable(lut(colormap))
         self.image.setLevels(levels)
         self.plot.addItem(self.image)
+        self.veil = pg.ImageItem(axisOrder="row-major")  # fades cells of low weight
+        self.veil.setZValue(1)
+        self.plot.addItem(self.veil)
+        self.weights: np.ndarray | None = None
         self.colour_bar = pg.ColorBarItem(values=levels, colorMap=pg.colormap.get(colormap),
                                           interactive=False, width=14,
                                           pen=pg.getConfigOption("foreground"))
+        self.colour_bar.getAxis("right").enableAutoSIPrefix(False)
         self.graphics.addItem(self.colour_bar)
+        self.graphics.ci.layout.setColumnMinimumWidth(1, 80)  # ticks and units stay readable
+        self.set_units(symbol)
         self.placeholder = pg.TextItem("", anchor=(0.5, 0.5), color=pg.getConfigOption("foreground"))
         self.plot.addItem(self.placeholder)
+        self.hint = ""
         self.readout = QLabel(" ")
         self.readout.setAlignment(Qt.AlignmentFlag.AlignCenter)
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -108,33 +136,54 @@ class MosaicPanel(QWidget):
         layout.addWidget(self.graphics, 1)
         layout.addWidget(self.readout)
 
+    def set_hint(self, text: str) -> None:
+        """What the readout line says while the mouse is off the grid (how to read the colours)."""
+        self.hint = text
+        if not self.readout.property("hovering"):
+            self.readout.setText(text or " ")
+
+    def set_units(self, symbol: str) -> None:
+        """Name the quantity in the readout and along the colour bar."""
+        self.symbol = symbol
+        self.colour_bar.setLabel("right", rich(symbol))
+
     def set_values(self, values: np.ndarray, levels: tuple[float, float] | None = None,
                    colormap: str | None = None, title: str | None = None,
-                   symbol: str | None = None) -> None:
-        """Draw ``values`` (maps, rows, cols) with fixed ``levels`` (the last ones by default)."""
+                   symbol: str | None = None, weights: np.ndarray | None = None) -> None:
+        """Draw ``values`` (maps, rows, cols) with fixed ``levels`` (the last ones by default);
+        ``weights`` (same shape, 0…1) fade cells toward the background."""
         if levels is not None:
             self.levels = (float(levels[0]), float(levels[1]))
         if colormap is not None:
             self.image.setLookupTable(lut(colormap))
             self.colour_bar.setColorMap(pg.colormap.get(colormap))
         if title is not None:
-            self.plot.setTitle(title)
+            self.plot.setTitle(rich(title))
         if symbol is not None:
-            self.symbol = symbol
+            self.set_units(symbol)
         self.values = values
         if values.shape != self.grid:
             self.grid = values.shape
             self._set_ticks(self.grid)
-        self.image.setImage(mosaic(values), autoLevels=False, levels=self.levels)
+        set_image(self.image, mosaic(values), self.levels)
+        self.weights = weights
+        if weights is None:
+            self.veil.clear()
+        else:
+            self.veil.setImage(veil(weights, pg.getConfigOption("background")), autoLevels=False,
+                               levels=(0, 255))
         self.colour_bar.setLevels(self.levels)
         self.placeholder.setText("")
         self._fit()
-        self.readout.setText(" ")
+        self.readout.setText(self.hint or " ")
 
     def show_message(self, message: str = "") -> None:
         """Remove the image and show ``message`` in its place."""
         self.values = None
+        self.weights = None
+        self.veil.clear()
         self.image.clear()
+        self.hint = ""
         self.readout.setText(" ")
         height, width = mosaic_shape(self.grid)
         self.placeholder.setText(message)
@@ -157,8 +206,11 @@ class MosaicPanel(QWidget):
 
     def _hovered(self, pos) -> None:
         text = None if pos is None else self.readout_at(*pos)
-        self.readout.setText(text or " ")
-        self.image.setToolTip(text or "")
+        self.readout.setProperty("hovering", bool(text))
+        self.readout.setText(rich(text) if text else (self.hint or " "))
+        self.image.setToolTip(rich(text) if text else "")
+        cell = None if pos is None or self.values is None else cell_at(*pos, self.values.shape)
+        self.cell_hovered.emit(cell)
 
     def _set_ticks(self, grid: tuple[int, int, int]) -> None:
         """Label tile rows by their first map and tile columns by the offset within the row."""

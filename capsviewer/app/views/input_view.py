@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from PySide6.QtCore import Qt, Signal, Slot
+from PySide6.QtCore import QSignalBlocker, Qt, Signal, Slot
 from PySide6.QtGui import QDragEnterEvent, QDropEvent
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -27,7 +27,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 from PIL import Image
-from superqt.utils import signals_blocked
 
 import pyqtgraph as pg  # after PySide6, so that pyqtgraph binds it
 from capsviewer.analysis.preprocess import (
@@ -42,7 +41,32 @@ from capsviewer.app.views.common import ExportableView, Table, image_box, image_
 from capsviewer.app.views.draw_canvas import DrawCanvas
 
 LEVELS = (0.0, 255.0)
-NO_PREDICTIONS_TIP = "Available once the model has classified the whole test set."
+LIVE_MS = 150  # while drawing, the drawing is classified at most this often
+NO_PREDICTIONS_TIP = "Available once a model has classified the whole test set."
+
+
+def predictions_note(state, result) -> tuple[str | None, str]:
+    """Why the misclassified filter is not available: a few words for the check box and a
+    sentence for its tooltip, from the state's test-set predictions ``result``."""
+    test_set = state.test_set
+    if test_set is None:
+        return None, "Available once a test set is loaded."
+    entry = state.models.get("capsnet") or state.models.get("cnn")
+    if result.error:
+        return "failed", f"Classifying the test set failed: {result.error}"
+    if result.pending:
+        from capsviewer.models import display_name
+
+        done, total = result.progress or (0, len(test_set))
+        model = "model" if entry is None else display_name(entry.architecture)
+        return (f"computing… {done / max(total, 1):.0%}",
+                f"The {model} is classifying the {len(test_set):,} test images ({done:,} "
+                "done); the filter is available when it has finished, and at once on later "
+                "launches (the result is cached).")
+    if entry is None:
+        return "needs a model", ("Open or train a model: its predictions for the whole test set "
+                                 "pick the misclassified images.")
+    return None, "The test set is not classified in this window."
 
 
 def _thumbnail(tooltip: str) -> tuple[pg.ImageItem, pg.GraphicsLayoutWidget]:
@@ -111,7 +135,7 @@ class InputView(QWidget, ExportableView):
         self._class_filter = QComboBox()
         self._class_filter.addItem("All classes")
         self._class_filter.currentIndexChanged.connect(self._filter_changed)
-        self._misclassified = QCheckBox("Misclassified only")
+        self._misclassified = QCheckBox("Misclassified only (loading the models…)")
         self._misclassified.setEnabled(False)
         self._misclassified.setToolTip(NO_PREDICTIONS_TIP)
         self._misclassified.toggled.connect(self._filter_changed)
@@ -139,6 +163,10 @@ class InputView(QWidget, ExportableView):
         page = QWidget()
         self._canvas = DrawCanvas()
         self._canvas.stroke_finished.connect(self._stroke_finished)
+        # Live: the prediction follows the pen, at most every LIVE_MS (the analysis runs in
+        # the background, latest drawing wins); the release classifies the final drawing.
+        self._live = None  # superqt's qthrottled, made at the first stroke (off the start-up path)
+        self._canvas.drawn.connect(self._drawn)
         self._brush = QSpinBox()
         self._brush.setRange(4, 48)
         self._brush.setValue(self._canvas.brush)
@@ -190,14 +218,19 @@ class InputView(QWidget, ExportableView):
 
     # -- bound to the app state ------------------------------------------------------------------
     def bind(self, state) -> None:
-        """Write the chosen input into ``state``; show its test set and test-set predictions."""
+        """Write the chosen input into ``state``; show its test set and test-set predictions.
+        An input chosen before (the window shows this view before it has a state) becomes
+        the state's."""
         self._state = state
         self.image_chosen.connect(state.choose_image)
         self.image_cleared.connect(lambda: state.choose_image(None))
         state.events.test_set.connect(self._render_test_set)
         state.events.predictions.connect(self._render_predictions)
+        state.events.models.connect(self._render_predictions)
         state.events.image.connect(self._render_image)
         self._render_test_set()
+        if self._current is not None and state.image is None:
+            state.choose_image(self._current)
 
     def _render_test_set(self, *_) -> None:
         images = self._state.test_set
@@ -205,12 +238,14 @@ class InputView(QWidget, ExportableView):
             self.set_test_set(np.zeros((0, 28, 28), np.uint8), np.zeros(0), [])
         else:
             self.set_test_set(images.images, images.labels, images.classes)
+        self._render_predictions()  # the filter's state for this test set
 
-    def _render_predictions(self, result) -> None:
+    def _render_predictions(self, *_) -> None:
+        result = self._state.predictions
         if result.ready and len(result.value.predicted) == len(self._labels):
             self.set_predictions(result.value.predicted, result.value.describe())
         else:
-            self.set_predictions(None, "computing…" if result.pending else None)
+            self.set_predictions(None, *predictions_note(self._state, result))
 
     def _render_image(self, image) -> None:
         if image is None and self._current is not None:
@@ -219,22 +254,27 @@ class InputView(QWidget, ExportableView):
 
     # -- test set -------------------------------------------------------------------------------
     def set_test_set(self, images, labels, class_names) -> None:
-        """Images uint8 (N, 1, 28, 28) or (N, 28, 28), numpy or torch; labels (N,)."""
+        """Images uint8 (N, 1, 28, 28) or (N, 28, 28), numpy or torch; labels (N,). The same
+        images and labels again keep the place, the filter and the input."""
         images = np.asarray(images, dtype=np.uint8)
-        self._images = images.reshape(len(images), 28, 28)
-        self._labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        images = images.reshape(len(images), 28, 28)
+        labels = np.asarray(labels, dtype=np.int64).reshape(-1)
+        if (len(images) and [str(name) for name in class_names] == self._class_names
+                and np.array_equal(labels, self._labels) and np.array_equal(images, self._images)):
+            return
+        self._images, self._labels = images, labels
         if len(self._labels) != len(self._images):
             raise ValueError(f"{len(self._images)} images but {len(self._labels)} labels")
         self._class_names = [str(name) for name in class_names]
         self._predicted = None
-        with signals_blocked(self._class_filter), signals_blocked(self._misclassified):
+        with QSignalBlocker(self._class_filter), QSignalBlocker(self._misclassified):
             self._class_filter.clear()
             self._class_filter.addItem("All classes")
             self._class_filter.addItems(self._class_names)
             self._misclassified.setChecked(False)
             self._misclassified.setEnabled(False)
             self._misclassified.setToolTip(NO_PREDICTIONS_TIP)
-        with signals_blocked(self._index_spin):
+        with QSignalBlocker(self._index_spin):
             self._index_spin.setRange(0, max(len(self._images) - 1, 0))
         self._index = None
         self._last_of.pop(self._browser, None)
@@ -243,9 +283,11 @@ class InputView(QWidget, ExportableView):
         if len(self._images):
             self.show_index(0)
 
-    def set_predictions(self, predicted: np.ndarray | None, source: str | None = None) -> None:
-        """The model's predicted class of every test image (None when there is no model);
-        ``source`` says which model and R predicted them ("CapsNet, R = 3"), or "computing…"."""
+    def set_predictions(self, predicted: np.ndarray | None, source: str | None = None,
+                        why: str = NO_PREDICTIONS_TIP) -> None:
+        """The model's predicted class of every test image; ``source`` says which model and R
+        predicted them ("CapsNet, R = 3"). Without them (None), ``source`` says briefly why
+        ("computing… 40 %"), and ``why`` in full (the tooltip)."""
         if predicted is not None:
             predicted = np.asarray(predicted, dtype=np.int64).reshape(-1)
             if len(predicted) != len(self._labels):
@@ -254,7 +296,7 @@ class InputView(QWidget, ExportableView):
         self._misclassified.setText("Misclassified only" + (f" ({source})" if source else ""))
         self._misclassified.setEnabled(predicted is not None)
         if predicted is None:
-            self._misclassified.setToolTip(NO_PREDICTIONS_TIP)
+            self._misclassified.setToolTip(why)
             self._misclassified.setChecked(False)  # refilters if it was on
         else:
             wrong = int((predicted != self._labels).sum())
@@ -281,9 +323,9 @@ class InputView(QWidget, ExportableView):
         """Show and emit test image ``index`` (whether or not it passes the filter)."""
         if not 0 <= index < len(self._images):
             return
-        with signals_blocked(self._tabs):
+        with QSignalBlocker(self._tabs):
             self._tabs.setCurrentWidget(self._browser)
-        with signals_blocked(self._index_spin):
+        with QSignalBlocker(self._index_spin):
             self._index_spin.setValue(index)
         self._index = index
         pixels = self._images[index].copy()
@@ -343,6 +385,8 @@ class InputView(QWidget, ExportableView):
     @Slot()
     def clear_drawing(self) -> None:
         """An empty canvas; when the drawing was the input, there is no input any more."""
+        if self._live is not None:
+            self._live.cancel()  # no pending update brings the old drawing back
         self._canvas.clear()
         set_image(self._drawing_item, np.zeros((28, 28)), LEVELS)
         drawn = self._last_of.pop(self._drawing, None)
@@ -352,9 +396,27 @@ class InputView(QWidget, ExportableView):
             self.image_cleared.emit()
 
     def _stroke_finished(self, drawing: np.ndarray) -> None:
+        if self._live is not None:
+            self._live.cancel()
+        self._classify(drawing)
+
+    def _drawn(self, *_) -> None:
+        if self._live is None:
+            from superqt.utils import qthrottled
+
+            self._live = qthrottled(self._classify_drawing, timeout=LIVE_MS, parent=self)
+        self._live()
+
+    def _classify_drawing(self) -> None:
+        self._classify(self._canvas.pixels())
+
+    def _classify(self, drawing: np.ndarray) -> None:
         if is_blank(drawing, invert=False):
             return
         pixels = to_mnist(drawing, invert=False)  # the canvas is white ink on black
+        previous = self._last_of.get(self._drawing)
+        if previous is not None and np.array_equal(previous.pixels, pixels):
+            return  # the pen moved without changing what the models see
         set_image(self._drawing_item, pixels, LEVELS)
         self._choose(self._drawing, InputImage(pixels, None, "drawing"))
 
@@ -378,7 +440,7 @@ class InputView(QWidget, ExportableView):
             return False
         set_image(self._file_item, pixels, LEVELS)
         self._file_label.setText(str(path))
-        with signals_blocked(self._tabs):
+        with QSignalBlocker(self._tabs):
             self._tabs.setCurrentWidget(self._file)
         self._choose(self._file, InputImage(pixels, None, f"file {path.name}"))
         return True

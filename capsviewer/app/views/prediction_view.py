@@ -13,7 +13,7 @@ import pyqtgraph as pg  # after PySide6
 from capsviewer.analysis.inspection import MNIST_CLASSES, CapsuleInspection, CNNInspection
 from capsviewer.app.views.common import (
     class_ticks,
-    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, headline_label, image_item,
+    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, headline_label, image_item, rich,
     set_image,
 )
 from capsviewer.app.views.grid_mosaic import MosaicPanel
@@ -33,8 +33,8 @@ class ClassBars(pg.PlotWidget):
                  parent: QWidget | None = None):
         super().__init__(parent)
         plot = self.getPlotItem()
-        plot.setTitle(title)
-        plot.setLabel("left", symbol)
+        plot.setTitle(rich(title))
+        plot.setLabel("left", rich(symbol))
         plot.setLabel("bottom", axis)
         plot.setMenuEnabled(False)
         plot.setMouseEnabled(False, False)
@@ -49,16 +49,14 @@ class ClassBars(pg.PlotWidget):
         plot.addItem(self.truth)
         plot.addItem(self.bars)
         foreground = pg.getConfigOption("foreground")
-        if margins:
-            # Labels between the lines (m⁺'s below it, m⁻'s above): inside the plot at any height.
-            for value, name, anchor in ((MARGIN_HIGH, "m⁺", (1, 0)), (MARGIN_LOW, "m⁻", (1, 1))):
-                line = pg.InfiniteLine(
+        if margins:  # dashed lines, named on the right axis: off the bars
+            for value in (MARGIN_HIGH, MARGIN_LOW):
+                plot.addItem(pg.InfiniteLine(
                     pos=value, angle=0, movable=False,
-                    pen=pg.mkPen(foreground, width=1, style=Qt.PenStyle.DashLine),
-                    label=f"{name} = {value}",
-                    labelOpts={"position": 0.93, "color": foreground, "anchors": [anchor, anchor]},
-                )
-                plot.addItem(line)
+                    pen=pg.mkPen(foreground, width=1, style=Qt.PenStyle.DashLine)))
+            plot.showAxis("right")
+            plot.getAxis("right").setTicks([[(MARGIN_HIGH, f"m⁺ {MARGIN_HIGH}"),
+                                             (MARGIN_LOW, f"m⁻ {MARGIN_LOW}")]])
         self.placeholder = pg.TextItem("", anchor=(0.5, 0.5), color=foreground)
         self.placeholder.setPos(4.5, 0.5)
         plot.addItem(self.placeholder)
@@ -244,9 +242,9 @@ class PredictionView(QWidget, ExportableView):
         self.headline.setText(headline(capsules, cnn, label) if anything else "No image analysed yet")
         for bars in (self.capsule_bars, self.cnn_bars):
             bars.set_class_names(names)
-        self.capsule_bars.getPlotItem().setTitle(
+        self.capsule_bars.getPlotItem().setTitle(rich(
             "Digit capsules: length ‖v_j‖" + (f" after R = {len(capsules.iterations)} iterations"
-                                              if capsules is not None else ""))
+                                              if capsules is not None else "")))
         if capsules is not None:
             self.capsule_bars.set_values(capsules.lengths, capsules.prediction, label)
             self.primary.set_values(capsules.primary_lengths)

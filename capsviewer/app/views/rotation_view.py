@@ -27,6 +27,7 @@ from capsviewer.app.views.common import (
     ExportableView,
     Table,
     image_box,
+    rich,
     image_item,
     set_image,
 )
@@ -34,9 +35,10 @@ from capsviewer.app.views.common import (
 CNN_COLOUR = (230, 140, 30)
 CAPSULE_COLOUR = (60, 150, 230)
 PLANE_TIP = (
-    "The reference capsule's 16-D pose v(θ), projected on the 2-D plane that best fits the poses\n"
-    "over the sweep (principal components of the centred poses); φ is its angle in that plane,\n"
-    "unwrapped. A pose that turned exactly with the input would lie on a line of slope ±1."
+    "Where the reference capsule is present (‖v‖ ≥ 0.5 around 0°): the direction of its 16-D pose\n"
+    "v(θ)/‖v(θ)‖, projected on the plane through the origin that holds those directions best;\n"
+    "φ is its angle in that plane, unwrapped. A pose that turned exactly with the input would\n"
+    "lie on a line of slope 1."
 )
 
 
@@ -48,22 +50,50 @@ def sweep_angles(step: float) -> np.ndarray:
     return np.arange(-180.0, 180.0, float(step))
 
 
+def _span(correct_range) -> str:
+    low, high = correct_range
+    return f"from {low:+.0f}° to {high:+.0f}°"
+
+
 def _range_text(correct_range, fraction, count) -> str:
     hits = int(round(fraction * count))
     if correct_range is None:
         return f"wrong at 0° already; right at {hits} of {count} angles"
-    low, high = correct_range
-    return f"right from {low:+.0f}° to {high:+.0f}° around 0°; at {hits} of {count} angles in all"
+    return f"right {_span(correct_range)} around 0°; at {hits} of {count} angles in all"
+
+
+def plain_summary(sweep: RotationSweep, class_names) -> str:
+    """One sentence a student can read: how far each model keeps the class, and how the
+    capsule's pose turns while it does."""
+    name = str(class_names[sweep.reference_class])
+    seen = []
+    for model, predictions, correct in (("the CNN", sweep.cnn_predictions, sweep.cnn_correct_range),
+                                        ("the CapsNet", sweep.capsule_predictions,
+                                         sweep.capsule_correct_range)):
+        if predictions is not None:
+            seen.append(f"{model} {_span(correct)}" if correct is not None
+                        else f"{model} not even at 0°")
+    text = f"Turning this {name}, " + " and ".join(seen) + f" still see{'s' * (len(seen) == 1)} a {name}"
+    plane = sweep.plane
+    if plane is not None:
+        low, high = sweep.pose_range
+        text += (f"; while capsule {name} is on ({low:+.0f}° to {high:+.0f}°) its pose turns "
+                 f"{plane.slope:.1f}° for each degree the digit turns (turning with the digit "
+                 "would be 1°)")
+    elif sweep.capsule_predictions is not None:
+        text += f"; capsule {name} is off at 0°, so there is no pose to follow"
+    return text + "."
 
 
 def describe_sweep(sweep: RotationSweep, class_names) -> str:
-    """The sweep's numbers in words, as measured."""
+    """The plain summary first, then the numbers measured."""
     name = str(class_names[sweep.reference_class])
     origin = "the true label" if sweep.true_class is not None else "the capsule prediction at 0°"
     if sweep.true_class is None and sweep.capsule_predictions is None:
         origin = "the CNN prediction at 0°"
     count = len(sweep.angles)
-    lines = [f"Following class {name} ({origin}) over {count} angles."]
+    lines = [plain_summary(sweep, class_names),
+             f"Following class {name} ({origin}) over {count} angles."]
     if sweep.cnn_predictions is not None:
         lines.append("CNN: " + _range_text(sweep.cnn_correct_range, sweep.cnn_correct_fraction,
                                            count) + ".")
@@ -72,16 +102,19 @@ def describe_sweep(sweep: RotationSweep, class_names) -> str:
                                                sweep.capsule_correct_fraction, count) + ".")
     plane = sweep.plane
     if plane is not None:
+        low, high = sweep.pose_range
         lines.append(
-            f"Pose of capsule {name} in its best-fitting plane ({plane.plane_variance:.0%} of its "
-            f"variance over the sweep): φ ≈ {plane.slope:+.2f}·θ {plane.intercept:+.0f}° with an "
-            f"RMS residual of {plane.residual_deg:.0f}°. Turning exactly with the input would "
-            f"give slope ±1 and residual 0°; the RMS distance from that is "
-            f"{plane.equivariance_error_deg:.0f}°.")
-        if plane.line_variance > 0.9:
-            lines[-1] += (f" Its first direction alone holds {plane.line_variance:.0%}: the pose "
-                          "mostly moves along a line, not round a circle, so φ says little.")
+            f"Pose fit over {low:+.0f}°…{high:+.0f}° (where ‖v_{name}‖ ≥ 0.5): φ ≈ "
+            f"{plane.slope:.2f}·θ {plane.intercept:+.0f}°, RMS residual "
+            f"{plane.residual_deg:.0f}°; turning exactly with the input (slope 1) is "
+            f"{plane.equivariance_error_deg:.0f}° away (RMS), and {plane.in_plane:.0%} of the "
+            "pose's direction lies in the plane.")
     return "\n".join(lines)
+
+
+def _key(colour, text: str) -> str:
+    """Title text in a curve's colour: the legend, off the data."""
+    return f"<span style='color:rgb{tuple(colour)}'>{text}</span>"
 
 
 def _bar_plot(layout: pg.GraphicsLayout, title: str, colour) -> tuple[pg.PlotItem, pg.BarGraphItem]:
@@ -153,21 +186,23 @@ class RotationView(QWidget, ExportableView):
         one_angle.addWidget(self.image_box)
         one_angle.addWidget(self.bars_widget, 1)
 
-        # The sweep: scores, predictions and pose plane against the input angle.
+        # The sweep: scores, predictions and pose plane against the input angle. The titles
+        # name the curves in their colours (no legend over the data).
         self.sweep_widget = pg.GraphicsLayoutWidget()
-        self.score_plot = self.sweep_widget.addPlot(row=0, col=0, title="reference class vs angle")
+        self.sweep_widget.setMinimumHeight(260)
+        self.score_plot = self.sweep_widget.addPlot(row=0, col=0)
         self.score_plot.setLabel("left", "score")
         self.score_plot.setYRange(0, 1, padding=0.02)
-        self.score_plot.addLegend(offset=(-5, 5))
         self.cnn_curve = self.score_plot.plot(pen=pg.mkPen(CNN_COLOUR, width=2),
                                               name="CNN probability")
         self.capsule_curve = self.score_plot.plot(pen=pg.mkPen(CAPSULE_COLOUR, width=2),
                                                   name="capsule length")
-        self.prediction_plot = self.sweep_widget.addPlot(row=1, col=0, title="predicted class")
+        self.prediction_plot = self.sweep_widget.addPlot(row=1, col=0)
+        self.prediction_plot.setTitle(f"predicted class: {_key(CNN_COLOUR, '● CNN')} · "
+                                      f"{_key(CAPSULE_COLOUR, '× CapsNet')}")
         self.prediction_plot.setLabel("bottom", "input angle θ (°)")
         self.prediction_plot.setYRange(-0.5, 9.5, padding=0)
         self.prediction_plot.setXLink(self.score_plot)
-        self.prediction_plot.addLegend(offset=(-5, 5))
         self.reference_line = pg.InfiniteLine(0, angle=0, pen=pg.mkPen(style=Qt.PenStyle.DotLine))
         self.prediction_plot.addItem(self.reference_line)
         self.cnn_prediction_points = self.prediction_plot.plot(
@@ -181,18 +216,25 @@ class RotationView(QWidget, ExportableView):
             plot.addItem(line)
             self.angle_lines.append(line)
             plot.setXRange(-180, 180, padding=0.02)
-        self.plane_plot = self.sweep_widget.addPlot(row=0, col=1, rowspan=2,
-                                                    title="pose angle φ in the fitted plane")
+        self.plane_plot = self.sweep_widget.addPlot(row=0, col=1, rowspan=2)
+        self.plane_plot.setTitle(f"pose angle φ: {_key(CAPSULE_COLOUR, '● measured')} · "
+                                 "— fitted line")
         self.plane_plot.setLabel("bottom", "input angle θ (°)")
         self.plane_plot.setLabel("left", "φ (°)")
         self.plane_plot.setToolTip(PLANE_TIP)
-        self.plane_plot.addLegend(offset=(-5, 5))
         self.plane_points = self.plane_plot.plot(
             pen=None, symbol="o", symbolSize=5, symbolBrush=CAPSULE_COLOUR, symbolPen=None,
             name="φ(θ)")
         self.plane_line = self.plane_plot.plot(pen=pg.mkPen(width=1.5), name="least-squares line")
+        foreground = pg.getConfigOption("foreground")
+        self.sweep_placeholders = []
+        for plot in (self.score_plot, self.plane_plot):
+            placeholder = pg.TextItem("", anchor=(0.5, 0.5), color=foreground)
+            plot.addItem(placeholder, ignoreBounds=True)
+            self.sweep_placeholders.append(placeholder)
         self.summary = QLabel(SWEEP_HINT)
         self.summary.setWordWrap(True)
+        self.summary.setTextFormat(Qt.TextFormat.RichText)
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setToolTip(PLANE_TIP)
         sweep_part = QWidget()
@@ -212,8 +254,8 @@ class RotationView(QWidget, ExportableView):
         splitter.setStretchFactor(1, 3)
         splitter.setSizes([240, 560])
         layout = QVBoxLayout(self)
-        layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(splitter)
+        self.clear_sweep()
 
     # -- bound to the app state ------------------------------------------------------------------
     def bind(self, state) -> None:
@@ -248,8 +290,9 @@ class RotationView(QWidget, ExportableView):
         if result.value is not None:
             self.show_sweep(result.value)
             routing = state.routing_iterations
-            self.score_plot.setTitle(self.score_plot.titleLabel.text + f" · {state.image.source}"
-                                     + (f" · R = {routing}" if routing else ""))
+            self._set_score_title(self._class_names[result.value.reference_class],
+                                  f" ({state.image.source}"
+                                  + (f", R = {routing})" if routing else ")"))
         elif result.pending:
             self.clear_sweep(f"Sweeping {state.image.source} through the circle…")
         else:
@@ -270,9 +313,19 @@ class RotationView(QWidget, ExportableView):
                      self.capsule_prediction_points, self.plane_points, self.plane_line):
             item.setData([], [])
         self.reference_line.setVisible(False)  # nothing of the last input's sweep stays
-        self.plane_plot.enableAutoRange()
-        self.score_plot.setTitle("reference class vs angle")
+        self._set_score_title(None)
+        for plot, placeholder, (y_low, y_high), text in (
+                (self.score_plot, self.sweep_placeholders[0], (0, 1), "no sweep yet"),
+                (self.plane_plot, self.sweep_placeholders[1], (-90, 90), "φ: after a sweep")):
+            plot.setRange(xRange=(-180, 180), yRange=(y_low, y_high), padding=0.02)
+            placeholder.setPos(0, (y_low + y_high) / 2)
+            placeholder.setText(text)
         self.summary.setText(message)
+
+    def _set_score_title(self, name: str | None, context: str = "") -> None:
+        followed = "the class followed" if name is None else f"class {name}{context}"
+        self.score_plot.setTitle(f"{followed}: {_key(CNN_COLOUR, '— CNN probability')}"
+                                 f" · {_key(CAPSULE_COLOUR, '— capsule length')}")
 
     # -- what the controller calls -----------------------------------------------------------
     def angle(self) -> float:
@@ -316,7 +369,7 @@ class RotationView(QWidget, ExportableView):
         ref = sweep.reference_class
         angles = sweep.angles
         name = self._class_names[ref] if ref < len(self._class_names) else str(ref)
-        self.score_plot.setTitle(f"class {name} vs angle")
+        self._set_score_title(name)
         _set_curve(self.cnn_curve, angles,
                    None if sweep.cnn_probabilities is None else sweep.cnn_probabilities[:, ref])
         _set_curve(self.capsule_curve, angles,
@@ -327,12 +380,22 @@ class RotationView(QWidget, ExportableView):
         self.reference_line.setVisible(True)
         self.prediction_plot.getAxis("left").setTicks(class_ticks(self._class_names))
         plane = sweep.plane
-        _set_curve(self.plane_points, angles, None if plane is None else plane.plane_angles)
-        _set_curve(self.plane_line, angles,
-                   None if plane is None else plane.slope * angles + plane.intercept)
+        measured = angles[sweep.pose_run] if plane is not None else angles
+        _set_curve(self.plane_points, measured, None if plane is None else plane.plane_angles)
+        _set_curve(self.plane_line, measured,
+                   None if plane is None else plane.slope * measured + plane.intercept)
+        for placeholder in self.sweep_placeholders:
+            placeholder.setText("")
+        if plane is None:
+            self.sweep_placeholders[1].setText(f"capsule {name} is off at 0°: no pose to follow")
+            self.plane_plot.setRange(xRange=(-180, 180), yRange=(-90, 90), padding=0.02)
+        else:
+            self.plane_plot.enableAutoRange()
         for plot in (self.score_plot, self.prediction_plot):
             plot.setXRange(float(angles[0]), float(angles[-1]), padding=0.02)
-        self.summary.setText(describe_sweep(sweep, self._class_names))
+        first, *details = describe_sweep(sweep, self._class_names).split("\n")
+        self.summary.setText(f"<b>{rich(first)}</b><br><small>{'<br>'.join(map(rich, details))}"
+                             "</small>")
 
     # -- internals --------------------------------------------------------------------------
     def _set_ticks(self, class_names) -> None:

@@ -12,7 +12,7 @@ from PySide6.QtWidgets import QCheckBox, QHBoxLayout, QLabel, QVBoxLayout, QWidg
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.routing_diagnostics import RoutingDiagnostics
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table, static_plot
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, rich, static_plot
 
 MEAN_PEN = pg.mkPen(86, 140, 205, width=2.5)  # reads on light and dark backgrounds
 WEIGHTED_PEN = pg.mkPen(240, 140, 30, width=2, style=Qt.PenStyle.DashLine)
@@ -42,7 +42,8 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         self.baselines: dict[str, pg.InfiniteLine] = {}
         foreground = pg.getConfigOption("foreground")
         for column, (name, (title, label, formula)) in enumerate(PLOTS.items()):
-            plot = self.graphics.addPlot(row=0, col=column, title=title)
+            plot = self.graphics.addPlot(row=0, col=column, title=rich(title))
+            plot.setMinimumHeight(120)
             static_plot(plot, label, "iteration r")
             plot.setToolTip(formula)
             self.plots[name] = plot
@@ -61,14 +62,12 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
                                      "anchors": [(0, 0), (0, 0)] if name == "entropy" else [(0, 1), (0, 1)]})
             plot.addItem(baseline)
             self.baselines[name] = baseline
-            legend = plot.addLegend(offset=(-8, -8 if name == "entropy" else 8), labelTextSize="8pt")
             self.curves[name] = plot.plot([], [], pen=MEAN_PEN, symbol="o", symbolSize=6,
                                           symbolBrush=MEAN_PEN.color(), symbolPen=None,
                                           name="mean over parts i")
             self.curves[f"weighted_{name}"] = plot.plot(
                 [], [], pen=WEIGHTED_PEN, symbol="s", symbolSize=5,
                 symbolBrush=WEIGHTED_PEN.color(), symbolPen=None, name="weighted by ‖u_i‖")
-            legend.setZValue(5)
 
         self.zoom = QCheckBox("zoom to the data")
         self.zoom.setToolTip("Off: the entropy axis runs from 0 to log J and the coupling axis "
@@ -80,8 +79,13 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         self.summary.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.summary.setToolTip(FORMULAS["coupling_entropy"] + "\n" + FORMULAS["routing_objective"])
         header = QHBoxLayout()
-        header.addWidget(QLabel("Per iteration r, for this image: how far the couplings are from "
-                                "uniform, and what routing maximises."))
+        intro = QLabel(rich(  # the curves' key, off the data
+            "Per iteration r: how far the couplings are from uniform, and what routing "
+            f"maximises. <span style='color:{MEAN_PEN.color().name()}'>● mean over "
+            f"parts i</span> · <span style='color:{WEIGHTED_PEN.color().name()}'>■ weighted by "
+            "‖u<sub>i</sub>‖</span>"))
+        intro.setWordWrap(True)
+        header.addWidget(intro, 1)
         header.addStretch(1)
         header.addWidget(self.zoom)
         layout = QVBoxLayout(self)
@@ -100,6 +104,12 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
             for baseline in self.baselines.values():
                 baseline.setVisible(False)
             self.summary.setText("No CapsNet analysis yet")
+            for plot in self.plots.values():  # an empty frame of r = 1…3, not ticks about 0
+                plot.setXRange(0.7, 3.3, padding=0)
+                plot.setYRange(0, 1, padding=0)
+                plot.getAxis("bottom").setTicks([[(r, str(r)) for r in (1, 2, 3)]])
+            for marker in self.markers:
+                marker.setPos(1)
             return
         steps = np.arange(1, diagnostics.iterations + 1)
         for name, curve in self.curves.items():
@@ -114,7 +124,7 @@ class RoutingDiagnosticsView(QWidget, ExportableView):
         ticks = [[(int(s), str(int(s))) for s in steps]]
         for plot in self.plots.values():
             plot.getAxis("bottom").setTicks(ticks)
-        self.summary.setText(diagnostics.summary())
+        self.summary.setText(rich(diagnostics.summary()))
         self._fit()
         self.set_iteration(self._iteration)
 

@@ -10,6 +10,8 @@ from PySide6.QtWidgets import QMenu, QWidget
 
 import pyqtgraph as pg  # after PySide6
 
+from capsviewer.app.views.common import rich
+
 # Parent j's colour: readable on the light and the dark plot background.
 PARENT_COLOURS = ("#3b8ed0", "#e0533d", "#3aa55d", "#a070d0")
 ACTIVATION_CHOICES = (1.0, 0.75, 0.5, 0.25, 0.1)
@@ -44,7 +46,7 @@ class VoteCanvas(pg.PlotWidget):
     def __init__(self, title: str, unit_circle: bool, parent: QWidget | None = None):
         super().__init__(parent)
         plot = self.getPlotItem()
-        plot.setTitle(title)
+        plot.setTitle(rich(title))
         plot.setAspectLocked(True)
         plot.showGrid(x=True, y=True, alpha=0.15)
         plot.hideButtons()
@@ -88,6 +90,21 @@ class VoteCanvas(pg.PlotWidget):
                     self.vote_labels[i][j].setText(labels[i][j])
         finally:
             self._updating = False
+        self._declutter()
+
+    def _declutter(self) -> None:
+        """Label only votes apart from those labelled before (by child, then parent): a
+        cluster of votes gets one label, not a pile (every value is in the text below)."""
+        (x0, x1), (y0, y1) = self.plot_item.viewRange()
+        gap = np.array([0.09 * (x1 - x0), 0.06 * (y1 - y0)])
+        shown: list[np.ndarray] = []
+        for i, row in enumerate(self.vote_labels):
+            for j, label in enumerate(row):
+                position = self._votes[i, j]
+                clear = all(np.any(np.abs(position - other) > gap) for other in shown)
+                label.setVisible(clear)
+                if clear:
+                    shown.append(position)
 
     def set_routing(self, outputs: np.ndarray, weights: np.ndarray, output_labels: list[str],
                     spreads: np.ndarray | None = None) -> None:
@@ -126,6 +143,7 @@ class VoteCanvas(pg.PlotWidget):
         margin = 0.15 * (high - low).max() + 0.2
         self.plot_item.setRange(xRange=(low[0] - margin, high[0] + margin),
                                 yRange=(low[1] - margin, high[1] + margin), padding=0)
+        self._declutter()
 
     def drawn_weights(self) -> np.ndarray:
         """The weights the lines are drawn with (I, J): what tests compare with the core."""

@@ -15,7 +15,7 @@ from capsviewer.analysis.routing_theory import (
     EquivarianceErrors,
     sigmoid_norm_unit_gain,
 )
-from capsviewer.app.views.common import FORMULAS, Table, lut, set_image, static_plot
+from capsviewer.app.views.common import FORMULAS, Table, lut, rich, set_image, static_plot
 from capsviewer.app.views.routing_lab_canvas import parent_colour
 
 CHILD_SYMBOLS = ("o", "s", "t", "d", "+", "x", "star", "h")
@@ -55,6 +55,47 @@ def log_ticks(plot: pg.PlotItem, values) -> None:
     plot.getAxis("bottom").setTicks([[(np.log10(v), f"{v:g}") for v in values]])
 
 
+def iteration_curves(plot: pg.PlotItem, curves: list, values: np.ndarray) -> None:
+    """values (R, I, J) against the iteration: one curve per child and parent (colour: parent,
+    symbol: child), made again when the numbers of children or parents change."""
+    iterations, children, parents = values.shape
+    if len(curves) != children * parents:
+        for curve in curves:
+            plot.removeItem(curve)
+        curves.clear()
+        for i in range(children):
+            for j in range(parents):
+                curves.append(plot.plot(
+                    pen=_pen(parent_colour(j, 200), 1.5), symbol=CHILD_SYMBOLS[i % 8],
+                    symbolSize=7, symbolBrush=parent_colour(j), symbolPen=None))
+    x = np.arange(1, iterations + 1)
+    for k, curve in enumerate(curves):
+        curve.setData(x, values[:, k // parents, k % parents])
+    iteration_axis(plot, iterations)
+
+
+def child_bars(plot: pg.PlotItem, bars: list, values: np.ndarray) -> np.ndarray:
+    """values (I, J) as bars grouped by child, one colour per parent; returns the bars' x
+    positions, (I·J,) child-major."""
+    children, parents = values.shape
+    width = 0.8 / parents
+    if len(bars) != parents:
+        for item in bars:
+            plot.removeItem(item)
+        bars.clear()
+        for j in range(parents):
+            item = pg.BarGraphItem(x=[], height=[], width=width, brush=parent_colour(j, 200),
+                                   pen=None, name=f"parent {j}")
+            plot.addItem(item)
+            bars.append(item)
+    offsets = (np.arange(parents) - (parents - 1) / 2) * width
+    for j, item in enumerate(bars):
+        item.setOpts(x=np.arange(children) + offsets[j], height=values[:, j], width=width)
+    plot.setXRange(-0.6, children - 0.4, padding=0)
+    plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(children)]])
+    return (np.arange(children)[:, None] + offsets[None]).ravel()
+
+
 class TheoryPanel(QWidget):
     """An explanation, a row of plots and a readout; the formula is every part's tooltip."""
 
@@ -63,8 +104,8 @@ class TheoryPanel(QWidget):
     def __init__(self, explanation: str, formula: str, parent: QWidget | None = None):
         super().__init__(parent)
         self.formula = formula
-        self.explanation = QLabel(explanation)
-        self.explanation.setTextFormat(Qt.TextFormat.PlainText)
+        self.explanation = QLabel(rich(explanation))
+        self.explanation.setTextFormat(Qt.TextFormat.RichText)
         self.explanation.setWordWrap(True)
         self.explanation.setToolTip(formula)
         self.plots = pg.GraphicsLayoutWidget()
@@ -85,7 +126,7 @@ class TheoryPanel(QWidget):
         layout.addWidget(self.readout)
 
     def add_plot(self, title: str, x_label: str, y_label: str, col: int) -> pg.PlotItem:
-        plot = self.plots.addPlot(row=0, col=col, title=title)
+        plot = self.plots.addPlot(row=0, col=col, title=rich(title))
         return static_plot(plot, y_label, x_label, mouse=True)
 
     def tables(self) -> dict[str, Table]:
@@ -117,21 +158,7 @@ class CouplingsPanel(TheoryPanel):
         self._dynamic, self._em = couplings, responsibilities
         for key, plot, values in (("dynamic", self.dynamic_plot, couplings),
                                   ("em", self.em_plot, responsibilities)):
-            curves = self.curves[key]
-            iterations, children, parents = values.shape
-            if len(curves) != children * parents:
-                for curve in curves:
-                    plot.removeItem(curve)
-                curves.clear()
-                for i in range(children):
-                    for j in range(parents):
-                        curves.append(plot.plot(
-                            pen=_pen(parent_colour(j, 200), 1.5), symbol=CHILD_SYMBOLS[i % 8],
-                            symbolSize=7, symbolBrush=parent_colour(j), symbolPen=None))
-            x = np.arange(1, iterations + 1)
-            for k, curve in enumerate(curves):
-                curve.setData(x, values[:, k // parents, k % parents])
-            iteration_axis(plot, iterations)
+            iteration_curves(plot, self.curves[key], values)
         self.set_iteration(r)
 
     def set_iteration(self, r: int) -> None:
@@ -416,24 +443,8 @@ class AttentionPanel(TheoryPanel):
     def show(self, attention: np.ndarray, routing: np.ndarray, temperature: float,
              temperatures: np.ndarray, sharpness: np.ndarray, r: int) -> None:
         self._shown = (attention, routing, temperature, r)
-        children, parents = attention.shape
-        width = 0.8 / parents
-        if len(self.bars) != parents:
-            for bars in self.bars:
-                self.bar_plot.removeItem(bars)
-            self.bars = []
-            for j in range(parents):
-                bars = pg.BarGraphItem(x=[], height=[], width=width, brush=parent_colour(j, 200),
-                                       pen=None, name=f"parent {j}")
-                self.bar_plot.addItem(bars)
-                self.bars.append(bars)
-        offsets = (np.arange(parents) - (parents - 1) / 2) * width
-        for j, bars in enumerate(self.bars):
-            bars.setOpts(x=np.arange(children) + offsets[j], height=attention[:, j], width=width)
-        xs = (np.arange(children)[:, None] + offsets[None]).ravel()
+        xs = child_bars(self.bar_plot, self.bars, attention)
         self.routing_points.setData(xs, routing.ravel())
-        self.bar_plot.setXRange(-0.6, children - 0.4, padding=0)
-        self.bar_plot.getAxis("bottom").setTicks([[(i, str(i)) for i in range(children)]])
         self.sharp_curve.setData(temperatures, sharpness)
         self.sharp_marker.setValue(np.log10(temperature))
         difference = float(np.abs(attention - routing).max())
@@ -625,3 +636,67 @@ class EquivariancePanel(TheoryPanel):
 
     def scenes(self):
         return {"equivariance": self.plots.ci}
+
+
+class AttentionRoutingsPanel(TheoryPanel):
+    """The attention routings on the lab's votes: inverted dot-product attention's r_ij per
+    iteration and Efficient-CapsNet's one-pass self-attention couplings c_ij."""
+
+    title = "Attention routings"
+
+    def __init__(self):
+        super().__init__(
+            "Two routings built on attention, on the same votes: inverted dot-product attention "
+            "(Tsai et al. 2020; parents compete for each child, poses LayerNormed, which in 2-D "
+            "leaves ±(1, −1)) and Efficient-CapsNet's self-attention (one pass, no iterations).",
+            FORMULAS["inverted_attention"] + "\n" + FORMULAS["self_attention"])
+        self.inverted_plot = self.add_plot("inverted attention: r_ij", "iteration r", "r_ij", 0)
+        self.inverted_plot.setYRange(0, 1, padding=0.03)
+        self.marker = _marker_line(self.inverted_plot)
+        self.self_plot = self.add_plot("self-attention (one pass): c_ij", "child i", "c_ij", 1)
+        self.self_plot.setYRange(0, 1.05, padding=0.02)
+        self.curves: list = []
+        self.bars: list[pg.BarGraphItem] = []
+        self._shown = None
+
+    def show(self, inverted, self_attention, r: int) -> None:
+        """``inverted`` and ``self_attention``: the lab's traces (couplings, outputs, …)."""
+        self._shown = (inverted, self_attention)
+        iteration_curves(self.inverted_plot, self.curves, inverted.couplings)
+        child_bars(self.self_plot, self.bars, self_attention.couplings[0])
+        self.set_iteration(r)
+
+    def set_iteration(self, r: int) -> None:
+        self.marker.setValue(r)
+        if self._shown is None:
+            return
+        inverted, self_attention = self._shown
+        r = min(r, len(inverted.couplings))
+        rows = []
+        for i in range(inverted.couplings.shape[1]):
+            routing = " ".join(f"{x:.3f}" for x in inverted.couplings[r - 1, i])
+            one_pass = " ".join(f"{x:.3f}" for x in self_attention.couplings[0, i])
+            rows.append(f"child {i}: r = ({routing}), c = ({one_pass})")
+        poses = ", ".join(f"p{j} = ({p[0]:.2f}, {p[1]:.2f})"
+                          for j, p in enumerate(inverted.outputs[r - 1]))
+        lengths = ", ".join(f"‖v{j}‖ = {np.linalg.norm(v):.2f}"
+                            for j, v in enumerate(self_attention.outputs[0]))
+        self.readout.setText(f"r = {r}:  " + ";  ".join(rows) + f".  Inverted: {poses}; "
+                             f"self-attention: {lengths}")
+
+    def tables(self):
+        if self._shown is None:
+            return {}
+        inverted, self_attention = self._shown
+        iterations, children, parents = inverted.couplings.shape
+        rows = [["inverted-attention", k + 1, i, j, float(inverted.logits[k, i, j]),
+                 float(inverted.couplings[k, i, j])]
+                for k in range(iterations) for i in range(children) for j in range(parents)]
+        rows += [["self-attention", 1, i, j, float(self_attention.logits[0, i, j]),
+                  float(self_attention.couplings[0, i, j])]
+                 for i in range(children) for j in range(parents)]
+        return {"attention_routings": (["routing", "iteration", "child", "parent", "logit",
+                                        "weight"], rows)}
+
+    def scenes(self):
+        return {"attention_routings": self.plots.ci}

@@ -2,7 +2,8 @@
 
 Children vote for a handful of parents on a canvas; dynamic routing and EM routing run on the
 same votes, side by side, with one iteration scrubber; the tabs below plot the theory (fixed
-point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen.
+point, objective, LP and attention readings, Jacobians, equivariance) for the votes on screen,
+and the two attention routings (inverted dot-product, self-attention) on the same votes.
 The scene (votes and settings) lives in the app state; a Controller computes it in the
 background (:func:`capsviewer.analysis.routing_lab.compute`) and the view draws the result.
 Drags are throttled (qthrottled) to at most 30 scenes a second.
@@ -22,6 +23,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -54,6 +56,7 @@ from capsviewer.app.views.routing_lab_canvas import VoteCanvas
 from capsviewer.app.views.routing_lab_panels import (
     AssignmentPanel,
     AttentionPanel,
+    AttentionRoutingsPanel,
     CouplingsPanel,
     EquivariancePanel,
     FixedPointPanel,
@@ -99,10 +102,7 @@ class RoutingLabView(QWidget, ExportableView):
         layout.addWidget(splitter, 1)
         self._app.events.lab.connect(self._scene_changed)
         self._app.events.lab_result.connect(self._render)
-        preset = PRESETS[self.preset]
-        self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
-                                 f"{html.escape(preset.explanation)}")
-        self.tabs.setCurrentWidget(self.panels[preset.panel])
+        self._shown_preset: str | None = None
         self._scene_changed()
         self._render()
 
@@ -112,6 +112,9 @@ class RoutingLabView(QWidget, ExportableView):
         for key, preset in PRESETS.items():
             self.preset_combo.addItem(preset.title, key)
         self.preset_combo.setToolTip("Start from one of the theory's set-ups (replaces the votes)")
+        self.preset_combo.setSizeAdjustPolicy(
+            QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        self.preset_combo.setMinimumContentsLength(16)  # long titles elide: fits 1280 px
         self.preset_combo.currentIndexChanged.connect(
             lambda index: self.load_preset(self.preset_combo.itemData(index)))
         self.iterations_spin = QSpinBox()
@@ -126,7 +129,7 @@ class RoutingLabView(QWidget, ExportableView):
                                  + FORMULAS["routing"])
         self.scrubber.valueChanged.connect(self.set_iteration)
         self.iteration_label = QLabel()
-        self.iteration_label.setMinimumWidth(110)
+        self.iteration_label.setMinimumWidth(80)
         self.lambda_spin = QDoubleSpinBox()
         self.lambda_spin.setRange(0.01, 100.0)
         self.lambda_spin.setDecimals(2)
@@ -165,7 +168,7 @@ class RoutingLabView(QWidget, ExportableView):
         self.perturb_slider.setValue(DEFAULT_PERTURBATION)
         for check, slider in ((self.bias_check, self.bias_slider),
                               (self.perturb_check, self.perturb_slider)):
-            slider.setMinimumWidth(150)
+            slider.setMinimumWidth(100)
             slider.setToolTip(check.toolTip())
             check.toggled.connect(self._on_priors)
             slider.valueChanged.connect(self._on_priors)
@@ -190,13 +193,18 @@ class RoutingLabView(QWidget, ExportableView):
         row = QHBoxLayout()
         row.addWidget(self.bias_check)
         row.addWidget(self.bias_slider, 1)
-        row.addSpacing(10)
+        row.addSpacing(6)
         row.addWidget(self.perturb_check)
         row.addWidget(self.perturb_slider, 1)
-        row.addSpacing(10)
+        row.addSpacing(6)
+        buttons = QHBoxLayout()
+        buttons.setSpacing(2)
         for button in (self.add_child_button, self.remove_child_button, self.add_parent_button,
                        self.remove_parent_button, self.reset_button):
-            row.addWidget(button)
+            button.setSizePolicy(QSizePolicy.Policy.Maximum, QSizePolicy.Policy.Fixed)
+            button.setStyleSheet("padding: 3px 6px")  # compact: five of them share a row
+            buttons.addWidget(button)
+        row.addLayout(buttons)
         return row
 
     def _build_canvases(self) -> QWidget:
@@ -228,11 +236,13 @@ class RoutingLabView(QWidget, ExportableView):
         self.attention_panel = AttentionPanel()
         self.jacobian_panel = JacobianPanel()
         self.equivariance_panel = EquivariancePanel()
+        self.attention_routings_panel = AttentionRoutingsPanel()
         self.panels = {
             "couplings": self.couplings_panel, "fixed_point": self.fixed_point_panel,
             "objective": self.objective_panel, "lp": self.lp_panel,
             "attention": self.attention_panel, "jacobians": self.jacobian_panel,
             "equivariance": self.equivariance_panel,
+            "attention_routings": self.attention_routings_panel,
         }
         self.tabs = QTabWidget()
         for panel in self.panels.values():
@@ -275,10 +285,15 @@ class RoutingLabView(QWidget, ExportableView):
 
     def load_preset(self, key: str) -> None:
         """Replace the lab with a preset: its votes, R, priors off, θ = 0, T = 1, and its tab."""
-        preset = PRESETS[key]
         self._fit_next = True
-        self._iteration = preset.iterations
+        self._iteration = PRESETS[key].iterations
         self._app.lab = LabScene.from_preset(key)
+        self._show_preset(key)
+
+    def _show_preset(self, key: str) -> None:
+        """The preset's words and its tab."""
+        preset = PRESETS[key]
+        self._shown_preset = key
         self.explanation.setText(f"<b>{html.escape(preset.title)}.</b> "
                                  f"{html.escape(preset.explanation)}")
         self.tabs.setCurrentWidget(self.panels[preset.panel])
@@ -362,6 +377,10 @@ class RoutingLabView(QWidget, ExportableView):
     def _scene_changed(self, *_) -> None:
         """Controls follow the scene (a preset, an edit): without sending edits back."""
         lab, preset = self.state, self.preset
+        if preset != self._shown_preset:  # another preset, set from elsewhere (the tour)
+            self._fit_next = True
+            self._iteration = PRESETS[preset].iterations
+            self._show_preset(preset)
         widgets = (self.preset_combo, self.iterations_spin, self.bias_check, self.perturb_check,
                    self.attention_panel.temperature, self.equivariance_panel.theta,
                    self.lambda_spin)
@@ -453,6 +472,9 @@ class RoutingLabView(QWidget, ExportableView):
                                                    result.softmax_jacobian(r, child), child, r)
             elif name == "equivariance":
                 self.equivariance_panel.show(result.equivariance)
+            elif name == "attention_routings":
+                self.attention_routings_panel.show(result.inverted_attention,
+                                                   result.self_attention, r)
 
     def _sync_scrubber(self) -> None:
         count = self._drawn.iterations

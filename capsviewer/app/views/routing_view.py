@@ -1,30 +1,40 @@
 """Step through dynamic routing (Procedure 1) one iteration at a time.
 
-For iteration r and a chosen digit capsule j the view draws, on the 32×6×6 primary grid, the
-couplings c_ij (or the logits b_ij they came from, or the agreement û_{j|i}·v_j that updates
-them); beside it every parent's length ‖v_j‖ at r and across iterations, the ‖u_i‖-weighted
-mean coupling to each parent, and where on the input digit capsule j's strongest parts look.
-Below, panels on routing for this image: diagnostics per iteration, the vote cloud of j (both
-follow the scrubber), a decoded vote of the parts clicked on the grid or the part map, and the
-ablation over the number of agreement updates.
+For iteration r and a chosen digit capsule j the view draws, on the 32×6×6 primary grid, by
+default how far each coupling is from uniform (c_ij − 1/J, faded by the part's activity
+‖u_i‖), or what the last iteration changed, each part's support c_ij‖û_{j|i}‖, or the raw
+c_ij, b_ij and û_{j|i}·v_j (:mod:`capsviewer.analysis.routing_maps`); beside it every parent's
+length ‖v_j‖ at r and across iterations, the ‖u_i‖-weighted mean coupling to each parent, where
+on the input digit capsule j's strongest parts look, and a finding measured from the numbers
+(:mod:`capsviewer.analysis.routing_findings`). Hovering a cell of the grid frames its receptive
+field on the input. Below, panels on routing for this image: diagnostics per iteration, the
+vote cloud of j (both follow the scrubber), a decoded vote of the parts clicked on the grid or
+the part map, and the ablation over the number of agreement updates.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from PySide6.QtCore import Qt, QTimer, Signal, Slot
-from PySide6.QtGui import QColor, QPen
+from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal, Slot
+from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
-    QButtonGroup, QCheckBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy, QSlider,
-    QSpinBox, QSplitter, QStyle, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QButtonGroup, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
+    QSlider, QSpinBox, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 import pyqtgraph as pg  # after PySide6
 from superqt.utils import signals_blocked
 
 from capsviewer.analysis.inspection import CapsuleInspection, IterationSnapshot
+from capsviewer.analysis.routing_findings import describe_strongest, strongest_part
+from capsviewer.analysis.routing_maps import (
+    DEFAULT_MODE, MAP_MODES, activity_weights, all_iterations, map_levels,
+)
 from capsviewer.app.views.ablation_view import AblationView
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table, lut, set_image, static_plot
+from capsviewer.app.views.common import (
+    FORMULAS, ExportableView, Table, class_colour, lut, rich, set_image, static_plot,
+    unicode_scripts,
+)
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
 from capsviewer.app.views.routing_diagnostics_view import RoutingDiagnosticsView
@@ -34,16 +44,28 @@ from capsviewer.app.views.vote_decoder_view import VoteDecoderView
 PLAY_INTERVAL_MS = 700
 MAX_ITERATIONS = 10
 PART_COLOURS = ("#e8453c", "#f39c12", "#f4d03f")  # boxes of the 1st, 2nd, 3rd strongest part
+HOVER_COLOUR = "#3ec1d3"  # the receptive field of the grid cell under the mouse
 SELECTION_PEN = pg.mkPen(240, 140, 30, width=2)  # the primary capsules chosen for decoding
 
-# quantity → (symbol, colour map, formula); couplings use levels 0..1, the others ±max|·|.
-QUANTITIES = {
-    "couplings": ("c_ij", "viridis", FORMULAS["coupling"]),
-    "logits": ("b_ij", "CET-D1", FORMULAS["routing"]),
-    "agreement": ("û_{j|i}·v_j", "CET-D1", FORMULAS["agreement"]),
-}
-QUANTITY_LABELS = {"couplings": "couplings c_ij", "logits": "logits b_ij",
-                   "agreement": "agreement û·v"}
+QUANTITIES = MAP_MODES  # what the grid can show: key → MapMode
+FORMULA_OF = {"deviation": "coupling", "change": "routing", "support": "votes",
+              "couplings": "coupling", "logits": "routing", "agreement": "agreement"}
+HINTS = {"deviation": "red: more than 1/J · blue: less · faint: inactive part (short ‖u_i‖)",
+         "change": "red: rose in the last iteration · blue: fell · faint: inactive part",
+         "support": "bright: adds most to s_j",
+         "couplings": "c_ij: 1/J = 0.1 is uniform",
+         "logits": "red: above 0 · blue: below", "agreement": "red: agrees with v_j · blue: opposes"}
+
+
+def dark_background() -> bool:
+    return pg.mkColor(pg.getConfigOption("background")).lightnessF() < 0.5
+
+
+def map_colours(mode: str) -> str:
+    """A colour map for the mode that reads on the current plot background."""
+    if MAP_MODES[mode].diverging:
+        return "CET-D4" if dark_background() else "CET-D1"  # dark or light middle
+    return "viridis"
 
 
 def heat_lut() -> np.ndarray:
@@ -53,16 +75,49 @@ def heat_lut() -> np.ndarray:
     return table
 
 
-def symmetric_levels(values: np.ndarray) -> tuple[float, float]:
-    bound = float(np.abs(values).max()) if values.size else 0.0
-    bound = bound if bound > 0 else 1e-6  # all zero (b_ij at r = 1): one mid colour
-    return -bound, bound
-
-
 def weighted_mean_couplings(couplings: np.ndarray, primary_lengths: np.ndarray) -> np.ndarray:
     """Σ_i ‖u_i‖ c_ij / Σ_i ‖u_i‖ for each digit capsule j (sums to 1 over j)."""
     weights = primary_lengths[..., None]
     return (couplings * weights).sum(axis=(0, 1, 2)) / max(float(weights.sum()), 1e-12)
+
+
+STEP_SHAPES = {  # the stepper's icons on a 16 × 16 grid: triangles (▶ or ◀) and bars
+    "first": (("bar", 3), ("left", 4)), "previous": (("left", 1), ("left", 8)),
+    "play": (("right", 4),), "pause": (("bar", 4), ("bar", 10)),
+    "next": (("right", 1), ("right", 8)), "last": (("right", 3), ("bar", 12)),
+}
+
+
+def step_icon(kind: str, palette: QPalette) -> QIcon:
+    """A stepper icon drawn in the palette's button text colour, with a disabled state that
+    stays visible on light and dark themes (the style's own icons vanish on dark)."""
+    icon = QIcon()
+    for mode, group in ((QIcon.Mode.Normal, QPalette.ColorGroup.Active),
+                        (QIcon.Mode.Disabled, QPalette.ColorGroup.Disabled)):
+        colour = palette.color(group, QPalette.ColorRole.ButtonText)
+        if mode is QIcon.Mode.Disabled:  # half-way to the button: dimmed, never gone
+            button = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.Button)
+            text = palette.color(QPalette.ColorGroup.Active, QPalette.ColorRole.ButtonText)
+            colour = QColor((text.red() + button.red()) // 2, (text.green() + button.green()) // 2,
+                            (text.blue() + button.blue()) // 2)
+        pixmap = QPixmap(32, 32)
+        pixmap.fill(Qt.GlobalColor.transparent)
+        painter = QPainter(pixmap)
+        painter.setRenderHint(QPainter.RenderHint.Antialiasing)
+        painter.scale(2, 2)
+        painter.setPen(Qt.PenStyle.NoPen)
+        painter.setBrush(colour)
+        for shape, x in STEP_SHAPES[kind]:
+            if shape == "bar":
+                painter.drawRect(QRectF(x, 3, 2.5, 10))
+            elif shape == "right":
+                painter.drawPolygon(QPolygonF([QPointF(x, 3), QPointF(x + 7, 8), QPointF(x, 13)]))
+            else:
+                painter.drawPolygon(QPolygonF([QPointF(x + 7, 3), QPointF(x, 8),
+                                               QPointF(x + 7, 13)]))
+        painter.end()
+        icon.addPixmap(pixmap, mode)
+    return icon
 
 
 class RoutingView(QWidget, ExportableView):
@@ -80,10 +135,13 @@ class RoutingView(QWidget, ExportableView):
         super().__init__(parent)
         self.capsules: CapsuleInspection | None = None
         self._iteration = 1
+        self._wanted_iteration: int | None = None  # asked for before the analysis arrived
         self._digit = 0
-        self._quantity = "couplings"
+        self._quantity = DEFAULT_MODE
         self._couplings: np.ndarray | None = None  # c_ij of (r, j) on the grid, as drawn
         self._shown: np.ndarray | None = None  # the drawn quantity of (r, j)
+        self.finding = None  # StrongestPart of (r, j)
+        self._history_of: tuple | None = None  # (inspection, j) the history curves show
         self.play_timer = QTimer(self)
         self.play_timer.setInterval(PLAY_INTERVAL_MS)
         self.play_timer.timeout.connect(self._advance)
@@ -92,35 +150,33 @@ class RoutingView(QWidget, ExportableView):
         layout.addLayout(self._build_stepper())
         layout.addLayout(self._build_selectors())
         self.panel_splitter = QSplitter(Qt.Orientation.Vertical)  # the view above, panels below
+        self.panel_splitter.setChildrenCollapsible(False)
         self.panel_splitter.addWidget(self._build_body())
         self.panel_splitter.addWidget(self._build_panels())
         self.panel_splitter.setStretchFactor(0, 2)
         self.panel_splitter.setStretchFactor(1, 1)
-        self.panel_splitter.setSizes([480, 260])
+        self.panel_splitter.setSizes([480, 240])
         layout.addWidget(self.panel_splitter, 1)
+        self._restyle()
         self.show_inspection(None)
 
     # -- construction ---------------------------------------------------------------------
-    def _tool_button(self, icon: QStyle.StandardPixmap, tip: str, slot) -> QToolButton:
+    def _tool_button(self, tip: str, slot) -> QToolButton:
         button = QToolButton()
-        button.setIcon(self.style().standardIcon(icon))
         button.setToolTip(tip)
         button.clicked.connect(slot)
         return button
 
     def _build_stepper(self) -> QHBoxLayout:
-        pixmap = QStyle.StandardPixmap
-        self.first_button = self._tool_button(pixmap.SP_MediaSkipBackward, "First iteration",
-                                              lambda: self._step_by_hand(1))
-        self.previous_button = self._tool_button(pixmap.SP_MediaSeekBackward, "Previous iteration",
+        self.first_button = self._tool_button("First iteration", lambda: self._step_by_hand(1))
+        self.previous_button = self._tool_button("Previous iteration",
                                                  lambda: self._step_by_hand(self._iteration - 1))
         self.play_button = QPushButton("Play")
-        self.play_button.setIcon(self.style().standardIcon(pixmap.SP_MediaPlay))
         self.play_button.setToolTip("Animate the routing iterations one after another")
         self.play_button.clicked.connect(self.toggle_play)
-        self.next_button = self._tool_button(pixmap.SP_MediaSeekForward, "Next iteration",
+        self.next_button = self._tool_button("Next iteration",
                                              lambda: self._step_by_hand(self._iteration + 1))
-        self.last_button = self._tool_button(pixmap.SP_MediaSkipForward, "Last iteration",
+        self.last_button = self._tool_button("Last iteration",
                                              lambda: self._step_by_hand(self.iteration_count))
         self.slider = QSlider(Qt.Orientation.Horizontal)
         self.slider.setRange(1, 1)
@@ -131,7 +187,7 @@ class RoutingView(QWidget, ExportableView):
         self.slider.valueChanged.connect(self.set_iteration)
         self.slider.sliderPressed.connect(self.pause)
         self.iteration_label = QLabel()
-        self.iteration_label.setMinimumWidth(120)
+        self.iteration_label.setMinimumWidth(110)
         self.iterations_spin = QSpinBox()
         self.iterations_spin.setRange(1, MAX_ITERATIONS)
         self.iterations_spin.setToolTip("Routing iterations R to run (recomputes the routing)")
@@ -142,7 +198,7 @@ class RoutingView(QWidget, ExportableView):
             row.addWidget(widget)
         row.addWidget(self.slider, 1)
         row.addWidget(self.iteration_label)
-        row.addSpacing(12)
+        row.addSpacing(8)
         row.addWidget(QLabel("Iterations R:"))
         row.addWidget(self.iterations_spin)
         return row
@@ -153,40 +209,38 @@ class RoutingView(QWidget, ExportableView):
         self.digit_group = QButtonGroup(self)
         self.digit_group.setExclusive(True)
         self.digit_buttons: list[QPushButton] = []
+        buttons = QHBoxLayout()
+        buttons.setSpacing(2)
         for k in range(10):
             button = QPushButton(str(k))
             button.setCheckable(True)
-            button.setFixedWidth(34)
+            button.setFixedWidth(30)
             self.digit_group.addButton(button, k)
             self.digit_buttons.append(button)
-            row.addWidget(button)
+            buttons.addWidget(button)
+        row.addLayout(buttons)
         self.digit_group.idClicked.connect(self.select_capsule)
         row.addStretch(1)
         row.addWidget(QLabel("Show:"))
-        self.quantity_group = QButtonGroup(self)
-        self.quantity_buttons: dict[str, QPushButton] = {}
-        for index, (name, text) in enumerate(QUANTITY_LABELS.items()):
-            button = QPushButton(text)
-            button.setCheckable(True)
-            button.setToolTip(QUANTITIES[name][2])
-            self.quantity_group.addButton(button, index)
-            self.quantity_buttons[name] = button
-            row.addWidget(button)
-        self.quantity_buttons["couplings"].setChecked(True)
-        self.quantity_group.idClicked.connect(lambda i: self.set_quantity(list(QUANTITIES)[i]))
-        self.fit_levels = QCheckBox("fit colours")
-        self.fit_levels.setChecked(True)
-        self.fit_levels.setToolTip("Couplings: colour range 0…max c_ij over all iterations of this "
-                                   "input instead of 0…1 (trained couplings stay near 1/J = 0.1)")
-        self.fit_levels.toggled.connect(self._refresh)
-        row.addWidget(self.fit_levels)
+        self.map_combo = QComboBox()
+        for key, mode in MAP_MODES.items():
+            self.map_combo.addItem(unicode_scripts(mode.label), key)
+            self.map_combo.setItemData(self.map_combo.count() - 1,
+                                       mode.explanation + "\n" + FORMULAS[FORMULA_OF[key]],
+                                       Qt.ItemDataRole.ToolTipRole)
+        self.map_combo.setToolTip("What the grid shows for digit capsule j at iteration r")
+        self.map_combo.currentIndexChanged.connect(
+            lambda index: self.set_quantity(self.map_combo.itemData(index)))
+        row.addWidget(self.map_combo)
         return row
 
     def _build_body(self) -> QSplitter:
-        self.mosaic = MosaicPanel("c_ij", "c_ij")
+        self.mosaic = MosaicPanel("c_ij − 1/J", "c_ij − 1/J")
         self.mosaic.setToolTip(FORMULAS["coupling"])
+        self.mosaic.cell_hovered.connect(self._hover_cell)
 
         self.overlay = ImagePanel("Where digit capsule j's support comes from")
+        self.overlay.setMinimumSize(150, 150)
         self.overlay.setToolTip("Heat: Σ_maps c_ij ‖û_{j|i}‖ spread over each grid cell's "
                                 "receptive field; boxes: the 3 strongest primary capsules\n"
                                 + FORMULAS["votes"])
@@ -197,10 +251,12 @@ class RoutingView(QWidget, ExportableView):
         self.overlay.view.addItem(self.part_map_item)
         self.part_boxes: list[QGraphicsRectItem] = []
         self.part_labels: list[pg.TextItem] = []
-        for colour in PART_COLOURS:
+        for colour in (*PART_COLOURS, HOVER_COLOUR):
             box = QGraphicsRectItem()
             pen = QPen(QColor(colour), 2)
             pen.setCosmetic(True)
+            if colour == HOVER_COLOUR:
+                pen.setStyle(Qt.PenStyle.DashLine)
             box.setPen(pen)
             box.setVisible(False)
             box.setZValue(2)
@@ -210,23 +266,40 @@ class RoutingView(QWidget, ExportableView):
             self.overlay.view.addItem(text)
             self.part_boxes.append(box)
             self.part_labels.append(text)
+        self.hover_box = self.part_boxes.pop()  # the cell under the mouse, not a strongest part
+        self.part_labels.pop()
         self.parts_text = QLabel()
         self.parts_text.setWordWrap(True)
+        self.parts_text.setTextFormat(Qt.TextFormat.RichText)
         self.parts_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
-        self.parts_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.parts_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextBrowserInteraction)
+        self.parts_text.setOpenExternalLinks(False)
+        self.parts_text.linkActivated.connect(self._part_link)
         self.parts_text.setToolTip(FORMULAS["votes"])
-        self.parts_text.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.parts_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Preferred)
+        self.parts_text.setMinimumWidth(150)
+        self.finding_text = QLabel()  # what the numbers say, in words
+        self.finding_text.setWordWrap(True)
+        self.finding_text.setTextFormat(Qt.TextFormat.RichText)
+        self.finding_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
+        self.finding_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.finding_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
+        # room for five lines whatever the sentence: stepping never moves the layout
+        self.finding_text.setFixedHeight(5 * self.finding_text.fontMetrics().lineSpacing() + 4)
+        self.finding_text.setToolTip("Measured from this input's routing: the part with the most "
+                                     "support c_ij‖û_{j|i}‖ for digit capsule j\n"
+                                     + FORMULAS["votes"])
 
+        left = QWidget()
+        left_layout = QVBoxLayout(left)
+        left_layout.setContentsMargins(0, 0, 0, 0)
+        left_layout.addWidget(self.mosaic, 1)
+        left_layout.addWidget(self.finding_text)
         parts = QWidget()
         parts_layout = QHBoxLayout(parts)
         parts_layout.setContentsMargins(0, 0, 0, 0)
-        parts_layout.addWidget(self.overlay, 3)
-        parts_layout.addWidget(self.parts_text, 2)
-        left = QSplitter(Qt.Orientation.Vertical)
-        left.addWidget(self.mosaic)
-        left.addWidget(parts)
-        left.setStretchFactor(0, 3)
-        left.setStretchFactor(1, 2)
+        parts_layout.addWidget(self.overlay, 1)
+        parts_layout.addWidget(self.parts_text, 1)
 
         self.length_bars = ClassBars("‖v_j‖ at iteration r", "‖v_j‖", margins=True)
         self.length_bars.setToolTip("Click a bar to select digit capsule j\n"
@@ -234,17 +307,16 @@ class RoutingView(QWidget, ExportableView):
         self.length_bars.class_clicked.connect(self.select_capsule)
         self.history = pg.PlotWidget()
         history = self.history.getPlotItem()
-        history.setTitle("‖v_j‖ across iterations")
+        history.setTitle(rich("‖v_j‖ across iterations"))
         static_plot(history, "‖v_j‖", "iteration r")
         history.setRange(xRange=(0.8, 3.5), yRange=(0, 1), padding=0)  # until there is data
         self.history.setToolTip(FORMULAS["routing"])
         self.history_curves = [
-            history.plot([], [], pen=pg.mkPen(pg.intColor(j, hues=10), width=1.5),
-                         symbol="o", symbolSize=5, symbolBrush=pg.intColor(j, hues=10),
-                         symbolPen=None)
+            history.plot([], [], pen=pg.mkPen(class_colour(j), width=1.5),
+                         symbol="o", symbolSize=5, symbolBrush=class_colour(j), symbolPen=None)
             for j in range(10)
         ]
-        self.history_labels = [pg.TextItem(str(j), color=pg.intColor(j, hues=10), anchor=(0, 0.5))
+        self.history_labels = [pg.TextItem(str(j), color=class_colour(j), anchor=(0, 0.5))
                                for j in range(10)]
         for text in self.history_labels:
             history.addItem(text)
@@ -256,16 +328,20 @@ class RoutingView(QWidget, ExportableView):
         self.share_bars.setToolTip("Σ_i ‖u_i‖ c_ij / Σ_i ‖u_i‖: where the primary capsules "
                                    "send their output\n" + FORMULAS["coupling"])
         self.share_bars.class_clicked.connect(self.select_capsule)
+        for plot in (self.length_bars, self.history, self.share_bars):
+            plot.setMinimumSize(200, 110)
 
         right = QSplitter(Qt.Orientation.Vertical)
-        for widget in (self.length_bars, self.history, self.share_bars):
+        right.setChildrenCollapsible(False)
+        for widget in (parts, self.length_bars, self.history):
             right.addWidget(widget)
         body = QSplitter(Qt.Orientation.Horizontal)
+        body.setChildrenCollapsible(False)
         body.addWidget(left)
         body.addWidget(right)
-        body.setStretchFactor(0, 3)
-        body.setStretchFactor(1, 2)
-        body.setSizes([600, 420])
+        body.setStretchFactor(0, 1)
+        body.setStretchFactor(1, 1)
+        body.setSizes([520, 420])
         return body
 
     def _build_panels(self) -> QTabWidget:
@@ -281,6 +357,8 @@ class RoutingView(QWidget, ExportableView):
             (self.cloud_view, "Vote cloud", FORMULAS["vote_cloud"]),
             (self.decoder_view, "Decode a vote", FORMULAS["vote_decode"]),
             (self.ablation_view, "Ablation", FORMULAS["updates"]),
+            (self.share_bars, "Mean coupling", "Σ_i ‖u_i‖ c_ij / Σ_i ‖u_i‖ for each digit "
+                                               "capsule j\n" + FORMULAS["coupling"]),
         ):
             self.panels.setTabToolTip(self.panels.addTab(view, title), tip)
         self.cloud_view.child_clicked.connect(lambda i, add: self.select_parts((i,), add))
@@ -295,6 +373,11 @@ class RoutingView(QWidget, ExportableView):
         self.mosaic.plot.addItem(self.selection_marks)
         self.panels.currentChanged.connect(lambda _: self._draw_selection(self.selected_parts()))
         return self.panels
+
+    def animation_widget(self) -> QWidget:
+        """What File ▸ Export routing animation grabs at each iteration: the grid, the finding,
+        the input's support and the lengths (not the panels below)."""
+        return self.panel_splitter.widget(0)
 
     def export_panels(self) -> list[ExportableView]:
         """The panels under the grid, exported with the view."""
@@ -333,6 +416,10 @@ class RoutingView(QWidget, ExportableView):
         """The grid (32, 6, 6) of the quantity the mosaic draws now."""
         return self._shown
 
+    def mode(self):
+        """The MapMode the grid shows."""
+        return MAP_MODES[self._quantity]
+
     def snapshot(self) -> IterationSnapshot | None:
         return self.capsules.iterations[self._iteration - 1] if self.capsules is not None else None
 
@@ -342,6 +429,7 @@ class RoutingView(QWidget, ExportableView):
         decoding and accuracy requests into it."""
         self._state = state
         self.iterations_changed.connect(lambda r: setattr(state, "iterations", int(r)))
+        self.iteration_changed.connect(lambda r: setattr(state, "routing_step", int(r)))
         self.capsule_selected.connect(state.select_capsule)
         self.vote_decode_requested.connect(lambda selection: setattr(state, "vote_selection",
                                                                      selection))
@@ -351,6 +439,7 @@ class RoutingView(QWidget, ExportableView):
         events = state.events
         events.analysis.connect(self._render_analysis)
         events.capsule.connect(self._render_capsule)
+        events.routing_step.connect(self._render_step)
         events.diagnostics.connect(
             lambda result: self.diagnostics_view.show_diagnostics(result.value))
         events.vote_cloud.connect(self._render_cloud)
@@ -383,6 +472,13 @@ class RoutingView(QWidget, ExportableView):
             if self.capsules is not None:
                 self._redraw()
 
+    def _render_step(self, r) -> None:
+        """The state asks for iteration r (None: a new input, its last iteration)."""
+        if r is None or self.capsules is None:
+            self._wanted_iteration = r
+        elif r != self._iteration:
+            self.set_iteration(r)
+
     def _render_cloud(self, result) -> None:
         names = self.capsules.class_names if self.capsules is not None else None
         self.cloud_view.show_cloud(result.value, self._iteration if result.value is not None
@@ -414,9 +510,11 @@ class RoutingView(QWidget, ExportableView):
             self._clear()
             return
         count = len(capsules.iterations)
+        shown = self._iteration
         if previous is None or not np.array_equal(previous.image, capsules.image):
-            self._iteration = count
+            self._iteration = self._wanted_iteration or count
             self._digit = capsules.prediction
+        self._wanted_iteration = None
         self._iteration = min(max(self._iteration, 1), count)
         for button, name in zip(self.digit_buttons, capsules.class_names):
             button.setToolTip(f"Digit capsule {name}")
@@ -424,6 +522,8 @@ class RoutingView(QWidget, ExportableView):
             bars.set_class_names(capsules.class_names)
         self._set_controls_enabled(True)
         self._redraw()
+        if self._iteration != shown or previous is None:
+            self.iteration_changed.emit(self._iteration)
 
     @Slot(object)
     def show_decoded_vote(self, decoded) -> None:
@@ -499,15 +599,13 @@ class RoutingView(QWidget, ExportableView):
 
     @Slot(str)
     def set_quantity(self, name: str) -> None:
-        """Draw "couplings", "logits" or "agreement" in the mosaic."""
+        """Draw one of MAP_MODES on the grid ("deviation", "change", "support", "couplings",
+        "logits", "agreement")."""
         if name not in QUANTITIES:
-            raise ValueError(f"unknown quantity {name!r}; one of {', '.join(QUANTITIES)}")
+            raise ValueError(f"unknown map {name!r}; one of {', '.join(QUANTITIES)}")
         self._quantity = name
-        self.quantity_buttons[name].setChecked(True)
-        if self.capsules is not None:
-            self._redraw()
-
-    def _refresh(self) -> None:
+        with signals_blocked(self.map_combo):
+            self.map_combo.setCurrentIndex(self.map_combo.findData(name))
         if self.capsules is not None:
             self._redraw()
 
@@ -530,25 +628,24 @@ class RoutingView(QWidget, ExportableView):
         self._sync_stepper()
 
         self._couplings = snapshot.couplings[..., j]
-        symbol, colormap, formula = QUANTITIES[self._quantity]
-        every_parent = getattr(snapshot, self._quantity)
-        self._shown = every_parent[..., j]
-        # One colour scale for all iterations of this input, so scrubbing shows real change.
-        all_iterations = np.stack([getattr(s, self._quantity) for s in capsules.iterations])
-        if self._quantity != "couplings":
-            levels = symmetric_levels(all_iterations)
-        elif self.fit_levels.isChecked():
-            levels = (0.0, max(float(all_iterations.max()), 1e-6))
-        else:
-            levels = (0.0, 1.0)
+        mode = MAP_MODES[self._quantity]
+        every = all_iterations(capsules, self._quantity, j)  # one scale for every iteration
+        self._shown = every[r - 1]
+        weights = activity_weights(capsules.primary_lengths) if mode.fade else None
         self.mosaic.set_values(
-            self._shown, levels, colormap, symbol=symbol,
-            title=f"{symbol} for digit capsule j = {name} · iteration {r} of {count}",
+            self._shown, map_levels(every, self._quantity), map_colours(self._quantity),
+            symbol=mode.symbol, weights=weights,
+            title=(f"{rich(mode.label[0].upper() + mode.label[1:])}<br>"
+                   f"digit capsule {name} · iteration {r} of {count}"),
         )
-        self.mosaic.setToolTip(formula)
+        hint = HINTS[self._quantity]
+        if self._quantity == "change" and r == 1:
+            hint = "iteration 1: nothing has changed yet, every c_ij is 1/J"
+        self.mosaic.set_hint(rich(hint))
+        self.mosaic.setToolTip(mode.explanation + "\n" + FORMULAS[FORMULA_OF[self._quantity]])
 
         self.length_bars.set_values(snapshot.parent_lengths, highlight=j)
-        self.length_bars.getPlotItem().setTitle(f"‖v_j‖ at iteration {r}")
+        self.length_bars.getPlotItem().setTitle(rich(f"‖v_j‖ at iteration {r}"))
         share = weighted_mean_couplings(snapshot.couplings, capsules.primary_lengths)
         self.share_bars.set_values(share, highlight=j)
         self.share_bars.getPlotItem().setYRange(0, max(0.2, 1.15 * float(share.max())), padding=0)
@@ -628,16 +725,22 @@ class RoutingView(QWidget, ExportableView):
         return self.decoder_view.children
 
     def _draw_history(self, capsules: CapsuleInspection, r: int, j: int) -> None:
+        self.iteration_line.setPos(r)
+        if self._history_of == (id(capsules), j):  # the same curves: only the marker moved
+            return
+        self._history_of = (id(capsules), j)
         lengths = np.stack([s.parent_lengths for s in capsules.iterations])  # (R, 10)
         steps = np.arange(1, len(lengths) + 1)
         for k, (curve, text) in enumerate(zip(self.history_curves, self.history_labels)):
-            colour = pg.intColor(k, hues=10)
+            colour = class_colour(k)
             curve.setData(steps, lengths[:, k])
             curve.setPen(pg.mkPen(colour, width=3.5 if k == j else 1.2))
             curve.setZValue(1 if k == j else 0)
-            text.setText(capsules.class_names[k])
+            # named at the end of the curve: the chosen capsule and any that stands out (the
+            # short ones would pile up near 0)
+            shown = k == j or lengths[-1, k] >= 0.2
+            text.setText(capsules.class_names[k] if shown else "")
             text.setPos(steps[-1] + 0.08, float(lengths[-1, k]))
-        self.iteration_line.setPos(r)
         plot = self.history.getPlotItem()
         plot.setXRange(0.8, len(steps) + 0.5, padding=0)
         plot.setYRange(0, max(0.1, float(lengths.max()) * 1.1), padding=0)
@@ -648,9 +751,13 @@ class RoutingView(QWidget, ExportableView):
         set_image(self.part_map_item, capsules.part_map(j, r - 1), (0.0, 1.0))
         self.part_map_item.setVisible(True)
         name = capsules.class_names[j]
-        self.overlay.title.setText(f"Support of digit capsule {name} at iteration {r}")
-        lines = [f"<b>Strongest parts of capsule {name}</b> (c_ij‖û_{{j|i}}‖, iteration {r}):"]
+        self.overlay.title.setText(f"Support of {name} · r = {r}")
+        self.finding = strongest_part(capsules, j, r - 1)
+        self.finding_text.setText(rich(describe_strongest(self.finding, capsules.class_names)))
+        lines = ["<b>Strongest parts</b><br>support c<sub>ij</sub>‖û<sub>j|i</sub>‖; "
+                 "click to decode"]
         parts = capsules.strongest_parts(j, len(self.part_boxes), r - 1)
+        grid = capsules.primary_lengths.shape
         for rank, (box, text) in enumerate(zip(self.part_boxes, self.part_labels)):
             if rank >= len(parts):
                 box.setVisible(False)
@@ -663,9 +770,43 @@ class RoutingView(QWidget, ExportableView):
             box.setVisible(True)
             text.setText(str(rank + 1))
             text.setPos(left + inset, top + inset)
+            index = (grid_map * grid[1] + row) * grid[2] + col
             lines.append(f"<span style='color:{PART_COLOURS[rank]}'>■</span> {rank + 1}. "
-                         f"map {grid_map}, row {row}, col {col}: {value:.4g}")
+                         f"<a href='part:{index}'>map {grid_map}, row {row}, col {col}</a>: "
+                         f"{value:.3g}")
         self.parts_text.setText("<br>".join(lines))
+
+    @Slot(str)
+    def _part_link(self, link: str) -> None:
+        """A strongest part clicked in the text: decode its vote."""
+        if link.startswith("part:"):
+            self.select_parts((int(link.split(":", 1)[1]),))
+
+    @Slot(object)
+    def _hover_cell(self, cell) -> None:
+        """Frame the receptive field of the grid cell under the mouse on the input."""
+        if cell is None or self.capsules is None:
+            self.hover_box.setVisible(False)
+            return
+        _, row, col = cell
+        top, left, bottom, right = (int(v) for v in self.capsules.receptive_fields[row, col])
+        self.hover_box.setRect(left, top, right - left, bottom - top)
+        self.hover_box.setVisible(True)
+
+    def changeEvent(self, event) -> None:
+        super().changeEvent(event)
+        if event.type() == QEvent.Type.PaletteChange:
+            self._restyle()
+
+    def _restyle(self) -> None:
+        """Icons in the current palette's colours; the grid's colour map for its background."""
+        palette = self.palette()
+        for button, kind in ((self.first_button, "first"), (self.previous_button, "previous"),
+                             (self.next_button, "next"), (self.last_button, "last")):
+            button.setIcon(step_icon(kind, palette))
+        self._sync_play_button()
+        if self.capsules is not None:
+            self._redraw()
 
     def _sync_stepper(self) -> None:
         count, r = self.iteration_count, self._iteration
@@ -689,13 +830,11 @@ class RoutingView(QWidget, ExportableView):
     def _sync_play_button(self) -> None:
         playing = self.play_timer.isActive()
         self.play_button.setText("Pause" if playing else "Play")
-        icon = QStyle.StandardPixmap.SP_MediaPause if playing else QStyle.StandardPixmap.SP_MediaPlay
-        self.play_button.setIcon(self.style().standardIcon(icon))
+        self.play_button.setIcon(step_icon("pause" if playing else "play", self.palette()))
         self.play_button.setEnabled(self.capsules is not None and self.iteration_count > 1)
 
     def _set_controls_enabled(self, enabled: bool) -> None:
-        for widget in (self.slider, self.fit_levels, *self.digit_buttons,
-                       *self.quantity_buttons.values()):
+        for widget in (self.slider, self.map_combo, *self.digit_buttons):
             widget.setEnabled(enabled)
 
     def _clear(self, message: str = "No CapsNet analysis yet") -> None:
@@ -706,6 +845,7 @@ class RoutingView(QWidget, ExportableView):
         self.mosaic.show_message(message)
         self.length_bars.show_message(message)
         self.share_bars.show_message(message)
+        self._history_of = None
         for curve in self.history_curves:
             curve.setData([], [])
         for text in self.history_labels:
@@ -716,6 +856,9 @@ class RoutingView(QWidget, ExportableView):
             box.setVisible(False)
             text.setText("")
         self.parts_text.setText("")
+        self.finding_text.setText("")
+        self.finding = None
+        self.hover_box.setVisible(False)
         self.diagnostics_view.show_diagnostics(None)
         self.cloud_view.show_cloud(None)
         self.decoder_view.set_context(None)

@@ -264,6 +264,11 @@ class TrainingView(QWidget, ExportableView):
         plot.addLegend(offset=(-10, 10) if quantity == "loss" else (-10, -10))
         plot.setMenuEnabled(False)
         plot.setToolTip(tip)
+        plot.placeholder = pg.TextItem(f"the {quantity} appears here once a training run starts",
+                                       anchor=(0.5, 0.5), color=pg.getConfigOption("foreground"))
+        plot.placeholder.setPos(0.5, 0.5)
+        plot.addItem(plot.placeholder, ignoreBounds=True)
+        plot.getAxis("bottom").setTicks([[]])  # no batch numbers before there are batches
         return plot
 
     @staticmethod
@@ -479,6 +484,9 @@ class TrainingView(QWidget, ExportableView):
         self._progress.setFormat("failed: " + message.splitlines()[0])
 
     def _clear(self) -> None:
+        for plot in (self.loss_plot, self.accuracy_plot):  # a run starts: its curves come
+            plot.placeholder.setText("")
+            plot.getAxis("bottom").setTicks(None)
         self._history, self._batches, self._smoothed = [], [], []
         self._progress_text = self._epoch_text = ""
         for item in (self.loss_raw, self.loss_curve, self.loss_train_epochs, self.loss_test_epochs,

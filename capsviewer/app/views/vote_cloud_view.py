@@ -14,7 +14,7 @@ from PySide6.QtWidgets import QLabel, QVBoxLayout, QWidget
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.routing_diagnostics import VoteCloud
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, rich
 
 DOT_SCALE = 80.0  # pixels of diameter per unit coupling: c = 1/J = 0.1 → 8 px
 DOT_RANGE = (1.5, 40.0)  # diameters are clipped to stay visible and not swamp the plot
@@ -74,12 +74,15 @@ class VoteCloudView(QWidget, ExportableView):
             plot.addItem(item)
         self.selected.setZValue(2)
         self.centre.setZValue(3)
-        legend = plot.addLegend(offset=(6, 6), labelTextSize="8pt")
-        legend.addItem(self.dots, "votes û_{j|i} (diameter ∝ c_ij)")
-        legend.addItem(self.origin, "zero vector")
-        legend.addItem(self.centre, "s_j / Σ_i c_ij (coupling-weighted mean vote)")
-        legend.addItem(self.ray, "direction of s_j and v_j")
-        legend.addItem(self.selected, "chosen to decode")
+        # The key, off the dots: in the symbols' colours, above the plot.
+        self.key = QLabel(" · ".join(
+            f"<span style='color:{colour}'>{symbol}</span> {rich(text)}" for symbol, colour, text in (
+                ("●", DOT_BRUSH.color().name(), "votes û_{j|i} (diameter ∝ c_ij)"),
+                ("✕", pg.mkColor(foreground).name(), "zero vector"),
+                ("★", CENTRE_BRUSH.color().name(), "s_j / Σ_i c_ij (coupling-weighted mean vote)"),
+                ("- -", RAY_PEN.color().name(), "direction of s_j and v_j"),
+                ("○", SELECTED_PEN.color().name(), "chosen to decode"))))
+        self.key.setWordWrap(True)
         self.plot_widget.setToolTip(FORMULAS["vote_cloud"] + "\n" + FORMULAS["votes"])
         self.readout = QLabel(" ")
         self.readout.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
@@ -87,6 +90,7 @@ class VoteCloudView(QWidget, ExportableView):
         self.caption.setWordWrap(True)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.key)
         layout.addWidget(self.plot_widget, 1)
         layout.addWidget(self.readout)
         layout.addWidget(self.caption)
@@ -145,14 +149,15 @@ class VoteCloudView(QWidget, ExportableView):
         self._draw_selection()
         name = self.names[cloud.digit] if cloud.digit < len(self.names) else str(cloud.digit)
         count = len(cloud.couplings)
-        self.plot.setTitle(f"Votes û_{{j|i}} for digit capsule {name} · iteration {r} of {count}")
+        self.plot.setTitle(rich(f"Votes û_{{j|i}} for digit capsule {name} · iteration {r} of "
+                                f"{count}"))
         spread = couplings.max() - couplings.min()
-        self.caption.setText(
+        self.caption.setText(rich(
             f"Dot diameter ∝ c_ij (c = 1/J → {DOT_SCALE / 10:.0f} px): at iteration {r} the couplings "
             f"to {name} run from {couplings.min():.3f} to {couplings.max():.3f}"
             + (" (uniform)" if spread < 1e-6 else "")
             + f". s_j and v_j = squash(s_j) lie on the dashed ray, far beyond single votes "
-            f"({100 * cloud.in_plane[r - 1]:.1f} % of v_j's length lies in this plane).")
+            f"({100 * cloud.in_plane[r - 1]:.1f} % of v_j's length lies in this plane)."))
 
     def _draw_ray(self, origin: np.ndarray, target: np.ndarray) -> None:
         """From the zero vector towards v_j, long enough to cross the cloud."""

@@ -20,7 +20,7 @@ from capsviewer.analysis.inspection import CapsuleInspection
 from capsviewer.analysis.routing_diagnostics import (
     SCALES, WEIGHTINGS, DecodedVote, VoteSelection, combine_votes,
 )
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, unicode_scripts
 from capsviewer.app.views.prediction_view import ImagePanel
 from capsviewer.app.views.vote_cloud_view import grid_position
 
@@ -51,11 +51,11 @@ class VoteDecoderView(QWidget, ExportableView):
         self.decoded_panel.setToolTip(FORMULAS["vote_decode"])
         self.weighting = QComboBox()
         for key, text in WEIGHTINGS.items():
-            self.weighting.addItem(text, key)
+            self.weighting.addItem(unicode_scripts(text), key)
         self.weighting.setToolTip("How the selected votes are combined")
         self.scale = QComboBox()
         for key, text in SCALES.items():
-            self.scale.addItem(text, key)
+            self.scale.addItem(unicode_scripts(text), key)
         self.scale.setToolTip("What the decoder gets: the combined vote rescaled to ‖v_j‖ (its "
                               "direction only), squashed like s_j, or unchanged")
         for combo in (self.weighting, self.scale):
