@@ -18,7 +18,7 @@ from capsviewer.cli.common import (
     positive_int,
     sub_command,
 )
-from capsviewer.data.tasks import MULTIMNIST, TASKS
+from capsviewer.data.datasets import MULTIMNIST, TASKS
 from capsviewer.training.devices import PRECISIONS
 
 LISTED_WRONG = 100  # misclassified indices printed for an ensemble

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from capsviewer.cli.common import sub_command
-from capsviewer.data.tasks import MULTIMNIST
+from capsviewer.data.datasets import MULTIMNIST
 
 
 # In `capsviewer --help`:

@@ -13,7 +13,14 @@ from dataclasses import dataclass
 
 import torch
 
-from capsviewer.data.datasets import DATASET_TITLES, DATASETS, ImageSet, load_dataset
+from capsviewer.data.datasets import (  # noqa: F401  (the task names, re-exported)
+    DATASETS,
+    MULTIMNIST,
+    TASK_TITLES,
+    TASKS,
+    ImageSet,
+    load_dataset,
+)
 from capsviewer.data.multimnist import (
     MAX_SHIFT,
     TEST_PAIRS,
@@ -26,9 +33,6 @@ from capsviewer.data.multimnist import (
 )
 from capsviewer.data.transforms import draw_shifts, shift_images, to_float
 
-MULTIMNIST = "multimnist"
-TASKS = (*DATASETS, MULTIMNIST)  # what ``--dataset`` accepts for training and evaluation
-TASK_TITLES = {**DATASET_TITLES, MULTIMNIST: "MultiMNIST"}
 
 TestSet = ImageSet | PairBatch  # the fixed test images (uint8), with each digit alone for pairs
 
