@@ -165,7 +165,7 @@ class OverlapView(QWidget, ExportableView):
                       self.routing_panel):
             images.addWidget(panel, 1)
 
-        self.length_bars = ClassBars("Digit capsules ‖v_j‖ (A, B: the two longest)", "‖v_j‖",
+        self.length_bars = ClassBars("Digit capsules ‖v_j‖ (A, B: longest)", "‖v_j‖",
                                      margins=True)
         self.length_bars.setToolTip(FORMULAS["squash"] + "\nBands: the pair's two labels")
         self.mosaic = MosaicPanel("Routing: a_i = c_iA / (c_iA + c_iB)", "a_i",
