@@ -159,10 +159,10 @@ def test_each_view_is_built_when_first_needed_and_draws_while_shown(qtbot, tmp_p
         assert "rotation_view" in window.views_built()
         assert window.tabs.currentWidget() is window.rotation_view
         assert window.tabs.tabText(3) == "Rotation"
-        qtbot.waitUntil(lambda: len(window.views_built()) == 6, timeout=60000)  # when quiet
-        assert [window.tabs.widget(i) for i in range(6)] == [
+        qtbot.waitUntil(lambda: len(window.views_built()) == 7, timeout=60000)  # when quiet
+        assert [window.tabs.widget(i) for i in range(7)] == [
             window.prediction_view, window.routing_view, window.pose_view, window.rotation_view,
-            window.lab_view, window.training_view]
+            window.overlap_view, window.lab_view, window.training_view]
         qtbot.waitUntil(lambda: window.inspection is not None and window.is_idle(), timeout=60000)
         assert window.routing_view.iteration_count == 3  # built late, shows the analysis
         rotated = window.rotation_view.image_item.image.copy()  # image 0, rotated by 0°

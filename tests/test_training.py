@@ -75,7 +75,7 @@ def test_cancel_during_test_evaluation_stops_it(mnist_train, mnist_test, monkeyp
     import capsviewer.training.evaluation as evaluation
 
     batches_fetched = []
-    original = evaluation.iterate_batches
+    original = evaluation.test_batches
 
     def counting(*args, **kwargs):
         for batch in original(*args, **kwargs):
@@ -84,7 +84,7 @@ def test_cancel_during_test_evaluation_stops_it(mnist_train, mnist_test, monkeyp
                 trainer.cancel()
             yield batch
 
-    monkeypatch.setattr(evaluation, "iterate_batches", counting)
+    monkeypatch.setattr(evaluation, "test_batches", counting)
     finished = trainer.run()
     assert not finished.completed and finished.epochs_done == 0
     assert len(batches_fetched) == 3  # of 200: the poll after the cancel stopped it

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import shiboken6
-from PySide6.QtCore import QThread, Qt, Signal, Slot
+from PySide6.QtCore import QCoreApplication, QObject, QThread, Qt, Signal, Slot
 
 from capsviewer.app.errors import explain
 
@@ -194,11 +194,10 @@ def on_ui_thread(fn: Callable[..., Any], *args, should_stop: Callable[[], bool])
         except Exception as error:  # handed back to the job, raised there
             return False, error
 
-    from superqt.utils import ensure_main_thread  # superqt's import is 0.3 s: not at start-up
-
     if should_stop():
         raise JobCancelled
-    future = ensure_main_thread(guarded)()
+    future = concurrent.futures.Future()
+    _ui_caller().call.emit(lambda: future.set_result(guarded()))
     while True:
         if should_stop():
             abandoned.set()
@@ -210,3 +209,32 @@ def on_ui_thread(fn: Callable[..., Any], *args, should_stop: Callable[[], bool])
         if not ok:
             raise value
         return value
+
+
+class _UiCaller(QObject):
+    """Runs what a job's thread emits on the UI thread, between two of its events. One for the
+    app, never deleted: a caller made and dropped per call (superqt's ensure_main_thread) can
+    be deleted by the job's thread while the UI thread still uses it, and crash."""
+
+    call = Signal(object)  # a callable without arguments
+
+    def __init__(self):
+        super().__init__()
+        self.call.connect(self._run, Qt.ConnectionType.QueuedConnection)
+
+    @Slot(object)
+    def _run(self, fn) -> None:
+        fn()
+
+
+_UI_CALLER: list[_UiCaller] = []
+_UI_CALLER_LOCK = threading.Lock()
+
+
+def _ui_caller() -> _UiCaller:
+    with _UI_CALLER_LOCK:
+        if not _UI_CALLER:
+            caller = _UiCaller()
+            caller.moveToThread(QCoreApplication.instance().thread())
+            _UI_CALLER.append(caller)
+        return _UI_CALLER[0]

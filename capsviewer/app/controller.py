@@ -28,6 +28,7 @@ from capsviewer.analysis.inspection import (
     inspect_cnn,
     predict_all,
 )
+from capsviewer.analysis.overlap import inspect_pair
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.rotation import rotation_sweep
 from capsviewer.analysis.shipped_predictions import file_sha256, shipped_predictions
@@ -154,6 +155,23 @@ def _plan_predictions(controller, s: AppState):
             controller.lanes["test-set"].should_stop)
 
 
+def _plan_overlap(_, s: AppState):
+    if s.pair is None or s.pair_model is None or s.pair_digits is None:
+        return None
+    return inspect_pair, s.pair_model.model, s.pair, s.pair_digits, s.iterations
+
+
+def _plan_overlap_reconstruction(_, s: AppState):
+    if s.overlap.pending:
+        return WAIT
+    if not s.overlap.ready or not any(s.pair_pose_offsets):  # unmoved: the pair's own drawing
+        return None
+    pair = s.overlap.value
+    digit = pair.winners[s.pair_capsule]
+    pose = pair.capsules.poses[digit] + np.asarray(s.pair_pose_offsets, dtype=np.float32)
+    return reconstruct, s.pair_model.model, pose, digit
+
+
 def _plan_lab(_, s: AppState):
     return _lab_result, s.lab.lab
 
@@ -177,6 +195,10 @@ JOBS = (
     Job("predictions", ("models", "test_set", "iterations"), "test-set", _plan_predictions,
         progress=True),
     Job("lab_result", ("lab",), "lab", _plan_lab, keep=("lab",)),
+    Job("overlap", ("pair", "pair_model", "pair_digits", "iterations"), "interactive",
+        _plan_overlap),
+    Job("overlap_reconstruction", ("overlap", "pair_capsule", "pair_pose_offsets"),
+        "interactive", _plan_overlap_reconstruction, keep=("pair_pose_offsets",)),
 )
 
 

@@ -18,6 +18,7 @@ def export_views(args) -> int:
 
     from capsviewer.app import theme
     from capsviewer.app.main_window import MainWindow, default_models
+    from capsviewer.app.overlap_export import export_pair, pair_model
     from capsviewer.data import DATASET_TITLES, load_test_set
     from capsviewer.training import read_metadata
     from capsviewer.training.checkpoints import output_problem
@@ -25,6 +26,9 @@ def export_views(args) -> int:
 
     from pyqtgraph.util.garbage_collector import GarbageCollector
 
+    pairs = pair_model(args)
+    if pairs is not None or args.pair:
+        return export_pair(args, pairs)
     app = QApplication.instance() or QApplication(sys.argv[:1])
     collector = GarbageCollector(interval=1.0)  # noqa: F841  GUI-thread-only collection
     theme.apply_theme(app, "light")  # figures for papers and slides: light, whatever the system

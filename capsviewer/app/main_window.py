@@ -38,6 +38,8 @@ TABS = (  # the window attribute of each tab's view, its title and tooltip
     ("routing_view", "Routing", FORMULAS["routing"] + "\n" + FORMULAS["coupling"]),
     ("pose_view", "Pose", FORMULAS["reconstruction"]),
     ("rotation_view", "Rotation", "CNN probability vs capsule length under rotation"),
+    ("overlap_view", "Overlap", "Two overlapping digits (MultiMNIST): both reconstructions, and "
+     "which winner each primary capsule routes to"),
     ("lab_view", "Routing lab", FORMULAS["routing"] + "\n" + FORMULAS["em_routing"]),
     ("training_view", "Training", FORMULAS["margin"]),
 )
@@ -62,6 +64,7 @@ class MainWindow(QMainWindow):
     routing_view = _View()
     pose_view = _View()
     rotation_view = _View()
+    overlap_view = _View()
     lab_view = _View()
     training_view = _View()
 
@@ -78,6 +81,7 @@ class MainWindow(QMainWindow):
         self.skipped_label: QLabel | None = None  # set when model files were skipped
         self.data_root = data_root
         self.state = self.controller = self.session = self.runner = None  # start() sets them
+        self.overlap_session = None
         self._views: dict[str, object] = {}
         self._test_arrays = None  # (dataset, images, labels, is_sample) read before start()
         self._startup: ComputeLane | None = None
@@ -178,6 +182,9 @@ class MainWindow(QMainWindow):
         self.controller = workbench.Controller(self.state, self, predict_test_set)
         self.session = workbench.ModelSession(self.state, self.controller.lanes["loading"],
                                               device, self.data_root, self)
+        # The Overlap tab's MultiMNIST CapsNet and MNIST digits: loaded with its view.
+        self.overlap_session = workbench.OverlapSession(
+            self.state, self.controller.lanes["loading"], self.data_root, self)
         self.runner = workbench.TrainingRunner(self, download=download)
         self.statusBar().bind(self.state, self.controller)
         self.menu_actions.update(build_menus(self, device_actions(self), self._menus))
@@ -226,6 +233,9 @@ class MainWindow(QMainWindow):
         events.analysis.connect(lambda r: r.ready and self.analysis_shown.emit(r.value))
         self.session.error.connect(self.report_error)
         self.session.status.connect(self.status_text.setText)
+        self.session.pair_model_loaded.connect(self.overlap_session.use_model)
+        self.overlap_session.error.connect(self.report_error)
+        self.overlap_session.status.connect(self.status_text.setText)
         self.controller.failed.connect(self.report_error)
 
     @property

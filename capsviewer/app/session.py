@@ -22,6 +22,7 @@ from capsviewer.data import (
     load_test_set,
     resolve_data_root,
 )
+from capsviewer.data.tasks import MULTIMNIST
 from capsviewer.training import describe_device, load_checkpoint, select_device
 from capsviewer.training.model_files import SHIPPED_MODELS
 
@@ -35,6 +36,7 @@ class ModelSession(QObject):
 
     error = Signal(str, str, str)  # title, sentence, details (for "Show Details…")
     status = Signal(str)
+    pair_model_loaded = Signal(object)  # LoadedModel of a MultiMNIST checkpoint (Overlap tab)
     download_progress = Signal(object)  # (bytes done, bytes in all, file name), worker thread
 
     def __init__(self, state: AppState, lane: ComputeLane, device: str = "auto",
@@ -81,11 +83,14 @@ class ModelSession(QObject):
     def load_checkpoint(self, path: str | Path) -> None:
         path = Path(path)
         self.status.emit(f"Loading {path.name}…")
-        self.lane.submit(f"load:{path}", _load, path, self.state.device,
+        self.lane.submit(f"load:{path}", load_model_entry, path, self.state.device,
                          on_done=self._loaded, on_error=lambda e: self._failed(path, e))
 
     @Slot(object)
     def _loaded(self, entry: LoadedModel) -> None:
+        if entry.dataset == MULTIMNIST:  # two digits per image: the Overlap tab's model
+            self.pair_model_loaded.emit(entry)
+            return
         if entry.dataset not in DATASETS:
             self.error.emit("Could not load model", f"{entry.path} was trained on an unknown "
                             f"dataset {entry.dataset!r}; capsviewer knows {', '.join(DATASETS)}.",
@@ -101,7 +106,10 @@ class ModelSession(QObject):
 
     def set_device(self, name: str) -> None:
         device = select_device(name)  # DeviceUnavailable reaches the caller
-        self.lane.submit("device", _moved_copies, dict(self.state.models), device,
+        models = dict(self.state.models)
+        if self.state.pair_model is not None:
+            models[PAIR_MODEL] = self.state.pair_model
+        self.lane.submit("device", _moved_copies, models, device,
                          on_done=lambda models: self._moved(device, models),
                          on_error=lambda e: self.error.emit(
                              "Could not change device", *explain(e, "moving the models")))
@@ -109,6 +117,8 @@ class ModelSession(QObject):
     def _moved(self, device: torch.device, models: dict[str, LoadedModel]) -> None:
         with self.state.events.paused():
             self.state.device = device
+            if PAIR_MODEL in models:
+                self.state.pair_model = models.pop(PAIR_MODEL)
             self.state.set_models(models)
         self.status.emit(f"Models on {self.device_text()}")
 
@@ -163,7 +173,10 @@ class ModelSession(QObject):
         self.error.emit("Test set unavailable", *explain(error, "loading the test set"))
 
 
-def _load(path: Path, device: torch.device) -> LoadedModel:
+PAIR_MODEL = "pair"  # the MultiMNIST model's key while models move to another device
+
+
+def load_model_entry(path: Path, device: torch.device) -> LoadedModel:
     checkpoint = load_checkpoint(path, device)
     checkpoint.model.eval()
     shipped = path.resolve().parent == Path(SHIPPED_MODELS).resolve()

@@ -100,7 +100,8 @@ NOTHING = Result()
 # Fields holding objects are compared by identity: a new object is a change.
 _IDENTITY = ("image", "models", "test_set", "device", "vote_selection", "lab", "analysis",
              "ablation", "diagnostics", "vote_cloud", "rotated", "sweep", "reconstruction",
-             "grid", "decoded_vote", "accuracy", "predictions", "lab_result", "export")
+             "grid", "decoded_vote", "accuracy", "predictions", "lab_result", "export",
+             "pair_model", "pair_digits", "overlap", "overlap_reconstruction")
 
 
 @evented(equality_operators={name: operator.is_ for name in _IDENTITY})
@@ -123,6 +124,12 @@ class AppState:
     vote_selection: Any = None  # VoteSelection: primary capsules whose votes are decoded
     accuracy_images: int | None = None  # test accuracy against k asked for on this many images
     lab: LabScene = field(default_factory=lambda: LabScene.from_preset("symmetric"))
+    # The Overlap tab: two MNIST test digits overlaid (MultiMNIST), with a model of its own.
+    pair: Any = None  # PairChoice: the digits and their shifts
+    pair_model: LoadedModel | None = None  # the MultiMNIST CapsNet
+    pair_digits: ImageSet | None = None  # the MNIST test set (or its sample) pairs come from
+    pair_capsule: int = 0  # which winner the pose sliders move: 0 the longest, 1 the second
+    pair_pose_offsets: tuple[float, ...] = (0.0,) * POSE_DIMENSIONS
 
     # -- what the controller computes from it ---------------------------------------------------
     analysis: Result = NOTHING  # (CapsuleInspection | None, CNNInspection | None)
@@ -138,6 +145,8 @@ class AppState:
     predictions: Result = NOTHING  # TestSetPredictions
     lab_result: Result = NOTHING  # LabResult of the lab scene
     export: Result = NOTHING  # list of written paths; progress while it runs
+    overlap: Result = NOTHING  # PairInspection of the pair
+    overlap_reconstruction: Result = NOTHING  # the moved winner decoded from its offset pose
 
     # -- derived, read-only -------------------------------------------------------------------
     @property
@@ -190,6 +199,18 @@ class AppState:
         with self.events.paused():
             self.capsule = None if digit is None else int(digit)
             self.pose_offsets = (0.0,) * POSE_DIMENSIONS
+
+    def choose_pair(self, pair) -> None:
+        """Another pair: the sliders start again from the winners' own poses."""
+        with self.events.paused():
+            self.pair = pair
+            self.pair_pose_offsets = (0.0,) * POSE_DIMENSIONS
+
+    def select_pair_capsule(self, winner: int) -> None:
+        """Move the other winner's pose (0: the longest capsule, 1: the second), from its own."""
+        with self.events.paused():
+            self.pair_capsule = int(winner)
+            self.pair_pose_offsets = (0.0,) * POSE_DIMENSIONS
 
     def set_models(self, models: Mapping[str, LoadedModel]) -> None:
         self.models = MappingProxyType(dict(models))

@@ -19,7 +19,8 @@ from PySide6.QtCore import QObject, Signal, Slot
 from superqt.utils import GeneratorWorker, create_worker
 
 from capsviewer.app.errors import explain
-from capsviewer.data import DatasetUnavailable, DownloadCancelled, ImageSet, load_dataset
+from capsviewer.data import DatasetUnavailable, DownloadCancelled, ImageSet
+from capsviewer.data.tasks import get_task
 from capsviewer.training import (
     BatchProgress,
     DeviceUnavailable,
@@ -211,12 +212,11 @@ class TrainingRunner(QObject):
         """The generator the worker runs: never raises, a failure is yielded as _Failure."""
         try:
             stop = lambda: control.cancelled  # noqa: E731  a download stops at a cancel
+            task = get_task(config.dataset)  # MultiMNIST: MNIST's digits, paired
             if train_set is None and not control.cancelled:
-                train_set = load_dataset(config.dataset, True, config.data_root, download,
-                                         should_stop=stop)
+                train_set = task.load(True, config.data_root, download, should_stop=stop)
             if test_set is None and not control.cancelled:
-                test_set = load_dataset(config.dataset, False, config.data_root, download,
-                                        should_stop=stop)
+                test_set = task.load(False, config.data_root, download, should_stop=stop)
             if control.cancelled:
                 return
             if config.progress_interval is None:

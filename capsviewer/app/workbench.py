@@ -15,9 +15,11 @@ from PySide6.QtCore import QEvent, QObject
 
 from capsviewer.app.controller import Controller
 from capsviewer.app.export import export_views
+from capsviewer.app.overlap_session import OverlapSession
 from capsviewer.app.session import ModelSession
 from capsviewer.app.state import AppState
 from capsviewer.app.training_runner import TrainingRunner
+from capsviewer.app.views.overlap_view import OverlapView
 from capsviewer.app.views.pose_view import PoseView
 from capsviewer.app.views.prediction_view import PredictionView
 from capsviewer.app.views.rotation_view import RotationView
@@ -28,9 +30,10 @@ from capsviewer.data import image_set
 from capsviewer.training import CheckpointError, DeviceUnavailable, read_metadata
 from capsviewer.training.model_files import SHIPPED_MODELS, dataset_of, find_models, skipped_note
 
-__all__ = ["AppState", "Controller", "DeviceUnavailable", "ModelSession", "SHIPPED_MODELS",
-           "ShownState", "TrainingRunner", "build_view", "dataset_of", "deliver_held", "export_views",
-           "find_models", "image_set", "skipped_note", "startup_models"]
+__all__ = ["AppState", "Controller", "DeviceUnavailable", "ModelSession", "OverlapSession",
+           "SHIPPED_MODELS", "ShownState", "TrainingRunner", "build_view", "dataset_of",
+           "deliver_held", "export_views", "find_models", "image_set", "skipped_note",
+           "startup_models"]
 
 
 def startup_models(explicit: list | None = None) -> tuple[dict[str, Path], list[str]]:
@@ -49,7 +52,8 @@ def startup_models(explicit: list | None = None) -> tuple[dict[str, Path], list[
 def build_view(window, name: str, when_shown: bool = False):
     """The view ``name`` (a MainWindow attribute: "routing_view", …), bound to the window's
     state and wired to its session and training runner; ``when_shown``: it draws the state's
-    changes while it is on screen only (:class:`ShownState`)."""
+    changes while it is on screen only (:class:`ShownState`). The Overlap view's MultiMNIST
+    model and MNIST digits start loading (in the background) when it is built."""
     state = window.state
     if name == "lab_view":
         return RoutingLabView(state)
@@ -61,8 +65,11 @@ def build_view(window, name: str, when_shown: bool = False):
         view.use_model.connect(window.session.load_checkpoint)
         return view
     view = {"prediction_view": PredictionView, "routing_view": RoutingView,
-            "pose_view": PoseView, "rotation_view": RotationView}[name]()
+            "pose_view": PoseView, "rotation_view": RotationView,
+            "overlap_view": OverlapView}[name]()
     view.bind(ShownState(state, view) if when_shown else state)
+    if name == "overlap_view":
+        window.overlap_session.start()
     return view
 
 

@@ -48,7 +48,7 @@ def add_parser(sub) -> argparse.ArgumentParser:
 def run(args) -> int:
     import torch
 
-    from capsviewer.data import load_dataset
+    from capsviewer.data.tasks import MULTIMNIST, get_task
     from capsviewer.training import describe_device, evaluate, save_checkpoint, select_device
     from capsviewer.training.averaging import average_checkpoints, round_trip
     from capsviewer.training.evaluation import predict_classes
@@ -60,20 +60,26 @@ def run(args) -> int:
     epochs = [a["epoch"] for a in meta["averaged"]]
     print(f"averaging {len(epochs)} checkpoints of {meta['architecture']} on {dataset} "
           f"(epochs {', '.join(map(str, epochs))})")
-    test = load_dataset(dataset, train=False, root=args.data_root).subset(args.test_subset)
+    task = get_task(dataset)
+    test = task.test_set(task.load(False, args.data_root), args.test_subset)
     model = averaged.model.to(device)
     dtype = torch.float16 if args.dtype == "fp16" else None
     if dtype is not None:
         exact = predict_classes(model, test.images, device, args.batch_size)
         round_trip(model, dtype)  # measure the weights as they will be stored
-        changed = int((predict_classes(model, test.images, device, args.batch_size) != exact).sum())
+        rounded = predict_classes(model, test.images, device, args.batch_size)
+        changed = int((rounded != exact).reshape(len(exact), -1).any(dim=1).sum())
     start = time.perf_counter()
     result = evaluate(model, test, device, args.batch_size, precision="fp32")
     seconds = time.perf_counter() - start
     meta["metrics"] = {"test_accuracy": result.accuracy, "test_loss": result.loss}
+    if result.digit_accuracy is not None:
+        meta["metrics"]["test_digit_accuracy"] = result.digit_accuracy
     meta["training_precision"] = meta.get("precision", "fp32")
     meta["precision"] = "fp32"  # the precision the stored accuracy was measured in
     meta["dataset"] = {**meta.get("dataset", {}), "test_images": args.test_subset or "all"}
+    if dataset == MULTIMNIST:  # the pairs measured on
+        meta["dataset"].update(test_pairs=len(test), test_sha256=test.checksum())
     meta["evaluated_on"] = describe_device(device)
     path = save_checkpoint(args.output, model, meta, dtype=dtype)
     print(f"test set ({result.count} images, {device}, fp32, {seconds:.1f} s): accuracy "

@@ -67,8 +67,9 @@ def add_data_root(parser: argparse.ArgumentParser, dest: str = "data_root") -> N
     parser.add_argument("--data-root", dest=dest, metavar="PATH", help=DATA_ROOT_HELP)
 
 
-def add_dataset(parser: argparse.ArgumentParser, help: str, default: str | None = None) -> None:
-    parser.add_argument("--dataset", choices=tuple(DATASETS), default=default, help=help)
+def add_dataset(parser: argparse.ArgumentParser, help: str, default: str | None = None,
+                choices: tuple[str, ...] = tuple(DATASETS)) -> None:
+    parser.add_argument("--dataset", choices=choices, default=default, help=help)
 
 
 def add_progress_switch(parser: argparse.ArgumentParser, help: str = "no progress bar") -> None:

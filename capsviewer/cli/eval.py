@@ -1,5 +1,7 @@
 """``capsviewer eval``: test-set accuracy of one checkpoint, checked against its metadata; given
-several, each on its own and then all of them as an ensemble (mean of their class scores)."""
+several, each on its own and then all of them as an ensemble (mean of their class scores).
+MultiMNIST checkpoints are measured on the fixed 10,000 test pairs: top-2 accuracy (both digits
+among the two longest capsules) and per-digit accuracy."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from capsviewer.cli.common import (
     routing_iterations,
     sub_command,
 )
+from capsviewer.data.datasets import MULTIMNIST, TASKS
 from capsviewer.training.devices import PRECISIONS
 
 LISTED_WRONG = 100  # misclassified indices printed for an ensemble
@@ -36,9 +39,10 @@ def add_parser(sub) -> argparse.ArgumentParser:
         "(the mean of their class scores: capsule lengths, CNN probabilities), how many images "
         "they disagree on, and which images it gets wrong.")
     parser.add_argument("checkpoints", nargs="+", type=Path, metavar="CHECKPOINT")
-    add_dataset(parser, "default: the checkpoint's dataset")
+    add_dataset(parser, "default: the checkpoint's dataset", choices=TASKS)
     parser.add_argument("--subset", type=positive_int,
-                        help="evaluate on this many random test images")
+                        help="evaluate on this many random test images (MultiMNIST: the first "
+                        "pairs of the fixed test set)")
     parser.add_argument("--iterations", type=routing_iterations,
                         help="override the routing iterations (CapsNet)")
     parser.add_argument("--batch-size", type=batch_size, default=500,
@@ -53,8 +57,8 @@ def add_parser(sub) -> argparse.ArgumentParser:
 
 
 def run(args) -> int:
-    from capsviewer.data import load_dataset
     from capsviewer.data.datasets import unpublished_note
+    from capsviewer.data.tasks import get_task
     from capsviewer.training import load_checkpoint, select_device
 
     device = select_device(args.device)
@@ -65,11 +69,12 @@ def run(args) -> int:
         raise CommandError(f"the checkpoints were trained on different datasets "
                                f"({', '.join(sorted(names))}); choose one with --dataset")
     dataset = args.dataset or names.pop()
-    test = load_dataset(dataset, train=False, root=args.data_root)
-    note = unpublished_note(test)
+    task = get_task(dataset)
+    loaded = task.load(False, args.data_root)
+    note = unpublished_note(loaded)
     if note:
         print(f"note: {note}", file=sys.stderr)
-    test = test.subset(args.subset)
+    test = task.test_set(loaded, args.subset)
     ensemble = len(checkpoints) > 1
     scores = [_evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores=ensemble)
               for path, checkpoint in zip(args.checkpoints, checkpoints)]
@@ -123,14 +128,26 @@ def _evaluate_one(args, path, checkpoint, test, dataset, device, keep_scores: bo
                           keep_scores=keep_scores,
                           progress=lambda step: bar.update(step.images - bar.n), **options)
     seconds = time.perf_counter() - start
+    pairs = dataset == MULTIMNIST
     print(
-        f"{path}: {meta['architecture']} on {dataset} test set ({result.count} images, "
-        f"{device}, {precision}, {seconds:.1f} s)\n"
-        f"accuracy {result.accuracy:.2%} ({result.correct}/{result.count}), "
-        f"error {result.error_percent:.2f}%, loss {result.loss:.4f}"
+        f"{path}: {meta['architecture']} on {dataset} test set ({result.count} "
+        f"{'pairs' if pairs else 'images'}, {device}, {precision}, {seconds:.1f} s)\n"
+        f"{'top-2 accuracy' if pairs else 'accuracy'} {result.accuracy:.2%} "
+        f"({result.correct}/{result.count}), error {result.error_percent:.2f}%, "
+        f"loss {result.loss:.4f}"
     )
+    if result.digit_accuracy is not None:
+        print(f"per-digit accuracy {result.digit_accuracy:.2%} (digits among their pair's two "
+              "highest scores); top-2 counts a pair when both are")
     stated = meta.get("metrics", {}).get("test_accuracy")
-    if stated is not None and meta.get("dataset", {}).get("test_images") == "all" and not args.subset:
+    tested_on = meta.get("dataset", {}).get("test_sha256")  # MultiMNIST: the pairs' checksum
+    if tested_on is not None:
+        same_images = tested_on == test.checksum()
+        if not same_images and not args.subset:
+            print("the checkpoint was tested on other pairs (its test-set checksum differs)")
+    else:
+        same_images = meta.get("dataset", {}).get("test_images") == "all" and not args.subset
+    if stated is not None and same_images:
         stored_precision = meta.get("precision", "fp32")
         same = "matches" if abs(stated - result.accuracy) < 1e-9 else "DIFFERS from"
         note = "" if precision == stored_precision else f", measured in {stored_precision}"

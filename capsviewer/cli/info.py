@@ -8,6 +8,7 @@ from pathlib import Path
 
 from capsviewer.checks import printable
 from capsviewer.cli.common import sub_command
+from capsviewer.data.datasets import MULTIMNIST
 
 
 # In `capsviewer --help`:
@@ -39,10 +40,18 @@ def run(args) -> int:
         lines.append(f"  averaged         {len(meta['averaged'])} checkpoints, epochs {epochs}")
     if meta.get("initialised_from"):
         lines.append("  initialised from " + provenance(meta["initialised_from"]))
+    dataset = meta.get("dataset", {})
     for key, value in meta.get("metrics", {}).items():
-        lines.append(f"  {key:<17}{value:.4%}" if "accuracy" in key else f"  {key:<17}{value:.4f}")
+        label = f"{key:<17}" if len(key) < 17 else key + " "
+        lines.append(f"  {label}{value:.4%}" if "accuracy" in key else f"  {label}{value:.4f}")
     if "dataset" in meta:
-        lines.append("  dataset          " + ", ".join(f"{k}={v}" for k, v in meta["dataset"].items()))
+        lines.append("  dataset          " + ", ".join(f"{k}={v}" for k, v in dataset.items()))
+    if dataset.get("name") == MULTIMNIST:
+        pairs = dataset.get("test_pairs")
+        pairs = f"{pairs:,}" if isinstance(pairs, int) else "?"
+        lines.append(f"  MultiMNIST: accuracies are top-2 (a pair counts when both digits are "
+                     f"among the two longest capsules), test_digit_accuracy per digit; tested on "
+                     f"{pairs} fixed pairs (seed {dataset.get('test_seed')})")
     for line in lines:  # metadata is anyone's text: no terminal escape sequences get through
         print(printable(line, 1000))
     return 0

@@ -118,7 +118,10 @@ def _train(args, processes) -> int:
                 print(
                     f"epoch {event.epoch}/{event.epochs}: train loss {event.train_loss:.4f} "
                     f"acc {event.train_accuracy:.2%} | test loss {event.test_loss:.4f} "
-                    f"acc {event.test_accuracy:.2%} | {event.seconds:.1f} s "
+                    f"acc {event.test_accuracy:.2%}"
+                    + (f" (top-2; per digit {event.test_digit_accuracy:.2%})"
+                       if event.test_digit_accuracy is not None else "")
+                    + f" | {event.seconds:.1f} s "
                     f"({event.images_per_second:.0f} img/s)",
                     flush=True,
                 )

@@ -73,6 +73,11 @@ DATASETS = {
 
 
 DATASET_TITLES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST"}
+# What training and evaluation take as --dataset: the datasets, and MultiMNIST's pairs of
+# overlapping MNIST digits (composed by capsviewer.data.tasks; named here, without torch).
+MULTIMNIST = "multimnist"
+TASKS = (*DATASETS, MULTIMNIST)
+TASK_TITLES = {**DATASET_TITLES, MULTIMNIST: "MultiMNIST"}
 
 
 class DatasetUnavailable(RuntimeError):

@@ -136,8 +136,12 @@ def fixed_test_pairs(
 ) -> PairBatch:
     """The fixed MultiMNIST test set: pair n puts test digit n (mod the split's size) with a
     partner of another class, both shifted; from the test split alone."""
+    return compose_pairs(test.images, test.labels, fixed_test_index(test, size, seed), overlay)
+
+
+def fixed_test_index(test: ImageSet, size: int = TEST_PAIRS, seed: int = TEST_SEED) -> PairIndex:
+    """Which digits and shifts make :func:`fixed_test_pairs` (nothing composed)."""
     if size < 1:
         raise ValueError(f"the test set needs at least one pair, not {size}")
     generator = torch.Generator().manual_seed(seed)
-    pairs = draw_pairs(test.labels, torch.arange(size) % len(test), generator)
-    return compose_pairs(test.images, test.labels, pairs, overlay)
+    return draw_pairs(test.labels, torch.arange(size) % len(test), generator)

@@ -12,12 +12,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capsviewer.checks import number_problem
-from capsviewer.data.datasets import DATA_ROOT_HELP, DATASET_TITLES, DATASETS
+from capsviewer.data.datasets import DATA_ROOT_HELP
+from capsviewer.data.tasks import MULTIMNIST, TASK_TITLES, TASKS
 from capsviewer.maths import ROUTING_ALGORITHMS, VECTOR_ROUTINGS
-from capsviewer.models import MODELS, ROUTING_ITERATIONS, TITLES, configured_by
+from capsviewer.models import MODELS, MULTIMNIST_MODELS, ROUTING_ITERATIONS, TITLES, configured_by
 from capsviewer.training.devices import DEVICE_HELP, PRECISIONS
 
 TRAIN_IMAGES, TEST_IMAGES = 60_000, 10_000  # MNIST's and Fashion-MNIST's splits
+# Model names: the architectures, and for MultiMNIST its presets (36×36 inputs, two digits).
+MODEL_NAMES = tuple(dict.fromkeys([*MODELS, *MULTIMNIST_MODELS]))
+MODEL_TITLES = {**TITLES, "cnn-small": "CNN, small (MultiMNIST)"}
 
 
 @dataclass(frozen=True)
@@ -75,8 +79,8 @@ class TrainConfig:
     model: str = field(default="capsnet", metadata=option(
         "architecture: CapsNet (Sabour et al. 2017), the max-pooling CNN baseline, matrix "
         "capsules with EM routing (Hinton et al. 2018), or Efficient-CapsNet (Mazzia et al. "
-        "2021)", label="Model", choices=tuple(MODELS),
-        titles=TITLES))
+        "2021); with --dataset multimnist: capsnet, cnn (the authors' baseline) or cnn-small, "
+        "at the paper's 36×36 sizes", label="Model", choices=MODEL_NAMES, titles=MODEL_TITLES))
     model_config: dict[str, Any] = field(default_factory=dict, metadata=entries(
         option("routing iterations (architectures that route; default: CapsNet 3, matrix "
                "capsules 2)", label="Routing iterations", key="routing_iterations",
@@ -89,8 +93,9 @@ class TrainConfig:
                choices=VECTOR_ROUTINGS,
                titles={name: ROUTING_ALGORITHMS[name].title for name in VECTOR_ROUTINGS})))
     dataset: str = field(default="mnist", metadata=option(
-        "training and test set", label="Dataset", choices=tuple(DATASETS),
-        titles=DATASET_TITLES))
+        "training and test set; multimnist: pairs of overlapping MNIST digits (Sabour et al. "
+        "2017, Section 6), drawn afresh every epoch, tested on 10,000 fixed pairs",
+        label="Dataset", choices=TASKS, titles=TASK_TITLES))
     data_root: str | None = field(default=None, metadata=option(
         DATA_ROOT_HELP, metavar="PATH", kind="path"))
     download: bool = True  # fetch a missing data set (False: fail with a clear message)
@@ -108,14 +113,17 @@ class TrainConfig:
         "the learning rate is multiplied by RATE every --decay-steps steps (smoothly, per step)",
         metavar="RATE", minimum=1e-3, maximum=1.0))
     decay_steps: int = field(default=2000, metadata=option(
-        "steps per --lr-decay factor (469 is one MNIST epoch at batch 128)", metavar="N",
+        "steps per --lr-decay factor (469 is one MNIST epoch at batch 128; the paper's "
+        "MultiMNIST runs decay 10× slower, 20000)", metavar="N",
         minimum=1, maximum=10**9))
-    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation
+    max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation (MultiMNIST: 4)
     subset: int | None = field(default=None, metadata=option(
-        "train on this many random images (default: all)", label="Training images",
+        "train on this many random images (MultiMNIST: digits, each paired afresh every epoch; "
+        "default: all)", label="Training images",
         minimum=1, maximum=TRAIN_IMAGES, step=1000))
     test_subset: int | None = field(default=None, metadata=option(
-        "test on this many random images after each epoch (default: all)", label="Test images",
+        "test on this many random images after each epoch (MultiMNIST: the first pairs of "
+        "the fixed test set; default: all)", label="Test images",
         minimum=1, maximum=TEST_IMAGES, step=1000))
     eval_batch_size: int = 500
     seed: int = field(default=0, metadata=option(
@@ -158,11 +166,29 @@ class TrainConfig:
         for opt in train_options():
             models = (configured_by(opt.key) if isinstance(self.model_config, dict)
                       and opt.key in self.model_config else ())
-            if models and self.model not in models:
+            if models and self.architecture not in models:
                 name = opt.key.replace("_", " ")
                 verb = "apply" if name.endswith("s") else "applies"
                 found.append(f"{name} {verb} to {' and '.join(models)}, not to {self.model}")
+        if self.dataset == MULTIMNIST and self.model not in MULTIMNIST_MODELS:
+            found.append(f"MultiMNIST trains {', '.join(MULTIMNIST_MODELS)}, not {self.model}")
+        if self.dataset != MULTIMNIST and self.model not in MODELS:
+            found.append(f"{self.model} is a MultiMNIST model; train it with --dataset multimnist")
         return found
+
+    @property
+    def architecture(self) -> str:
+        """The registered architecture ``model`` names (MultiMNIST presets name theirs)."""
+        if self.dataset == MULTIMNIST and self.model in MULTIMNIST_MODELS:
+            return MULTIMNIST_MODELS[self.model][0]
+        return self.model
+
+    def model_values(self) -> dict[str, Any]:
+        """The model's config values: MultiMNIST's preset, then ``model_config`` over it."""
+        preset = {}
+        if self.dataset == MULTIMNIST and self.model in MULTIMNIST_MODELS:
+            preset = MULTIMNIST_MODELS[self.model][1]
+        return {**preset, **self.model_config}
 
 
 def train_options() -> list[Option]:

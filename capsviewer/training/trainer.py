@@ -13,11 +13,14 @@ Progress is thinned here, once: at most one BatchProgress per ``progress_interva
 for the device), plus an epoch's last batch and the batches done when a pause begins. Each
 carries the loss and accuracy of all images since the previous one, weighted by count.
 
-Speed: the whole data set sits on the training device and each epoch's order and shifts are
-drawn once, so a batch is a gather on the device; metrics accumulate there and are read only
-when reported; the convolutions run in bf16 under autocast where the hardware has it
-(``precision``), with channels-last weights; Adam is the fused kernel. Under ``torchrun`` the
-model is wrapped in DistributedDataParallel (see :mod:`capsviewer.training.distributed`).
+What a batch holds comes from the task (:mod:`capsviewer.data.tasks`): single images, shifted,
+or MultiMNIST's pairs of overlapping digits, composed on the fly; nothing else here differs.
+
+Speed: the whole data set sits on the training device and each epoch's order and shifts (and
+MultiMNIST partners) are drawn once, so a batch is a gather on the device; metrics accumulate
+there and are read only when reported; the convolutions run in bf16 under autocast where the
+hardware has it (``precision``), with channels-last weights; Adam is the fused kernel. Under
+``torchrun`` the model is wrapped in DistributedDataParallel (see :mod:`capsviewer.training.distributed`).
 """
 
 from __future__ import annotations
@@ -41,10 +44,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 import capsviewer
 from capsviewer import paths
-from capsviewer.data import ImageSet, load_dataset
+from capsviewer.data import ImageSet
 from capsviewer.data.datasets import unpublished_note
 from capsviewer.data.batches import shard
-from capsviewer.data.transforms import draw_shifts, shift_images, to_float
+from capsviewer.data.tasks import Batch, TestSet, get_task
 from capsviewer.models import build_model
 from capsviewer.training import distributed
 from capsviewer.training.checkpoints import (
@@ -62,6 +65,7 @@ from capsviewer.training.evaluation import (
     EvaluationProgress,
     evaluation_steps,
 )
+from capsviewer.training.metrics import count_correct
 from capsviewer.training.resume import load_training_state, save_training_state, state_path
 
 log = logging.getLogger(__name__)
@@ -102,6 +106,9 @@ class EpochResult:
     seconds: float  # training time of this epoch, test evaluation excluded
     images_per_second: float
     checkpoint: str | None
+    # MultiMNIST: the share of test digits among their image's two longest capsules (the
+    # accuracies above count an image correct only when both are).
+    test_digit_accuracy: float | None = None
 
 
 @dataclass(frozen=True)
@@ -129,7 +136,7 @@ class Run:
     """What the steps of one run hand each other (built by :meth:`Trainer.setup`)."""
 
     train: ImageSet
-    test: ImageSet
+    test: TestSet  # single images, or MultiMNIST's fixed pairs
     images: torch.Tensor  # the training images, uint8 on the device
     labels: torch.Tensor
     net: nn.Module  # the model as trained: wrapped for DDP or compiled when asked
@@ -202,9 +209,10 @@ class Trainer:
         self._cancel = threading.Event()
         self._running = threading.Event()
         self._running.set()
+        self.task = get_task(config.dataset, config.max_shift)
         torch.manual_seed(config.seed)
         try:
-            self.model = build_model(config.model, config.model_config).to(self.device)
+            self.model = build_model(config.architecture, config.model_values()).to(self.device)
         except (KeyError, ValueError) as error:
             raise TrainingError(str(error).strip("'\"")) from error
         self.initialised_from = self._initialise(config.init_from) if config.init_from else None
@@ -217,9 +225,9 @@ class Trainer:
     def _initialise(self, path: str) -> dict:
         """Load the weights of checkpoint ``path`` (same architecture and config)."""
         source = load_checkpoint(path)
-        if source.model.architecture != self.config.model:
+        if source.model.architecture != self.config.architecture:
             raise TrainingError(f"{path} holds a {source.model.architecture}, not a "
-                                f"{self.config.model}")
+                                f"{self.config.architecture}")
         if source.model.config != self.model.config:
             raise TrainingError(f"{path} has another {self.config.model} config than this run")
         self.model.load_state_dict(source.model.state_dict())
@@ -279,15 +287,15 @@ class Trainer:
         cfg, processes = self.config, self.processes
         if cfg.output and processes.is_main:
             self._check_output()
-        train = self._train_set or load_dataset(cfg.dataset, True, cfg.data_root, cfg.download)
-        test = self._test_set or load_dataset(cfg.dataset, False, cfg.data_root, cfg.download)
+        train = self._train_set or self.task.load(True, cfg.data_root, cfg.download)
+        test = self._test_set or self.task.load(False, cfg.data_root, cfg.download)
         for loaded in (train, test) if self._train_set is None and processes.is_main else ():
             note = unpublished_note(loaded)
             if note:
                 log.warning("warning: %s", note)
                 self.data_notes.append(note)
         train = train.subset(cfg.subset, cfg.seed)
-        test = test.subset(cfg.test_subset, cfg.seed)
+        test = self.task.test_set(test, cfg.test_subset, cfg.seed)
         if cfg.batch_size < processes.world_size:
             raise TrainingError(
                 f"batch size {cfg.batch_size} is smaller than the {processes.world_size} processes"
@@ -334,11 +342,9 @@ class Trainer:
         count = len(run.train)
         self.model.train()
         epoch_start = last_report = time.perf_counter()
-        # The epoch's order and shifts, drawn at once and copied to the device once.
-        order = torch.randperm(count, generator=run.generator).to(self.device)
-        shifts = None
-        if cfg.max_shift > 0:
-            shifts = draw_shifts(count, cfg.max_shift, run.generator).to(self.device)
+        # The epoch's order and shifts (or pairs), drawn at once and copied to the device once.
+        plan = self.task.draw_epoch(run.train.labels, run.generator, self.device)
+        positions = torch.arange(count, device=self.device)
         window = _Window(self.device)
         totals = [0.0, 0.0, 0]  # this process's Σ loss·n, Σ correct, images
 
@@ -367,18 +373,15 @@ class Trainer:
                 last_report = time.perf_counter()
             if not self._wait_if_paused():
                 return None
-            index = order[(batch - 1) * cfg.batch_size : batch * cfg.batch_size]
+            part = positions[(batch - 1) * cfg.batch_size : batch * cfg.batch_size]
             share = 1.0
             if processes.enabled:
                 # Gradients are averaged over processes: weigh each share by its size.
-                local = shard(index, processes.rank, processes.world_size)
-                share, index = len(local) * processes.world_size / len(index), local
-            x = run.images[index]
-            if shifts is not None:
-                x = shift_images(x, shifts[:, index], cfg.max_shift)
-            x, y = to_float(x), run.labels[index]
-            output, loss = self._step(run, x, y, share)
-            window.add(loss, (output.scores.detach().argmax(1) == y).sum(), len(y))
+                local = shard(part, processes.rank, processes.world_size)
+                share, part = len(local) * processes.world_size / len(part), local
+            data = self.task.batch(run.images, run.labels, plan, part)
+            output, loss = self._step(run, data, share)
+            window.add(loss, count_correct(output.scores.detach(), data.labels), len(data.labels))
             run.steps_done += 1
             if (interval <= 0 or batch == run.batches
                     or time.perf_counter() - last_report >= interval):
@@ -408,6 +411,7 @@ class Trainer:
         return EpochResult(
             epoch, cfg.epochs, totals.loss_sum / totals.images, totals.correct / totals.images,
             result.loss, result.accuracy, totals.seconds, totals.images / totals.seconds, None,
+            result.digit_accuracy,
         )
 
     def save(self, run: Run, result: EpochResult) -> EpochResult:
@@ -511,12 +515,12 @@ class Trainer:
                 f"numbers (a learning rate of {self.config.learning_rate:g} may be too high); "
                 f"{kept}")
 
-    def _step(self, run: Run, x, y, share: float):
+    def _step(self, run: Run, data: Batch, share: float):
         """One optimisation step; returns the model output and the (unweighted) loss."""
         try:
             with autocast(self.device, self.precision):
-                output = run.net(x, y)
-            loss = self.model.loss(output, x, y).total
+                output = run.net(data.images, data.labels)
+            loss = self.model.loss(output, data.targets, data.labels).total
             run.optimizer.zero_grad(set_to_none=True)
             (loss * share if share != 1.0 else loss).backward()
             run.optimizer.step()
@@ -547,16 +551,19 @@ class Trainer:
             "train_config": dataclasses.asdict(cfg),
             "metrics": {
                 "test_accuracy": result.test_accuracy,
+                **({"test_digit_accuracy": result.test_digit_accuracy}
+                   if result.test_digit_accuracy is not None else {}),
                 "test_loss": result.test_loss,
                 "train_accuracy": result.train_accuracy,
                 "train_loss": result.train_loss,
             },
             "history": [dataclasses.asdict(h) for h in epochs],
             "dataset": {
-                "name": run.train.name,
+                "name": self.task.name,
                 "train_images": len(run.train),
                 "test_images": cfg.test_subset or "all",
                 "train_sha256": run.checksum,
+                **self.task.metadata(run.train, run.test),
                 **({"published": not self.data_notes} if self._train_set is None else {}),
             },
             **({"initialised_from": self.initialised_from} if self.initialised_from else {}),

@@ -9,7 +9,9 @@ import re
 
 import numpy as np
 import pyqtgraph as pg
-from PySide6.QtWidgets import QTabWidget, QWidget
+from PySide6.QtCore import Qt
+from PySide6.QtGui import QFont
+from PySide6.QtWidgets import QLabel, QTabWidget, QWidget
 
 # The maths behind each view, written once; used in tooltips and the help dialog.
 FORMULAS = {
@@ -173,6 +175,17 @@ def image_box(item: pg.ImageItem, title: str | None = None) -> pg.GraphicsLayout
 
 
 Table = tuple[list[str], list[list]]
+
+
+def headline_label(text: str, scale: float = 1.25) -> QLabel:
+    """A view's bold, larger, selectable first line (what is shown, for which input)."""
+    label = QLabel(text)
+    font = QFont(label.font())
+    font.setPointSizeF(font.pointSizeF() * scale)
+    font.setBold(True)
+    label.setFont(font)
+    label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+    return label
 
 
 class ExportableView:

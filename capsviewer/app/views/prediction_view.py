@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QHBoxLayout, QLabel, QSplitter, QVBoxLayout, QWidget
+from PySide6.QtWidgets import QHBoxLayout, QSplitter, QVBoxLayout, QWidget
 
 import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import MNIST_CLASSES, CapsuleInspection, CNNInspection
 from capsviewer.app.views.common import (
     class_ticks,
-    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, image_item, rich, set_image,
+    FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, headline_label, image_item, rich,
+    set_image,
 )
 from capsviewer.app.views.grid_mosaic import MosaicPanel
 
@@ -174,12 +174,7 @@ class PredictionView(QWidget, ExportableView):
         self.cnn: CNNInspection | None = None
         self.label: int | None = None
 
-        self.headline = QLabel("No image analysed yet")
-        font = QFont(self.headline.font())
-        font.setPointSizeF(font.pointSizeF() * 1.25)
-        font.setBold(True)
-        self.headline.setFont(font)
-        self.headline.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.headline = headline_label("No image analysed yet")
 
         self.capsule_bars = ClassBars("Digit capsules: length ‖v_j‖", "‖v_j‖", margins=True)
         self.capsule_bars.setToolTip(FORMULAS["squash"] + "\n" + FORMULAS["margin"])

@@ -34,6 +34,7 @@ import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
 from capsviewer import paths
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.data.tasks import MULTIMNIST
 from capsviewer.models import CapsNetConfig, configured_by, default_routing_iterations
 from capsviewer.training import (
     BatchProgress,
@@ -529,12 +530,18 @@ class TrainingView(QWidget, ExportableView):
         self._progress.setFormat(line)
         if finished.checkpoint and finished.epochs_done >= 1:
             run = self._runner.config if self._runner is not None else self.config()
-            usable = run.model in ("capsnet", "cnn")  # what the window's views show
+            pairs = run.dataset == MULTIMNIST  # the Overlap tab shows a pair CapsNet
+            usable = run.model == "capsnet" if pairs else run.model in ("capsnet", "cnn")
             self._ready = finished.checkpoint if usable else None
             self.use_button.setEnabled(usable)
-            self._log.addItem("Saved as a new file; the window keeps its models until you "
-                              "press “Use this model”." if usable else
-                              "Saved; the window shows CapsNet and CNN models only.")
+            if pairs:
+                note = ("Saved as a new file; “Use this model” shows it in the Overlap tab."
+                        if usable else "Saved; the Overlap tab shows MultiMNIST CapsNets only.")
+            else:
+                note = ("Saved as a new file; the window keeps its models until you press "
+                        "“Use this model”." if usable else
+                        "Saved; the window shows CapsNet and CNN models only.")
+            self._log.addItem(note)
             self.model_ready.emit(finished.checkpoint)
 
     @Slot(str)
