@@ -234,7 +234,9 @@ def child_window(data_root: str | None, repeats: int) -> None:
         window.rotation_view.repaint()
         figures["sweep"].append(time.perf_counter() - start)
     window.shutdown()
-    print(json.dumps(figures))
+    print(json.dumps(figures), flush=True)
+    window.deleteLater()  # as the app does: Qt objects go before the interpreter tears down
+    app.processEvents()
 
 
 def _models() -> dict[str, Path]:
