@@ -693,3 +693,15 @@ def test_tooltips_render_the_notation_and_the_formulas_window_scrolls(qtbot, win
             assert clear > 0.5 * (image.width() // 2) * (image.height() // 2)  # transparent
     finally:
         dialog.close()
+
+
+def test_the_overlap_tabs_news_waits_for_its_tab(window):
+    """The Overlap tab loads its model in the background; its status line is said while that
+    tab is shown, never over the Prediction tab the user is reading."""
+    window.tabs.setCurrentWidget(window.prediction_view)
+    before = window.status_text.text()
+    window.overlap_session.status.emit("Overlap: CapsNet · test 76.03 %")
+    assert window.status_text.text() == before
+    window.tabs.setCurrentWidget(window.overlap_view)
+    window.overlap_session.status.emit("Overlap: CapsNet · test 76.03 %")
+    assert window.status_text.text() == "Overlap: CapsNet · test 76.03 %"

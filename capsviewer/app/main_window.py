@@ -213,6 +213,13 @@ class MainWindow(QMainWindow):
             self._build_every_view()
         self.started.emit()
 
+    @Slot(str)
+    def _overlap_status(self, text: str) -> None:
+        """The Overlap tab's news (its model loaded in the background…): said while that tab
+        is on screen, not over what the user is looking at elsewhere."""
+        if self.tabs.currentIndex() == self._tab_of("overlap_view"):
+            self.status_text.setText(text)
+
     def _show_skipped(self, models) -> None:
         """Unreadable files in the model folders: said in the status bar, not fatal."""
         from capsviewer.app.workbench import skipped_note
@@ -235,7 +242,7 @@ class MainWindow(QMainWindow):
         self.session.status.connect(self.status_text.setText)
         self.session.pair_model_loaded.connect(self.overlap_session.use_model)
         self.overlap_session.error.connect(self.report_error)
-        self.overlap_session.status.connect(self.status_text.setText)
+        self.overlap_session.status.connect(self._overlap_status)
         self.controller.failed.connect(self.report_error)
 
     @property

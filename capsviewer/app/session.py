@@ -98,7 +98,7 @@ class ModelSession(QObject):
             return
         if entry.dataset != self.state.dataset:
             self.switch_dataset(entry.dataset)
-        self.status.emit(f"Loaded {entry.summary()}")
+        self.status.emit(f"Loaded {entry.summary(file=False)}")  # the file: in the model label
         self.state.set_models({**self.state.models, entry.architecture: entry})
 
     def _failed(self, path: Path, error: BaseException) -> None:

@@ -43,17 +43,19 @@ class LoadedModel:
         return self.metadata.get("dataset", {}).get("name", "mnist")
 
     def short_name(self) -> str:
-        """"CapsNet: capsnet-mnist (shipped)": which file the model is."""
+        """"CapsNet: capsnet-mnist": which file the model is (the status bar's label; its
+        tooltip, :meth:`summary`, says whether it is the shipped one and where it is)."""
         name = display_name(self.architecture)
-        file = self.path.stem if self.path is not None else "not saved"
-        return f"{name}: {file}" + (" (shipped)" if self.shipped else "")
+        return f"{name}: {self.path.stem if self.path is not None else 'not saved'}"
 
-    def summary(self) -> str:
+    def summary(self, file: bool = True) -> str:
+        """"CapsNet · test 99.62 % · capsnet-mnist.safetensors (shipped)" (``file``: with
+        the file's name)."""
         parts = [display_name(self.architecture)]
         accuracy = self.metadata.get("metrics", {}).get("test_accuracy")
         if accuracy is not None:
             parts.append(f"test {accuracy:.2%}")
-        if self.path is not None:
+        if file and self.path is not None:
             parts.append(self.path.name + (" (shipped)" if self.shipped else ""))
         return " · ".join(parts)
 

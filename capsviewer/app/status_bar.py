@@ -41,14 +41,13 @@ class StatusBar(QStatusBar):
             self.addPermanentWidget(widget)
         line = self.model_label.sizeHint().height()
         busy = self.busy_label.fontMetrics().horizontalAdvance("computing…") + 4
-        # Widgets that change while jobs run have a fixed size and keep their place while
-        # hidden: updating them repaints the bar, it never lays out the window's views again.
+        # Widgets that change while jobs run have a fixed size: updating them repaints the
+        # bar, it never lays out the window's views again. The busy note also keeps its place
+        # while empty; the export's bar and button take room only while an export runs (shown
+        # and hidden once an export, and their room is the message line's the rest of the time).
         for widget, width in ((self.export_progress, 120), (self.export_cancel, line + 6),
                               (self.busy_label, busy)):
             widget.setFixedSize(width, line)
-            policy = widget.sizePolicy()
-            policy.setRetainSizeWhenHidden(True)
-            widget.setSizePolicy(policy)
         self.model_label.setMinimumWidth(80)
         for widget in (self.export_progress, self.export_cancel):
             widget.setVisible(False)
