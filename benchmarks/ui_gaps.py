@@ -33,7 +33,7 @@ def main() -> int:
     from PySide6.QtWidgets import QApplication
 
     app = QApplication(sys.argv[:1])
-    from capsviewer.app import compute
+    from capsviewer.app import export as export_module
     from capsviewer.app.main_window import MainWindow, default_models
 
     settings = QSettings(str(Path(tempfile.mkdtemp()) / "s.ini"), QSettings.Format.IniFormat)
@@ -56,18 +56,18 @@ def main() -> int:
     timer.timeout.connect(lambda: ticks.append(time.perf_counter()))
 
     steps: list[float] = []  # seconds each UI-thread step of an export took
-    original = compute.ensure_main_thread
+    original = export_module.on_ui_thread
 
-    def timed(fn):
-        def step():
+    def timed(fn, *fn_args, should_stop):
+        def step(*step_args):
             start = time.perf_counter()
             try:
-                return fn()
+                return fn(*step_args)
             finally:
                 steps.append(time.perf_counter() - start)
-        return original(step)
+        return original(step, *fn_args, should_stop=should_stop)
 
-    compute.ensure_main_thread = timed
+    export_module.on_ui_thread = timed  # what the export's steps ask the UI thread for
 
     def measure(activity) -> np.ndarray:
         ticks.clear()
@@ -106,7 +106,7 @@ def main() -> int:
         if steps:
             print(f"    longest UI-thread export step {1000 * max(steps):.1f} ms of {len(steps)}")
             steps.clear()
-    compute.ensure_main_thread = original
+    export_module.on_ui_thread = original
     window.shutdown()
     return 0
 
