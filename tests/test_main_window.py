@@ -705,3 +705,35 @@ def test_the_overlap_tabs_news_waits_for_its_tab(window):
     window.tabs.setCurrentWidget(window.overlap_view)
     window.overlap_session.status.emit("Overlap: CapsNet · test 76.03 %")
     assert window.status_text.text() == "Overlap: CapsNet · test 76.03 %"
+
+
+def test_a_routing_tab_built_late_draws_the_panels_already_computed(qtbot, window_models,
+                                                                     data_root, tmp_path):
+    """Tabs are built when first needed: the Routing tab, built after the diagnostics and
+    the ablation of the input were computed, draws them at once (not "no analysis yet")."""
+    settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
+    window = MainWindow(data_root=str(data_root), settings=settings, show_errors=False,
+                        start=False)
+    qtbot.addWidget(window)
+    window.show()
+    window.start(window_models, download=False, predict_test_set=False, on_demand=True)
+    settle(qtbot, window, lambda: window.inspection is not None
+           and window.state.diagnostics.ready and window.state.ablation.ready)
+    from capsviewer.app.workbench import build_view
+
+    view = build_view(window, "routing_view", when_shown=True)  # as the window builds a tab
+    qtbot.addWidget(view)
+    assert view.diagnostics_view.diagnostics is window.state.diagnostics.value
+    assert view.ablation_view.ablation is window.state.ablation.value
+
+
+def test_another_r_keeps_the_ablation_of_the_image(qtbot, window):
+    """The ablation depends on the image and the models, not on R: changing R redraws the
+    routing but the Ablation panel keeps showing the image's ablation."""
+    window.tabs.setCurrentWidget(window.routing_view)
+    settle(qtbot, window, lambda: window.state.ablation.ready)
+    ablation = window.state.ablation.value
+    window.routing_view.iterations_spin.setValue(window.state.routing_iterations + 1)
+    settle(qtbot, window, lambda: window.state.analysis.ready)
+    assert window.state.ablation.value is ablation
+    assert window.routing_view.ablation_view.ablation is ablation

@@ -521,7 +521,18 @@ class RoutingView(QWidget, ExportableView):
         events.accuracy.connect(self._render_accuracy)
         events.decoded_vote.connect(self._render_decoded_vote)
         self._render_analysis()
+        self._render_panels()
         self._render_accuracy()
+
+    def _render_panels(self) -> None:
+        """The panels' results as the state holds them now: a view built after they were
+        computed (tabs are built when first needed) draws them at once."""
+        state = self._state
+        if state.analysis.ready and state.diagnostics.ready:
+            self.diagnostics_view.show_diagnostics(state.diagnostics.value)
+        if self.capsules is not None and state.vote_cloud.ready:
+            self._render_cloud(state.vote_cloud)
+        self._render_ablation(state.ablation)
 
     def _render_analysis(self, *_) -> None:
         state, result = self._state, self._state.analysis
@@ -951,7 +962,11 @@ class RoutingView(QWidget, ExportableView):
         self.cloud_view.show_cloud(None)
         self.decoder_view.set_context(None)
         self.selection_marks.setData([], [])
-        self.ablation_view.show_ablation(None)
+        if self._state is not None and self._state.ablation.ready:
+            # the ablation depends on the image and the models only: another R keeps it
+            self._render_ablation(self._state.ablation)
+        else:
+            self.ablation_view.show_ablation(None)
 
     # -- export ---------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
