@@ -136,8 +136,10 @@ def test_new_pairs_come_from_the_spin_boxes_and_the_random_button(qtbot, overlap
     pair = state.pair
     assert mnist_test.labels[pair.first] != mnist_test.labels[pair.second]
     assert max(abs(v) for shift in pair.shifts for v in shift) <= 4
+    assert view.pair_spin.text() == "other pair"  # not the test pair shown before
     view.pair_spin.setValue(9)
     assert state.pair == PairChoice.from_test_set(mnist_test, 9)
+    assert view.pair_spin.text() == "test pair 9"
 
 
 def test_the_window_has_the_tab_and_routes_a_multimnist_checkpoint_to_it(

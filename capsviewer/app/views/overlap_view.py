@@ -102,6 +102,9 @@ def _panel(title: str, tip: str) -> ImagePanel:
     return panel
 
 
+NOT_A_TEST_PAIR = -1  # the pair spin box's value for a pair not of the fixed test set
+
+
 class OverlapView(QWidget, ExportableView):
     """Bound to the app state (:meth:`bind`): renders ``state.overlap`` for ``state.pair`` and
     writes the user's choices (pair, R, which winner the sliders move, the offsets) into it."""
@@ -115,8 +118,9 @@ class OverlapView(QWidget, ExportableView):
         self.iteration = -1  # the routing iteration shown (index into the trace)
 
         self.pair_spin = QSpinBox()
-        self.pair_spin.setRange(0, 9_999)
+        self.pair_spin.setRange(NOT_A_TEST_PAIR, 9_999)
         self.pair_spin.setPrefix("test pair ")
+        self.pair_spin.setSpecialValueText("other pair")  # a random or chosen pair
         self.pair_spin.setToolTip("Pair n of the fixed MultiMNIST test set (seed 2017): test "
                                   "digit n with a partner of another class, both shifted ≤ 4 px")
         self.pair_spin.valueChanged.connect(self._test_pair_chosen)
@@ -298,9 +302,9 @@ class OverlapView(QWidget, ExportableView):
             for spin, value in ((self.first_spin, pair.first), (self.second_spin, pair.second)):
                 with signals_blocked(spin):
                     spin.setValue(value)
-            if pair.test_pair is not None:
-                with signals_blocked(self.pair_spin):
-                    self.pair_spin.setValue(pair.test_pair)
+            with signals_blocked(self.pair_spin):  # a random pair is no test pair
+                self.pair_spin.setValue(NOT_A_TEST_PAIR if pair.test_pair is None
+                                        else pair.test_pair)
 
     def _render_iterations(self, *_) -> None:
         state = self._state
@@ -406,7 +410,7 @@ class OverlapView(QWidget, ExportableView):
 
     def _test_pair_chosen(self, index: int) -> None:
         digits = self._state.pair_digits
-        if digits is not None:
+        if digits is not None and index != NOT_A_TEST_PAIR:
             self._state.choose_pair(PairChoice.from_test_set(digits, index))
 
     def _digits_chosen(self, *_) -> None:
