@@ -98,7 +98,9 @@ class RoutingDiagnostics:
         verdict = (f"the {noun} stay close to uniform: routing barely re-weights the parts"
                    if share < 0.05 else f"routing concentrates the {noun}"
                    if share > 0.25 else f"routing moves the {noun} moderately away from uniform")
-        return (f"After {self.iterations - 1} updates the ‖u_i‖-weighted entropy fell from "
+        updates = self.iterations - 1
+        return (f"After {updates} update{'s' if updates != 1 else ''} the ‖u_i‖-weighted "
+                f"entropy fell from "
                 f"{self.uniform_entropy:.4f} to {self.weighted_entropy[-1]:.4f} nats "
                 f"({100 * share:.2g} % of log {self.parents}) and the mean max {w} rose from "
                 f"{self.uniform_max_coupling:.3f} to {self.max_coupling[-1]:.3f}: {verdict}. "
