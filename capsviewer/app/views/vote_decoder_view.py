@@ -11,7 +11,8 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import Qt, Signal, Slot
 from PySide6.QtWidgets import (
-    QComboBox, QGridLayout, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget,
+    QComboBox, QFrame, QGridLayout, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout,
+    QWidget,
 )
 
 import pyqtgraph as pg  # after PySide6
@@ -20,7 +21,7 @@ from capsviewer.analysis.inspection import CapsuleInspection
 from capsviewer.analysis.routing_diagnostics import (
     SCALES, WEIGHTINGS, DecodedVote, VoteSelection, combine_votes,
 )
-from capsviewer.app.views.common import FORMULAS, ExportableView, Table, unicode_scripts
+from capsviewer.app.views.common import FORMULAS, ExportableView, Table, rich, unicode_scripts
 from capsviewer.app.views.prediction_view import ImagePanel
 from capsviewer.app.views.vote_cloud_view import grid_position
 
@@ -89,7 +90,11 @@ class VoteDecoderView(QWidget, ExportableView):
         side = QVBoxLayout()
         side.addLayout(controls)
         side.addWidget(hint)
-        side.addWidget(self.info, 1)
+        scroll = QScrollArea()  # the lines never clip: a short panel scrolls them
+        scroll.setWidget(self.info)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        side.addWidget(scroll, 1)
         images = QHBoxLayout()
         for panel in (self.input_panel, self.reconstruction_panel, self.decoded_panel):
             images.addWidget(panel, 1)
@@ -226,7 +231,7 @@ class VoteDecoderView(QWidget, ExportableView):
         lines.append(f"‖Σ w û‖ = {length:.4f} against ‖v_j‖ = {parent:.3f}")
         if selection.scale == "raw" and parent > 0:
             lines[-1] += f": as is, the decoder gets {100 * length / parent:.0f} % of v_j's length"
-        self.info.setText("<br>".join(lines))
+        self.info.setText("<br>".join(rich(line) for line in lines))  # c_ij → c<sub>ij</sub>
 
     # -- export ---------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
