@@ -155,10 +155,15 @@ class PoseView(QWidget, ExportableView):
         self.grid_plot.addItem(self.grid_item)
         self.grid_plot.getAxis("left").setTicks(
             [[(d, str(d)) for d in range(POSE_DIMENSIONS)]])
+        # Before a grid: the frame it will fill (16 dimensions × 11 offsets) and what to press.
+        self.grid_hint = pg.TextItem(anchor=(0.5, 0.5), color=pg.getConfigOption("foreground"))
+        self.grid_hint.setPos((GRID_COLUMNS - 1) / 2, (POSE_DIMENSIONS - 1) / 2)
+        self.grid_plot.addItem(self.grid_hint, ignoreBounds=True)
         grid_box = self.grid_box = QGroupBox("Fig. 4 grid")
         grid_layout = QVBoxLayout(grid_box)
         grid_layout.addWidget(self.grid_button)
         grid_layout.addWidget(self.grid_widget, 1)
+        self.clear_grid()
 
         splitter = QSplitter(Qt.Orientation.Horizontal)
         for part in (left, grid_box):
@@ -237,6 +242,12 @@ class PoseView(QWidget, ExportableView):
         self._grid_offsets = None
         self.grid_item.clear()
         self.grid_box.setTitle(title)
+        self.grid_hint.setText("computing…" if "computing" in title else
+                               "Press “Perturbation grid” to decode every\n"
+                               "pose dimension with 11 offsets (Fig. 4)")
+        self.grid_plot.getAxis("bottom").setTicks([[]])
+        self.grid_plot.setRange(xRange=(-0.5, GRID_COLUMNS - 0.5),
+                                yRange=(-0.5, POSE_DIMENSIONS - 0.5), padding=0)
 
     # -- what the controller calls -----------------------------------------------------------
     def set_capsule(self, digit: int, pose: np.ndarray, class_names,
@@ -274,6 +285,7 @@ class PoseView(QWidget, ExportableView):
         dims, count, height, width = grid.shape
         self._grid_offsets = np.asarray(offsets, dtype=np.float64)
         set_image(self.grid_item, image_mosaic(grid), (0.0, 1.0))
+        self.grid_hint.setText("")
         # One unit per tile, tile centres at integer (k, d).
         self.grid_item.setRect(-0.5, -0.5, (count * (width + _GAP) - _GAP) / (width + _GAP),
                                (dims * (height + _GAP) - _GAP) / (height + _GAP))
