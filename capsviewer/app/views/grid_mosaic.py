@@ -122,6 +122,9 @@ class MosaicPanel(QWidget):
                                           interactive=False, width=14,
                                           pen=pg.getConfigOption("foreground"))
         self.colour_bar.getAxis("right").enableAutoSIPrefix(False)
+        # Labels on the major ticks only: a narrow range's minor ticks (0.45, 0.55) were
+        # labelled with the major ticks' decimals and repeated them (0.4, 0.4, 0.5, 0.5).
+        self.colour_bar.getAxis("right").setStyle(maxTextLevel=0)
         self.graphics.addItem(self.colour_bar)
         self.graphics.ci.layout.setColumnMinimumWidth(1, 80)  # ticks and units stay readable
         self.set_units(symbol)
