@@ -336,10 +336,10 @@ class AssignmentPanel(TheoryPanel):
         self.value_plot = self.add_plot("hard (LP) vs soft value", "iteration r", "Σ agreement", 0)
         self.value_plot.addLegend(offset=(-5, -5))
         self.lp_curve = self.value_plot.plot(pen=_pen(CURVE_COLOURS["lp"], dashed=True),
-                                             name="Σ_i max_j a_ij")
+                                             name=rich("Σ_i max_j a_ij"))
         self.soft_curve = self.value_plot.plot(pen=_pen(CURVE_COLOURS["squash"]), symbol="o",
                                                symbolSize=5, symbolBrush=CURVE_COLOURS["squash"],
-                                               symbolPen=None, name="Σ_ij c_ij a_ij")
+                                               symbolPen=None, name=rich("Σ_ij c_ij a_ij"))
         self.distance_plot = self.add_plot("distance to hard", "iteration r",
                                            "mean 1 − c_ij*", 1)
         self.distance_curve = self.distance_plot.plot(
@@ -429,7 +429,7 @@ class AttentionPanel(TheoryPanel):
         self.routing_points = self.bar_plot.plot(pen=None, symbol="x", symbolSize=10,
                                                  symbolPen=pg.mkPen(pg.getConfigOption(
                                                      "foreground"), width=2),
-                                                 name="routing c_ij")
+                                                 name=rich("routing c_ij"))
         self.sharp_plot = self.add_plot("sharpness vs T", "temperature T", "mean max_j c_ij", 1)
         self.sharp_plot.setLogMode(x=True, y=False)
         log_ticks(self.sharp_plot, (0.05, 0.1, 0.2, 0.5, 1, 2, 5))
