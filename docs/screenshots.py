@@ -22,7 +22,7 @@ from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 HERE = Path(__file__).resolve().parent
-TABS = ("prediction", "routing", "pose", "rotation", "routing-lab", "training")
+TABS = ("prediction", "routing", "pose", "rotation", "overlap", "routing-lab", "training")
 PANELS = ("routing-diagnostics", "routing-vote-cloud", "routing-decode-vote", "routing-ablation")
 SIZES = ((1280, 800), (1600, 1000))
 THEMES = ("light", "dark")
@@ -88,7 +88,8 @@ def visit(app, window, tab: str) -> None:
 
     view = {"prediction": window.prediction_view, "routing": window.routing_view,
             "pose": window.pose_view, "rotation": window.rotation_view,
-            "routing-lab": window.lab_view, "training": window.training_view}[tab]
+            "overlap": window.overlap_view, "routing-lab": window.lab_view,
+            "training": window.training_view}[tab]
     window.tabs.setCurrentWidget(view)
     if tab == "pose" and window.pose_view._grid_offsets is None:
         window.pose_view.set_offset(3, 0.2)
@@ -99,6 +100,8 @@ def visit(app, window, tab: str) -> None:
         window.rotation_view.set_angle(45)
         window.rotation_view.sweep_button.click()
         wait_until(app, lambda: window.is_idle() and window.rotation_view._sweep is not None)
+    if tab == "overlap":  # its MultiMNIST CapsNet and digits load when the tab is built
+        wait_until(app, lambda: window.is_idle() and window.state.overlap.ready, 300)
     if tab == "routing-lab" and window.state.lab.preset != "clusters":
         window.state.lab = LabScene.from_preset("clusters")
         wait_until(app, window.is_idle)
