@@ -222,3 +222,19 @@ def test_assignment_statistics_agree_with_the_single_pair_inspection(mnist_test)
         scores = model(pairs.images.float() / 255).scores
     assert stats.both_found == int(correct(scores, pairs.labels).sum())
     assert stats.pairs == 6 and (np.isnan(stats.agreement) or 0 <= stats.agreement <= 1)
+
+
+def test_an_unreadable_overlap_model_gets_a_sentence(qtbot, overlap, tmp_path):
+    """A MultiMNIST model file that cannot be read: one sentence naming the file, no Python
+    error text, and the details empty (an expected failure)."""
+    state, controller, view = overlap
+    from capsviewer.app.overlap_session import OverlapSession
+
+    bad = tmp_path / "capsnet-multimnist.safetensors"
+    bad.write_bytes(b"not a checkpoint")
+    session = OverlapSession(state, controller.lanes["loading"])
+    with qtbot.waitSignal(session.error, timeout=30_000) as failed:
+        session.load_model(bad)
+    title, sentence, details = failed.args
+    assert title == "Could not load model" and bad.name in sentence
+    assert "Error" not in sentence and "Traceback" not in sentence and details == ""

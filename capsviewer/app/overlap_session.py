@@ -11,6 +11,7 @@ from PySide6.QtCore import QObject, Signal
 
 from capsviewer.analysis.overlap import PairChoice
 from capsviewer.app.compute import ComputeLane
+from capsviewer.app.errors import explain
 from capsviewer.app.session import load_model_entry
 from capsviewer.app.state import AppState, LoadedModel
 from capsviewer.data import ImageSet, load_test_set
@@ -30,7 +31,7 @@ NO_PAIR_MODEL = (
 
 class OverlapSession(QObject):
     status = Signal(str)
-    error = Signal(str, str)  # title, message
+    error = Signal(str, str, str)  # title, sentence, details (for "Show Details…")
 
     def __init__(self, state: AppState, lane: ComputeLane, data_root: str | None = None,
                  parent: QObject | None = None):
@@ -55,14 +56,14 @@ class OverlapSession(QObject):
     def load_model(self, path: str | Path) -> None:
         self.lane.submit(f"load:{path}", load_model_entry, Path(path), self.state.device,
                          on_done=self.use_model,
-                         on_error=lambda e: self.error.emit("Could not load model",
-                                                            f"{path}:\n{e}"))
+                         on_error=lambda e: self.error.emit(
+                             "Could not load model", *explain(e, f"loading {Path(path).name}")))
 
     def use_model(self, entry: LoadedModel) -> None:
         if entry.architecture != "capsnet" or entry.dataset != MULTIMNIST:
             self.error.emit("Not a MultiMNIST CapsNet", f"{entry.path}: the Overlap tab needs a "
                             f"CapsNet trained on MultiMNIST, not a {entry.architecture} trained "
-                            f"on {entry.dataset}")
+                            f"on {entry.dataset}.", "")
             return
         self.state.pair_model = entry
         self.status.emit(f"Overlap: {entry.summary()}")
