@@ -44,8 +44,7 @@ START, END = "<!-- routing-comparison:start -->", "<!-- routing-comparison:end -
 TRAIN_IMAGES = 60_000
 # Dry run: tiny models, a few images, one epoch, one seed: every step runs, in seconds.
 DRY_MODEL = {"capsnet": {"conv_channels": 16, "primary_maps": 4, "decoder_hidden": [32, 64]},
-             "matrix-capsnet": {"conv_channels": 8, "primary_types": 4, "conv_caps1_types": 4,
-                                "conv_caps2_types": 4},
+             "em-capsnet": {"conv_channels": 8, "conv2_channels": 8, "primary_types": 4},
              "efficient-capsnet": {"decoder_hidden": [32, 64]}}
 DRY = {"subset": 64, "monitor_images": 16, "test_images": 32, "robustness_images": 16,
        "support_images": 8, "angles": (0, 45), "epochs": 1, "seeds": [0]}

@@ -3,7 +3,8 @@
     xvfb-run -a -s "-screen 0 1600x1000x24" python docs/screenshots.py
 
 For each theme (light, dark) and window size (1280×800, 1600×1000) the window opens on test
-image 0 and visits each tab (the rotation sweep and the Fig. 4 grid run, the lab shows its
+image 0 and visits each tab (the Routing tab twice: the CapsNet's routing and the shipped
+matrix-capsule model's EM routing, routing-em; the rotation sweep and the Fig. 4 grid run, the lab shows its
 clusters preset): docs/screenshots/{tab}-{theme}-{width}.png, the light 1280 ones at full
 size, the others scaled to --width, all as palette PNGs. In light at 1280×800 it also saves
 the routing tab's panels at their own size (routing-{panel}.png, the ablation with test
@@ -22,7 +23,8 @@ from pathlib import Path
 
 os.environ.setdefault("PYQTGRAPH_QT_LIB", "PySide6")
 HERE = Path(__file__).resolve().parent
-TABS = ("prediction", "routing", "pose", "rotation", "overlap", "routing-lab", "training")
+TABS = ("prediction", "routing", "routing-em", "pose", "rotation", "overlap", "routing-lab",
+        "training")
 PANELS = ("routing-diagnostics", "routing-vote-cloud", "routing-decode-vote", "routing-ablation")
 SIZES = ((1280, 800), (1600, 1000))
 THEMES = ("light", "dark")
@@ -87,10 +89,16 @@ def visit(app, window, tab: str) -> None:
     from capsviewer.app.state import LabScene
 
     view = {"prediction": window.prediction_view, "routing": window.routing_view,
-            "pose": window.pose_view, "rotation": window.rotation_view,
+            "routing-em": window.routing_view, "pose": window.pose_view, "rotation": window.rotation_view,
             "overlap": window.overlap_view, "routing-lab": window.lab_view,
             "training": window.training_view}[tab]
     window.tabs.setCurrentWidget(view)
+    if tab.startswith("routing") and tab != "routing-lab":  # the CapsNet's or the EM model's
+        wanted = "em" if tab == "routing-em" else "capsnet"
+        if window.state.routing_model != wanted:
+            window.state.routing_model = wanted
+            wait_until(app, lambda: window.is_idle() and (
+                wanted == "capsnet" or window.routing_view.em is not None))
     if tab == "pose" and window.pose_view._grid_offsets is None:
         window.pose_view.set_offset(3, 0.2)
         wait_until(app, window.is_idle)
@@ -114,6 +122,8 @@ def routing_panels(app, window, shot, accuracy_images: int) -> None:
 
     routing = window.routing_view
     window.tabs.setCurrentWidget(routing)
+    window.state.routing_model = "capsnet"  # the panels are the CapsNet's
+    wait_until(app, lambda: window.is_idle() and routing.capsules is not None)
     sizes = routing.panel_splitter.sizes()
     routing.panel_splitter.setSizes([sum(sizes) - 360, 360])
     panels = routing.panels
@@ -140,6 +150,7 @@ def routing_gif(app, window, path: Path, iterations: int, width: int) -> None:
     from capsviewer.app.headless import wait_until
 
     window.on_routing_tab()
+    window.state.routing_model = "capsnet"
     window.routing_view.iterations_spin.setValue(iterations)
     wait_until(app, lambda: window.is_idle()
                and len(window.inspection.iterations) == iterations)

@@ -59,8 +59,8 @@ def test_iterations_for_a_model_without_routing_is_a_message(capsys, tmp_path):
     assert main(["train", "--model", "cnn", "--iterations", "3", "--device", "cpu",
                  "--output", str(tmp_path / "x.safetensors")]) == 2
     err = capsys.readouterr().err
-    assert "capsviewer train: error: routing iterations apply to capsnet and matrix-capsnet, " \
-           "not to cnn" in err and not (tmp_path / "x.safetensors").exists()
+    assert "capsviewer train: error: routing iterations apply to capsnet, matrix-capsnet and " \
+           "em-capsnet, not to cnn" in err and not (tmp_path / "x.safetensors").exists()
 
 
 def test_train_with_self_attention_routing_records_it(data_root, tmp_path, capsys):

@@ -198,3 +198,22 @@ def test_detached_responsibilities_keep_the_values_and_differentiate_the_last_m_
     for mine, expected in zip(g_detached, by_hand):
         torch.testing.assert_close(mine, expected)
     assert (g_full[0] - g_detached[0]).abs().max() > 1e-3  # R carries gradient by default
+
+
+@pytest.mark.parametrize("scale_cost", [True, False])
+def test_normalised_costs_are_centred_and_optionally_scaled_over_the_parents(scale_cost):
+    """a_j = logistic(λ_t (β_a − ĉ_j)) with ĉ_j the paper's total cost Σ_h cost_j^h of that
+    M-step, centred over the parents (and divided by its standard deviation with scale_cost)."""
+    votes, a = random_problem()
+    beta_a = torch.tensor([0.3, -0.2, 0.1], dtype=torch.float64)
+    result = em_routing(votes, a, 3, beta_u=0.5, beta_a=beta_a, inverse_temperature=2.0,
+                        normalize_cost=True, scale_cost=scale_cost, trace=True)
+    for step in result.trace:
+        total = step.cost.sum(-1)
+        centred = total - total.mean(-1, keepdim=True)
+        if scale_cost:
+            centred = centred / centred.square().mean(-1, keepdim=True).sqrt()
+        logits = step.inverse_temperature * (beta_a - centred)
+        assert (step.activations - torch.sigmoid(logits)).abs().max() < 1e-10
+    assert torch.equal(result.activations, result.trace[-1].activations)
+    assert (result.logits - logits).abs().max() < 1e-10  # the last M-step's, a_j = logistic(·)

@@ -3,7 +3,14 @@ import torch
 
 from capsviewer.maths import em_routing
 from capsviewer.maths.losses import spread_loss
-from capsviewer.models import MODELS, MatrixCapsNet, MatrixCapsNetConfig, build_model
+from capsviewer.models import (
+    MODELS,
+    EMCapsNet,
+    EMCapsNetConfig,
+    MatrixCapsNet,
+    MatrixCapsNetConfig,
+    build_model,
+)
 from capsviewer.models.matrix_capsnet import matrix_votes
 from capsviewer.training import (
     EpochResult,
@@ -165,3 +172,60 @@ def test_trainer_runs_an_epoch_and_writes_a_checkpoint(mnist_train, mnist_test, 
     assert int(loaded.model.training_steps) == 6  # 300 images / 50 per batch
     result = evaluate(loaded.model, mnist_test.subset(100, 0))
     assert result.count == 100 and result.accuracy == pytest.approx(epoch[0].test_accuracy)
+
+
+# -- the shipped shape: matrix capsules on a CNN backbone (em-capsnet) ---------------------------
+
+def test_em_capsnet_shape_and_parameter_count():
+    assert MODELS["em-capsnet"] == (EMCapsNet, EMCapsNetConfig)
+    torch.manual_seed(0)
+    model = build_model("em-capsnet").eval()
+    c = model.config
+    assert model.architecture == "em-capsnet" and isinstance(model, MatrixCapsNet)
+    assert c.grids == (12, 5, 5) and c.primary_side == 5 and c.class_input_grid == (5, 5, 16)
+    assert not hasattr(model, "conv_caps1")  # primary capsules vote for the class capsules
+    # Conv1 64@5×5 1,664 + BN 128; Conv2 128@3×3 73,856 + BN 256; primary poses 1×1 to
+    # 16·16 33,024 and activations 2,064; class capsules 16·10 4×4 matrices 2,560 + β 20
+    count = sum(p.numel() for p in model.parameters())
+    assert count == 1_664 + 128 + 73_856 + 256 + 33_024 + 2_064 + 2_560 + 20 == 113_572
+    # receptive fields: Conv1 5 px every 2, Conv2 3 cells every 2 → 9 px every 4
+    assert c.receptive_field(0, 0) == (0, 0, 9, 9) and c.receptive_field(4, 2) == (16, 8, 25, 17)
+    torch.testing.assert_close(c.class_input_centres(), 4.5 + 4.0 * torch.arange(5.0))
+    out = model(torch.rand(3, 1, 28, 28), trace=True, iterations=4)
+    assert out.scores.shape == (3, 10) and len(out.routing.trace) == 4
+    assert out.routing.responsibilities.shape == (3, 5 * 5 * 16, 10)
+    assert out.class_inputs.shape == (3, 5, 5, 16)
+    torch.testing.assert_close(torch.sigmoid(out.logits), out.scores)
+
+
+def test_em_capsnet_class_layer_routes_the_primary_capsules():
+    torch.manual_seed(0)
+    model = build_model("em-capsnet", {"conv_channels": 8, "conv2_channels": 8}).eval()
+    x = torch.rand(2, 1, 28, 28)
+    out = model(x, intermediates=True)
+    poses, a = model.primary_capsules(x)
+    torch.testing.assert_close(a, out.class_inputs)
+    expected = em_routing(model.class_caps.votes(poses), a.flatten(1), 2,
+                          beta_u=model.class_caps.beta_u, beta_a=model.class_caps.beta_a,
+                          inverse_temperature=10.0, variance_epsilon=1e-4, normalize_cost=True)
+    torch.testing.assert_close(out.scores, expected.activations)
+    torch.testing.assert_close(out.poses, expected.poses)
+
+
+def test_the_shape_options_are_checked():
+    with pytest.raises(ValueError, match="conv_caps_layers must be 2 .* or 0"):
+        build_model("matrix-capsnet", {"conv_caps_layers": 1})
+    with pytest.raises(ValueError, match="loss must be one of spread, cross-entropy"):
+        build_model("em-capsnet", {"loss": "hinge"})
+    with pytest.raises(ValueError, match="do not fit a 28×28 image"):
+        build_model("em-capsnet", {"conv2_kernel": 13, "conv2_stride": 1})
+
+
+def test_cross_entropy_on_the_activation_logits():
+    torch.manual_seed(0)
+    model = build_model("em-capsnet", {"conv_channels": 8, "conv2_channels": 8,
+                                       "loss": "cross-entropy"})
+    x, y = torch.rand(4, 1, 28, 28), torch.tensor([0, 1, 2, 3])
+    out = model(x)
+    loss = model.loss(out, x, y).total
+    torch.testing.assert_close(loss, torch.nn.functional.cross_entropy(out.logits, y))

@@ -158,8 +158,8 @@ def test_a_pause_reports_the_batches_before_it(mnist_train, mnist_test, monkeypa
 def test_out_of_range_config_is_refused_with_a_sentence(mnist_train, mnist_test):
     with pytest.raises(TrainingError, match="epochs must be between 1 and 1,000, got 0"):
         Trainer(tiny_config(epochs=0), mnist_train, mnist_test)
-    with pytest.raises(TrainingError, match="routing iterations apply to capsnet and "
-                       "matrix-capsnet, not to cnn"):
+    with pytest.raises(TrainingError, match="routing iterations apply to capsnet, "
+                       "matrix-capsnet and em-capsnet, not to cnn"):
         Trainer(TrainConfig(model="cnn", model_config={"routing_iterations": 3}))
     with pytest.raises(TrainingError, match="learning rate must be a finite number"):
         Trainer(tiny_config(learning_rate=float("nan")), mnist_train, mnist_test)

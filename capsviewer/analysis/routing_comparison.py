@@ -65,7 +65,7 @@ ENTRIES: tuple[Entry, ...] = (
           "capsnet", {"routing": "inverted-attention"}),
     Entry("efficient-capsnet", "Efficient-CapsNet (own backbone, 162 k)", "efficient-capsnet",
           shares_backbone=False),
-    Entry("em", "Matrix capsules, EM routing (own backbone)", "matrix-capsnet",
+    Entry("em", "Matrix capsules, EM routing (own CNN backbone)", "em-capsnet",
           shares_backbone=False),
 )
 

@@ -28,6 +28,7 @@ from capsviewer.analysis.inspection import (
     inspect_cnn,
     predict_all,
 )
+from capsviewer.analysis.em_inspection import inspect_em
 from capsviewer.analysis.overlap import inspect_pair
 from capsviewer.analysis.pose import perturbation_grid, reconstruct
 from capsviewer.analysis.rotation import rotation_sweep
@@ -43,7 +44,7 @@ from capsviewer.analysis.routing_diagnostics import (
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.errors import explain
 from capsviewer.app.export import animation_job, export_job
-from capsviewer.app.state import AppState, Result, TestSetPredictions
+from capsviewer.app.state import EM, AppState, Result, TestSetPredictions
 from capsviewer.data.transforms import as_batch, model_device, rotate_images
 from capsviewer.training.evaluation import EvaluationCancelled
 
@@ -76,6 +77,13 @@ def _plan_analysis(_, s: AppState):
     if s.image is None or (s.capsnet is None and s.cnn is None):
         return None
     return _analyse, s.capsnet, s.cnn, s.image.pixels, s.iterations, s.class_names
+
+
+def _plan_em_analysis(_, s: AppState):
+    """The EM model's routing of the input, while the Routing tab is asked to show it."""
+    if s.routing_model != EM or s.image is None or s.em_model is None:
+        return None
+    return inspect_em, s.em_model, s.image.pixels, s.iterations, s.class_names
 
 
 def _plan_ablation(_, s: AppState):
@@ -178,6 +186,8 @@ def _plan_lab(_, s: AppState):
 
 JOBS = (
     Job("analysis", ("image", "models", "dataset", "iterations"), "interactive", _plan_analysis),
+    Job("em_analysis", ("image", "models", "dataset", "iterations", "routing_model"),
+        "interactive", _plan_em_analysis),
     Job("ablation", ("image", "models"), "interactive", _plan_ablation),
     Job("rotated", ("image", "models", "iterations", "angle"), "interactive", _plan_rotated,
         keep=("angle",)),

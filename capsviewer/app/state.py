@@ -23,6 +23,9 @@ from capsviewer.analysis.routing_lab import PRESETS, LabState
 from capsviewer.data import DATASETS, ImageSet
 from capsviewer.models import display_name
 
+EM_MODELS = ("em-capsnet", "matrix-capsnet")  # whose EM routing the Routing tab steps (first found)
+EM = "em"  # routing_model: the Routing tab steps the EM model's routing
+SHORT_NAMES = {name: "EM" for name in EM_MODELS}  # in the status bar, where room is short
 POSE_DIMENSIONS = 16
 DEFAULT_POSE_RANGE = 0.25  # the paper's offsets: steps of 0.05 in [−0.25, 0.25]
 
@@ -45,7 +48,7 @@ class LoadedModel:
     def short_name(self) -> str:
         """"CapsNet: capsnet-mnist": which file the model is (the status bar's label; its
         tooltip, :meth:`summary`, says whether it is the shipped one and where it is)."""
-        name = display_name(self.architecture)
+        name = SHORT_NAMES.get(self.architecture) or display_name(self.architecture)
         return f"{name}: {self.path.stem if self.path is not None else 'not saved'}"
 
     def summary(self, file: bool = True) -> str:
@@ -101,7 +104,7 @@ NOTHING = Result()
 
 # Fields holding objects are compared by identity: a new object is a change.
 _IDENTITY = ("image", "models", "test_set", "device", "vote_selection", "lab", "analysis",
-             "ablation", "diagnostics", "vote_cloud", "rotated", "sweep", "reconstruction",
+             "em_analysis", "ablation", "diagnostics", "vote_cloud", "rotated", "sweep", "reconstruction",
              "grid", "decoded_vote", "accuracy", "predictions", "lab_result", "export",
              "pair_model", "pair_digits", "overlap", "overlap_reconstruction")
 
@@ -118,6 +121,7 @@ class AppState:
     iterations: int | None = None  # routing iterations R; None: the CapsNet's own
     capsule: int | None = None  # selected digit capsule j; None: the predicted one
     routing_step: int | None = None  # the routing iteration r on screen; None: the last
+    routing_model: str = "capsnet"  # whose routing the Routing tab steps: "capsnet" or EM
     angle: float = 0.0  # rotation of the input, degrees
     pose_offsets: tuple[float, ...] = (0.0,) * POSE_DIMENSIONS  # added to v_j before decoding
     pose_range: float = DEFAULT_POSE_RANGE  # sliders and the Fig. 4 grid span ±range
@@ -135,6 +139,7 @@ class AppState:
 
     # -- what the controller computes from it ---------------------------------------------------
     analysis: Result = NOTHING  # (CapsuleInspection | None, CNNInspection | None)
+    em_analysis: Result = NOTHING  # EMInspection of the matrix-capsule model (Routing tab)
     ablation: Result = NOTHING  # RoutingAblation
     diagnostics: Result = NOTHING  # RoutingDiagnostics of the analysis
     vote_cloud: Result = NOTHING  # VoteCloud of the selected capsule
@@ -159,6 +164,12 @@ class AppState:
     @property
     def cnn(self) -> torch.nn.Module | None:
         entry = self.models.get("cnn")
+        return entry.model if entry else None
+
+    @property
+    def em_model(self) -> torch.nn.Module | None:
+        """The matrix-capsule network (EM routing), when one is loaded."""
+        entry = next((self.models[name] for name in EM_MODELS if name in self.models), None)
         return entry.model if entry else None
 
     @property

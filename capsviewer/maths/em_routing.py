@@ -32,7 +32,8 @@ The schedule does not depend on the number of iterations, so r iterations are a 
 
 Deviation on request only: ``normalize_cost=True`` standardises the total costs over the
 parents before the logistic, a_j = logistic(λ (β_a − (c_j − mean_k c_k) / std_k c_k)) with
-c_j = Σ_h cost_j^h, as the widely used TensorFlow implementation of Suofei Zhang does. The
+c_j = Σ_h cost_j^h, as the widely used TensorFlow implementation of Suofei Zhang does; with
+``scale_cost=False`` it only centres them, a_j = logistic(λ (β_a − (c_j − mean_k c_k))). The
 paper's cost grows with the number of children and with the scale of the poses (log σ), so
 that with λ ≈ 1 every a_j saturates at 0 or 1 in a network at initialisation; public
 implementations counter it with such normalisations or a tiny λ. Off by default; the traced
@@ -75,6 +76,7 @@ class EMRoutingResult:
     activations: torch.Tensor  # a_j of the last M-step (B, J)
     responsibilities: torch.Tensor  # R_ij of the E-step after the last M-step (B, I, J)
     trace: tuple[EMIteration, ...] | None = None
+    logits: torch.Tensor | None = None  # λ (β_a − Σ_h cost_j^h) of the last M-step, a_j = σ(·)
 
 
 def inverse_temperature_schedule(
@@ -101,6 +103,7 @@ def em_routing(
     inverse_temperature: float | Sequence[float] = 1.0,
     variance_epsilon: float = 1e-6,
     normalize_cost: bool = False,
+    scale_cost: bool = True,
     detach_responsibilities: bool = False,
     trace: bool = False,
 ) -> EMRoutingResult:
@@ -110,6 +113,9 @@ def em_routing(
     inverse_temperature: final λ of the schedule above, or one λ per iteration.
     variance_epsilon: ε added to σ².
     normalize_cost: the deviation described in the module docstring (off: the paper's cost).
+    scale_cost: with ``normalize_cost``, also divide the centred costs by their standard
+        deviation over the parents (True, Zhang's code); False only centres them, which leaves
+        the paper's a_j up to a shift of β_a per input.
     detach_responsibilities: treat R as a constant in the gradient: only the last M-step
         (μ, σ², a from the votes and activations under the final R) is differentiated, and
         the earlier iterations run without autograd. The paper does not say; by default
@@ -141,9 +147,11 @@ def em_routing(
     steps: list[EMIteration] = []
     for t, lam in enumerate(lambdas):
         with torch.set_grad_enabled(grad and (t == iterations - 1 or not detach_responsibilities)):
-            mean, variance, log_variance, cost, log_a, sq_dev = _m_step(
-                v, a_in, r, lam, beta_u, beta_a, normalize_cost, variance_epsilon, tiny
+            mean, variance, log_variance, cost, logits, sq_dev = _m_step(
+                v, a_in, r, lam, beta_u, beta_a, normalize_cost, scale_cost, variance_epsilon,
+                tiny,
             )
+            log_a = F.logsigmoid(logits)
         if trace:
             steps.append(
                 EMIteration(
@@ -158,11 +166,13 @@ def em_routing(
         activations=log_a.exp(),
         responsibilities=r.transpose(1, 2),
         trace=tuple(steps) if trace else None,
+        logits=logits,
     )
 
 
-def _m_step(v, a_in, r, lam, beta_u, beta_a, normalize_cost, variance_epsilon, tiny):
-    """R ← R·a_i; μ_j, σ²_j weighted by R; cost_j^h; log a_j. Parents-first: v (B, J, I, H),
+def _m_step(v, a_in, r, lam, beta_u, beta_a, normalize_cost, scale_cost, variance_epsilon,
+            tiny):
+    """R ← R·a_i; μ_j, σ²_j weighted by R; cost_j^h; the logits of a_j. Parents-first: v (B, J, I, H),
     R (B, J, I). Also returns (V_ij − μ_j)², which the E-step reuses."""
     weighted = r * a_in  # R_ij a_i
     mass = weighted.sum(-1)  # Σ_i R_ij a_i (B, J)
@@ -176,10 +186,11 @@ def _m_step(v, a_in, r, lam, beta_u, beta_a, normalize_cost, variance_epsilon, t
     cost = (beta_u[..., None] + 0.5 * log_variance) * mass[..., None]  # (β_u + log σ) Σ R
     total = cost.sum(-1)  # Σ_h cost_j^h (B, J)
     if normalize_cost:
-        centred = total - total.mean(-1, keepdim=True)
-        total = centred / (centred.square().mean(-1, keepdim=True) + 1e-12).sqrt()
-    log_a = F.logsigmoid(lam * (beta_a - total))  # log a_j (B, J)
-    return mean, variance, log_variance, cost, log_a, sq_dev
+        total = total - total.mean(-1, keepdim=True)
+        if scale_cost:
+            total = total / (total.square().mean(-1, keepdim=True) + 1e-12).sqrt()
+    logits = lam * (beta_a - total)  # a_j = logistic(logits) (B, J)
+    return mean, variance, log_variance, cost, logits, sq_dev
 
 
 def _e_step(sq_dev, variance, log_variance, log_a, lowest):

@@ -14,6 +14,8 @@ from capsviewer.models.capsnet import CapsNet, CapsNetConfig, CapsNetOutput
 from capsviewer.models.cnn import BaselineCNN, CNNConfig, CNNOutput
 from capsviewer.models.efficient_capsnet import EfficientCapsNet, EfficientCapsNetConfig
 from capsviewer.models.matrix_capsnet import (
+    EMCapsNet,
+    EMCapsNetConfig,
     MatrixCapsNet,
     MatrixCapsNetConfig,
     MatrixCapsNetOutput,
@@ -24,11 +26,13 @@ MODELS: dict[str, tuple[type[nn.Module], type]] = {
     "capsnet": (CapsNet, CapsNetConfig),
     "cnn": (BaselineCNN, CNNConfig),
     "matrix-capsnet": (MatrixCapsNet, MatrixCapsNetConfig),
+    "em-capsnet": (EMCapsNet, EMCapsNetConfig),
     "efficient-capsnet": (EfficientCapsNet, EfficientCapsNetConfig),
 }
 
 # What the app, the reports and the Training tab call each architecture.
 TITLES = {"capsnet": "CapsNet", "cnn": "CNN", "matrix-capsnet": "Matrix capsules (EM routing)",
+          "em-capsnet": "Matrix capsules on a CNN backbone (EM routing)",
           "efficient-capsnet": "Efficient-CapsNet (self-attention routing)"}
 
 
@@ -57,6 +61,7 @@ LIMITS: dict[str, tuple[float, float]] = {
     "margin_start": (0.0, 1.0), "margin_end": (0.0, 1.0), "inverse_temperature": (0.0, 1e4),
     "variance_epsilon": (1e-12, 1.0), "reconstruction_weight": (0.0, 1e3),
     "vote_init_std": (0.0, 1e3), "transform_init_std": (0.0, 1e3), "routing_bias": (-1e3, 1e3),
+    "conv2_channels": (0, 4096), "conv_caps_layers": (0, 2),
 }
 INT_LIMITS = (1, 4096)
 MAX_LAYERS = 16  # entries of a tuple field (decoder_hidden, channels)
@@ -142,6 +147,8 @@ __all__ = [
     "CapsNet",
     "CapsNetConfig",
     "CapsNetOutput",
+    "EMCapsNet",
+    "EMCapsNetConfig",
     "EfficientCapsNet",
     "EfficientCapsNetConfig",
     "MatrixCapsNet",

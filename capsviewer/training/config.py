@@ -169,7 +169,9 @@ class TrainConfig:
             if models and self.architecture not in models:
                 name = opt.key.replace("_", " ")
                 verb = "apply" if name.endswith("s") else "applies"
-                found.append(f"{name} {verb} to {' and '.join(models)}, not to {self.model}")
+                named = ", ".join(models[:-1]) + " and " + models[-1] if len(models) > 1 \
+                    else models[0]
+                found.append(f"{name} {verb} to {named}, not to {self.model}")
         if self.dataset == MULTIMNIST and self.model not in MULTIMNIST_MODELS:
             found.append(f"MultiMNIST trains {', '.join(MULTIMNIST_MODELS)}, not {self.model}")
         if self.dataset != MULTIMNIST and self.model not in MODELS:

@@ -222,3 +222,14 @@ def static_plot(plot: pg.PlotItem, left: str | None = None, bottom: str | None =
     for axis in ("left", "bottom"):
         plot.getAxis(axis).enableAutoSIPrefix(False)
     return plot
+
+
+def dark_background() -> bool:
+    return pg.mkColor(pg.getConfigOption("background")).lightnessF() < 0.5
+
+
+def heat_lut() -> np.ndarray:
+    """'inferno' whose alpha rises with the value, so weak support stays see-through."""
+    table = lut("inferno").copy()
+    table[:, 3] = np.linspace(0.0, 1.0, 256) ** 1.5 * 180
+    return table

@@ -93,8 +93,9 @@ class MosaicPanel(QWidget):
 
     def __init__(self, title: str, symbol: str, colormap: str = "viridis",
                  levels: tuple[float, float] = (0.0, 1.0), grid: tuple[int, int, int] = (32, 6, 6),
-                 parent: QWidget | None = None):
+                 parent: QWidget | None = None, columns: int = COLUMNS):
         super().__init__(parent)
+        self.columns = columns  # tiles per mosaic row
         self.symbol = symbol
         self.values: np.ndarray | None = None
         self.levels = levels
@@ -168,13 +169,13 @@ class MosaicPanel(QWidget):
         if values.shape != self.grid:
             self.grid = values.shape
             self._set_ticks(self.grid)
-        set_image(self.image, mosaic(values), self.levels)
+        set_image(self.image, mosaic(values, self.columns), self.levels)
         self.weights = weights
         if weights is None:
             self.veil.clear()
         else:
-            self.veil.setImage(veil(weights, pg.getConfigOption("background")), autoLevels=False,
-                               levels=(0, 255))
+            self.veil.setImage(veil(weights, pg.getConfigOption("background"), self.columns),
+                               autoLevels=False, levels=(0, 255))
         self.colour_bar.setLevels(self.levels)
         self.placeholder.setText("")
         self._fit()
@@ -188,20 +189,20 @@ class MosaicPanel(QWidget):
         self.image.clear()
         self.hint = ""
         self.readout.setText(" ")
-        height, width = mosaic_shape(self.grid)
+        height, width = mosaic_shape(self.grid, self.columns)
         self.placeholder.setText(message)
         self.placeholder.setPos(width / 2, height / 2)
         self._fit()
 
     def _fit(self) -> None:
-        height, width = mosaic_shape(self.grid)
+        height, width = mosaic_shape(self.grid, self.columns)
         self.plot.setRange(xRange=(0, width), yRange=(0, height), padding=0.02)
 
     def readout_at(self, x: float, y: float) -> str | None:
         """The readout text for mosaic pixel (x, y), e.g. "map 12 · row 3 · col 4 · c_ij = 0.101"."""
         if self.values is None:
             return None
-        cell = cell_at(x, y, self.values.shape)
+        cell = cell_at(x, y, self.values.shape, self.columns)
         if cell is None:
             return None
         return (f"map {cell[0]} · row {cell[1]} · col {cell[2]} · "
@@ -212,15 +213,17 @@ class MosaicPanel(QWidget):
         self.readout.setProperty("hovering", bool(text))
         self.readout.setText(rich(text) if text else (self.hint or " "))
         self.image.setToolTip(rich(text) if text else "")
-        cell = None if pos is None or self.values is None else cell_at(*pos, self.values.shape)
+        cell = None if pos is None or self.values is None else cell_at(*pos, self.values.shape,
+                                                                        self.columns)
         self.cell_hovered.emit(cell)
 
     def _set_ticks(self, grid: tuple[int, int, int]) -> None:
         """Label tile rows by their first map and tile columns by the offset within the row."""
         maps, rows, cols = grid
-        tile_rows = math.ceil(maps / COLUMNS)
-        left = [(r * (rows + GAP) + rows / 2, f"{r * COLUMNS}–{min(maps, (r + 1) * COLUMNS) - 1}")
+        columns = self.columns
+        tile_rows = math.ceil(maps / columns)
+        left = [(r * (rows + GAP) + rows / 2, f"{r * columns}–{min(maps, (r + 1) * columns) - 1}")
                 for r in range(tile_rows)]
-        bottom = [(c * (cols + GAP) + cols / 2, f"+{c}") for c in range(COLUMNS)]
+        bottom = [(c * (cols + GAP) + cols / 2, f"+{c}") for c in range(columns)]
         self.plot.getAxis("left").setTicks([left])
         self.plot.getAxis("bottom").setTicks([bottom])

@@ -22,7 +22,7 @@ from PySide6.QtCore import QEvent, QPointF, QRectF, Qt, QTimer, Signal, Slot
 from PySide6.QtGui import QColor, QIcon, QPainter, QPalette, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import (
     QButtonGroup, QComboBox, QGraphicsRectItem, QHBoxLayout, QLabel, QPushButton, QSizePolicy,
-    QSlider, QSpinBox, QSplitter, QTabWidget, QToolButton, QVBoxLayout, QWidget,
+    QSlider, QSpinBox, QSplitter, QStackedWidget, QTabWidget, QToolButton, QVBoxLayout, QWidget,
 )
 
 import pyqtgraph as pg  # after PySide6
@@ -36,9 +36,10 @@ from capsviewer.analysis.routing_maps import (
 )
 from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import (
-    FORMULAS, ExportableView, Table, class_colour, lut, rich, set_image, static_plot,
-    unicode_scripts,
+    FORMULAS, ExportableView, Table, class_colour, dark_background, heat_lut, rich, set_image,
+    static_plot, unicode_scripts,
 )
+from capsviewer.app.views.em_routing_panel import DEFAULT_EM_MAP, EM_MAPS, EMRoutingPanel
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
 from capsviewer.app.views.routing_diagnostics_view import RoutingDiagnosticsView
@@ -46,6 +47,7 @@ from capsviewer.app.views.vote_cloud_view import VoteCloudView
 from capsviewer.app.views.vote_decoder_view import VoteDecoderView
 from capsviewer.maths import ROUTING_ALGORITHMS
 
+EM = "em"  # AppState.routing_model: step the matrix-capsule model's EM routing
 PLAY_INTERVAL_MS = 700
 MAX_ITERATIONS = 10
 PART_COLOURS = ("#e8453c", "#f39c12", "#f4d03f")  # boxes of the 1st, 2nd, 3rd strongest part
@@ -67,22 +69,11 @@ def formula_of(routing: str, quantity: str) -> str:
     return FORMULAS[ROUTING_FORMULA[routing]]
 
 
-def dark_background() -> bool:
-    return pg.mkColor(pg.getConfigOption("background")).lightnessF() < 0.5
-
-
 def map_colours(mode: str) -> str:
     """A colour map for the mode that reads on the current plot background."""
     if MAP_MODES[mode].diverging:
         return "CET-D4" if dark_background() else "CET-D1"  # dark or light middle
     return "viridis"
-
-
-def heat_lut() -> np.ndarray:
-    """'inferno' whose alpha rises with the value, so weak support stays see-through."""
-    table = lut("inferno").copy()
-    table[:, 3] = np.linspace(0.0, 1.0, 256) ** 1.5 * 180
-    return table
 
 
 def weighted_mean_couplings(couplings: np.ndarray, primary_lengths: np.ndarray) -> np.ndarray:
@@ -144,6 +135,9 @@ class RoutingView(QWidget, ExportableView):
     def __init__(self, parent: QWidget | None = None):
         super().__init__(parent)
         self.capsules: CapsuleInspection | None = None
+        self.em = None  # EMInspection of the matrix-capsule model, when it is shown
+        self._em_mode = False  # stepping the matrix-capsule model's EM routing
+        self._em_map = DEFAULT_EM_MAP
         self._iteration = 1
         self._wanted_iteration: int | None = None  # asked for before the analysis arrived
         self._digit = 0
@@ -161,11 +155,17 @@ class RoutingView(QWidget, ExportableView):
 
         layout = QVBoxLayout(self)
         layout.addLayout(self._build_stepper())
-        layout.addWidget(self._build_routing_label())
+        layout.addLayout(self._build_routing_row())
         layout.addLayout(self._build_selectors())
         self.panel_splitter = QSplitter(Qt.Orientation.Vertical)  # the view above, panels below
         self.panel_splitter.setChildrenCollapsible(False)
-        self.panel_splitter.addWidget(self._build_body())
+        self.body_stack = QStackedWidget()  # the CapsNet's routing, or the EM model's
+        self.body_stack.addWidget(self._build_body())
+        self.em_panel = EMRoutingPanel()
+        self.body_stack.addWidget(self.em_panel)
+        self.em_panel.activation_bars.class_clicked.connect(self.select_capsule)
+        self.em_panel.sigma_bars.class_clicked.connect(self.select_capsule)
+        self.panel_splitter.addWidget(self.body_stack)
         self.panel_splitter.addWidget(self._build_panels())
         self.panel_splitter.setStretchFactor(0, 2)
         self.panel_splitter.setStretchFactor(1, 1)
@@ -219,15 +219,28 @@ class RoutingView(QWidget, ExportableView):
         row.addWidget(self.iterations_spin)
         return row
 
-    def _build_routing_label(self) -> QLabel:
+    def _build_routing_row(self) -> QHBoxLayout:
         self.routing_label = QLabel()  # which routing the model has, in words
         self.routing_label.setWordWrap(True)
         self.routing_label.setTextFormat(Qt.TextFormat.RichText)
-        return self.routing_label
+        self.model_label = QLabel("Model:")
+        self.model_combo = QComboBox()  # shown when a matrix-capsule model is loaded
+        self.model_combo.addItem("CapsNet", "capsnet")
+        self.model_combo.addItem("Matrix capsules (EM)", EM)
+        self.model_combo.setToolTip("Whose routing to step through: the CapsNet's, or the "
+                                    "matrix-capsule network's EM routing")
+        row = QHBoxLayout()
+        row.addWidget(self.routing_label, 1)
+        row.addWidget(self.model_label)
+        row.addWidget(self.model_combo)
+        self.model_label.setVisible(False)
+        self.model_combo.setVisible(False)
+        return row
 
     def _build_selectors(self) -> QHBoxLayout:
         row = QHBoxLayout()
-        row.addWidget(QLabel("Digit capsule j:"))
+        self.digit_label = QLabel("Digit capsule j:")
+        row.addWidget(self.digit_label)
         self.digit_group = QButtonGroup(self)
         self.digit_group.setExclusive(True)
         self.digit_buttons: list[QPushButton] = []
@@ -256,6 +269,14 @@ class RoutingView(QWidget, ExportableView):
         """The maps the current routing has, each with its explanation and formula."""
         with signals_blocked(self.map_combo):
             self.map_combo.clear()
+            if self._em_mode:
+                for key, mode in EM_MAPS.items():
+                    self.map_combo.addItem(unicode_scripts(mode.label), key)
+                    self.map_combo.setItemData(self.map_combo.count() - 1,
+                                               mode.hint + "\n" + FORMULAS["em_routing"],
+                                               Qt.ItemDataRole.ToolTipRole)
+                self.map_combo.setCurrentIndex(max(self.map_combo.findData(self._em_map), 0))
+                return
             for key, mode in self._modes.items():
                 self.map_combo.addItem(unicode_scripts(mode.label), key)
                 self.map_combo.setItemData(
@@ -445,7 +466,9 @@ class RoutingView(QWidget, ExportableView):
         return self.panel_splitter.widget(0)
 
     def export_panels(self) -> list[ExportableView]:
-        """The panels under the grid, exported with the view."""
+        """The panels under the grid, exported with the view (the CapsNet's: none for EM)."""
+        if self._em_mode:
+            return []
         return [self.diagnostics_view, self.cloud_view, self.decoder_view, self.ablation_view]
 
     # -- state ----------------------------------------------------------------------------
@@ -456,7 +479,18 @@ class RoutingView(QWidget, ExportableView):
 
     @property
     def iteration_count(self) -> int:
+        if self._em_mode:
+            return len(self.em.steps) if self.em is not None else 1
         return len(self.capsules.iterations) if self.capsules is not None else 1
+
+    @property
+    def em_mode(self) -> bool:
+        """Stepping the matrix-capsule model's EM routing (else the CapsNet's routing)."""
+        return self._em_mode
+
+    def _on_screen(self):
+        """The inspection on screen: the EM model's in EM mode, else the CapsNet's."""
+        return self.em if self._em_mode else self.capsules
 
     @property
     def digit(self) -> int:
@@ -520,6 +554,13 @@ class RoutingView(QWidget, ExportableView):
         events.ablation.connect(self._render_ablation)
         events.accuracy.connect(self._render_accuracy)
         events.decoded_vote.connect(self._render_decoded_vote)
+        events.em_analysis.connect(self._render_em)
+        events.routing_model.connect(self._render_mode)
+        events.models.connect(self._render_models)
+        self.model_combo.currentIndexChanged.connect(
+            lambda index: setattr(state, "routing_model", self.model_combo.itemData(index)))
+        self._render_models()
+        self._render_mode()
         self._render_analysis()
         self._render_panels()
         self._render_accuracy()
@@ -534,7 +575,84 @@ class RoutingView(QWidget, ExportableView):
             self._render_cloud(state.vote_cloud)
         self._render_ablation(state.ablation)
 
+    def _render_models(self, *_) -> None:
+        """Offer the EM model's routing while one is loaded; back to the CapsNet without it."""
+        state = self._state
+        loaded = state.em_model is not None
+        self.model_label.setVisible(loaded)
+        self.model_combo.setVisible(loaded)
+        if not loaded and state.routing_model == EM:
+            state.routing_model = "capsnet"
+
+    def _render_mode(self, *_) -> None:
+        """Show the routing of the model the state names: the CapsNet's or the EM model's."""
+        em_mode = self._state.routing_model == EM
+        with signals_blocked(self.model_combo):
+            self.model_combo.setCurrentIndex(self.model_combo.findData(
+                self._state.routing_model))
+        if em_mode == self._em_mode:
+            return
+        self.pause()
+        self._em_mode = em_mode
+        self.body_stack.setCurrentIndex(1 if em_mode else 0)
+        self.panels.setVisible(not em_mode)  # diagnostics, clouds, ablation: the CapsNet's
+        self.digit_label.setText("Class capsule j:" if em_mode else "Digit capsule j:")
+        self._fill_map_combo()
+        if em_mode:
+            algorithm = ROUTING_ALGORITHMS["em"]
+            self.routing_label.setText(
+                f"<b>{algorithm.title}</b> ({algorithm.paper}) of the matrix-capsule network's "
+                "class layer: an M-step fits each class a Gaussian to the votes weighted by "
+                "R<sub>ij</sub> a<sub>i</sub> and sets a<sub>j</sub>; an E-step reassigns "
+                "R<sub>ij</sub>.")
+            self.routing_label.setToolTip(FORMULAS["em_routing"])
+            self.length_bars.show_margins(False)
+            self._render_em()
+        else:
+            self.em = None
+            routing, self._routing = self._routing, ""
+            self._set_routing(routing)  # its label and maps again
+            self.capsules = None  # drawn afresh from the state
+            self._render_analysis()
+
+    def _render_em(self, *_) -> None:
+        if not self._em_mode:
+            return
+        state, result = self._state, self._state.em_analysis
+        if result.ready:
+            self.show_em(result.value)
+            return
+        self.em = None
+        if result.pending:
+            self._clear("computing…")
+        elif result.error:
+            self._clear("EM routing failed: see the message")
+        elif state.image is None:
+            self._clear("No input")
+        else:
+            self._clear("No matrix-capsule model loaded")
+
+    def show_em(self, em) -> None:
+        """An EMInspection: a new image starts at the last iteration with the predicted class
+        selected (or the one chosen); another R keeps j and clamps t to 1..R."""
+        previous, self.em = self.em, em
+        count = len(em.steps)
+        shown = self._iteration
+        if previous is None or not np.array_equal(previous.image, em.image):
+            self._iteration = self._wanted_iteration or count
+            chosen = self._state.capsule if self._state is not None else None
+            self._digit = chosen if chosen is not None else em.prediction
+        self._wanted_iteration = None
+        self._iteration = min(max(self._iteration, 1), count)
+        self.em_panel.set_class_names(em.class_names)
+        self._set_controls_enabled(True)
+        self._redraw()
+        if self._iteration != shown or previous is None:
+            self.iteration_changed.emit(self._iteration)
+
     def _render_analysis(self, *_) -> None:
+        if self._em_mode:
+            return
         state, result = self._state, self._state.analysis
         if result.ready and result.value[0] is not None:
             self.show_inspection(result.value[0])
@@ -551,15 +669,15 @@ class RoutingView(QWidget, ExportableView):
             self._clear("No CapsNet loaded")
 
     def _render_capsule(self, *_) -> None:
-        j = self._state.selected_capsule
+        j = self._state.capsule if self._em_mode else self._state.selected_capsule
         if j is not None and j != self._digit:
             self._digit = j
-            if self.capsules is not None:
+            if self._on_screen() is not None:
                 self._redraw()
 
     def _render_step(self, r) -> None:
         """The state asks for iteration r (None: a new input, its last iteration)."""
-        if r is None or self.capsules is None:
+        if r is None or self._on_screen() is None:
             self._wanted_iteration = r
         elif r != self._iteration:
             self.set_iteration(r)
@@ -645,7 +763,7 @@ class RoutingView(QWidget, ExportableView):
             self._sync_stepper()
             return
         self._iteration = r
-        if self.capsules is not None:
+        if self._on_screen() is not None:
             self._redraw()
         self.iteration_changed.emit(r)
 
@@ -663,7 +781,7 @@ class RoutingView(QWidget, ExportableView):
         if self.play_timer.isActive():
             self.pause()
             return
-        if self.capsules is None or self.iteration_count < 2:
+        if self._on_screen() is None or self.iteration_count < 2:
             return
         if self._iteration >= self.iteration_count:
             self.set_iteration(1)
@@ -687,7 +805,7 @@ class RoutingView(QWidget, ExportableView):
             return
         changed = j != self._digit
         self._digit = j
-        if self.capsules is not None:
+        if self._on_screen() is not None:
             self._redraw()
         if changed:
             self.capsule_selected.emit(j)
@@ -697,6 +815,13 @@ class RoutingView(QWidget, ExportableView):
         """Draw one of MAP_MODES on the grid ("deviation", "change", "support", "couplings",
         "logits", "agreement"); one the current routing lacks (say, logits with uniform
         couplings) draws its default map."""
+        if self._em_mode and name in EM_MAPS:
+            self._em_map = name
+            with signals_blocked(self.map_combo):
+                self.map_combo.setCurrentIndex(self.map_combo.findData(name))
+            if self.em is not None:
+                self._redraw()
+            return
         if name not in QUANTITIES:
             raise ValueError(f"unknown map {name!r}; one of {', '.join(QUANTITIES)}")
         self._quantity = name if name in self._modes else ROUTING_TERMS[self._routing].default
@@ -717,6 +842,10 @@ class RoutingView(QWidget, ExportableView):
 
     # -- drawing --------------------------------------------------------------------------
     def _redraw(self) -> None:
+        if self._em_mode:
+            self._sync_stepper()
+            self.em_panel.draw(self.em, self._iteration, self._digit, self._em_map)
+            return
         capsules, r, j = self.capsules, self._iteration, self._digit
         snapshot = capsules.iterations[r - 1]
         count = len(capsules.iterations)
@@ -904,7 +1033,7 @@ class RoutingView(QWidget, ExportableView):
                              (self.next_button, "next"), (self.last_button, "last")):
             button.setIcon(step_icon(kind, palette))
         self._sync_play_button()
-        if self.capsules is not None:
+        if self._on_screen() is not None:
             self._redraw()
 
     def _sync_stepper(self) -> None:
@@ -917,7 +1046,7 @@ class RoutingView(QWidget, ExportableView):
         self.iterations_spin.setValue(count)
         self.iterations_spin.blockSignals(False)
         self.iteration_label.setText(f"iteration {r} of {count}")
-        loaded = self.capsules is not None
+        loaded = self._on_screen() is not None
         self.first_button.setEnabled(loaded and r > 1)
         self.previous_button.setEnabled(loaded and r > 1)
         self.next_button.setEnabled(loaded and r < count)
@@ -930,7 +1059,7 @@ class RoutingView(QWidget, ExportableView):
         playing = self.play_timer.isActive()
         self.play_button.setText("Pause" if playing else "Play")
         self.play_button.setIcon(step_icon("pause" if playing else "play", self.palette()))
-        self.play_button.setEnabled(self.capsules is not None and self.iteration_count > 1)
+        self.play_button.setEnabled(self._on_screen() is not None and self.iteration_count > 1)
 
     def _set_controls_enabled(self, enabled: bool) -> None:
         for widget in (self.slider, self.map_combo, *self.digit_buttons):
@@ -942,6 +1071,7 @@ class RoutingView(QWidget, ExportableView):
         self._sync_stepper()
         self._set_controls_enabled(False)
         self.mosaic.show_message(message)
+        self.em_panel.show_message(message)
         self.length_bars.show_message(message)
         self.share_bars.show_message(message)
         self._history_of = None
@@ -970,6 +1100,8 @@ class RoutingView(QWidget, ExportableView):
 
     # -- export ---------------------------------------------------------------------------
     def export_tables(self) -> dict[str, Table]:
+        if self._em_mode:
+            return self.em_panel.tables(self._iteration)
         if self.capsules is None:
             return {}
         capsules, r = self.capsules, self._iteration
@@ -993,6 +1125,8 @@ class RoutingView(QWidget, ExportableView):
         }
 
     def export_scenes(self) -> dict[str, pg.GraphicsItem]:
+        if self._em_mode:
+            return self.em_panel.scenes()
         return {
             "mosaic": self.mosaic.plot,
             "parent-lengths": self.length_bars.getPlotItem(),
