@@ -17,8 +17,10 @@ import capsviewer
 from capsviewer.data import SAMPLE_SIZE, load_dataset, load_sample, load_test_set
 
 REPO = Path(__file__).resolve().parents[1]
+MNIST_MODELS = {"capsnet", "cnn", "em-capsnet"}  # the shipped MNIST models, by architecture
 SHIPPED = ("capsviewer/resources/models/capsnet-mnist.safetensors",
            "capsviewer/resources/models/cnn-mnist.safetensors",
+           "capsviewer/resources/models/em-capsnet-mnist.safetensors",
            "capsviewer/resources/icons/capsviewer.svg",
            "capsviewer/resources/styles/capsviewer.qss",
            "capsviewer/resources/data/mnist-test-1000.safetensors")
@@ -91,7 +93,7 @@ def test_the_unpacked_wheel_finds_its_models_and_sample_from_anywhere(wheel, tmp
 
     found = json.loads(run.stdout.strip().splitlines()[-1])
     assert Path(found["package"]).is_relative_to(site)  # the wheel's copy, not the checkout
-    assert set(found["models"]) == {"capsnet", "cnn"}
+    assert set(found["models"]) == MNIST_MODELS
     assert all(Path(p).is_relative_to(site) for p in found["models"].values())
     assert found["images"] == SAMPLE_SIZE and found["sample"] is True and found["label0"] == 7
     version = subprocess.run([sys.executable, "-m", "capsviewer", "--version"], cwd=elsewhere,
@@ -124,14 +126,14 @@ def test_the_window_opens_on_the_sample_without_a_dialog(qtbot, no_dataset, tmp_
     from capsviewer.app.main_window import MainWindow, default_models
 
     models = default_models()
-    assert set(models) == {"capsnet", "cnn"}
+    assert set(models) == MNIST_MODELS
     settings = QSettings(str(tmp_path / "settings.ini"), QSettings.Format.IniFormat)
     window = MainWindow(models, settings=settings, show_errors=True, predict_test_set=False)
     qtbot.addWidget(window)
     window.show()
     try:
         qtbot.waitUntil(lambda: window.inspection is not None and window.is_idle()
-                        and set(window.session.models) == {"capsnet", "cnn"}, timeout=60000)
+                        and set(window.session.models) == MNIST_MODELS, timeout=60000)
         sample = load_sample("mnist")
         assert window.image.source == "test #0" and window.image.label == 7
         assert np.array_equal(window.image.pixels, sample.images[0, 0].numpy())

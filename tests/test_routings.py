@@ -261,3 +261,13 @@ def test_slow_a_short_em_run_beats_chance_by_far(mnist_train, mnist_test):
     accuracy = short_run(mnist_train, mnist_test, model="matrix-capsnet", epochs=1, subset=3000,
                          learning_rate=1e-2, model_config={"margin_ramp_steps": 50})
     assert accuracy > 0.4, accuracy
+
+
+def test_a_short_em_capsnet_run_beats_chance_by_far(mnist_train, mnist_test):
+    """Matrix capsules on a CNN backbone (the shipped EM model's shape, narrower), EM routing
+    to the class capsules: 1,024 images, 4 epochs (seeds 0–2 reached 70–77 %, in fp32 and
+    bf16)."""
+    accuracy = short_run(mnist_train, mnist_test, model="em-capsnet", learning_rate=3e-3,
+                         subset=1024, model_config={"conv_channels": 16, "conv2_channels": 32,
+                                                    "margin_ramp_steps": 50})
+    assert accuracy > 0.55, accuracy

@@ -23,6 +23,8 @@ from capsviewer.training.model_files import SHIPPED_MODELS, find_models
 
 REPO = Path(__file__).resolve().parents[1]
 
+MNIST_MODELS = {"capsnet", "cnn", "em-capsnet"}  # the shipped MNIST models
+
 
 def _python(code: str, tmp_path: Path, timeout: int = 180) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(REPO), "QT_QPA_PLATFORM": "offscreen",
@@ -38,7 +40,7 @@ def _settings(tmp_path) -> QSettings:
 @pytest.fixture(scope="module")
 def shipped():
     models = find_models("mnist", [Path(SHIPPED_MODELS)])
-    if set(models) != {"capsnet", "cnn"}:
+    if set(models) != MNIST_MODELS:
         pytest.skip("the shipped models are not in this checkout")
     return models
 
@@ -192,7 +194,7 @@ def test_open_window_shows_the_frame_then_starts_behind_it(qtbot, tmp_path, data
     try:
         assert window.isVisible() and not window.is_started  # models load behind the frame
         qtbot.waitUntil(lambda: window.inspection is not None and window.is_idle(), timeout=60000)
-        assert set(window.state.models) == {"capsnet", "cnn"}  # found as the app finds them
+        assert set(window.state.models) == MNIST_MODELS  # found as the app finds them
         assert len(window.state.test_set) == 10_000
         title, message = window.errors[0]
         assert title == "Could not load model" and "broken.safetensors" in message

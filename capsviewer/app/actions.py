@@ -78,7 +78,7 @@ def window_actions(w) -> list[Action]:
                               group="theme",
                               checked=lambda w, n=name: w.settings.value("theme", "system") == n))
     actions.append(Action("&Model", "&Shipped models", lambda w: w.use_shipped_models(), None,
-                          "Load the CapsNet and CNN that come with capsviewer again",
+                          "Load the CapsNet, CNN and EM model that come with capsviewer again",
                           needs_start=True))
     for name in DATASETS:
         actions.append(Action("&Model/Data&set", DATASET_TITLES.get(name, name),

@@ -38,8 +38,9 @@ def build_parser(commands: tuple[str, ...] | None = None) -> argparse.ArgumentPa
     parser.add_argument("--version", action="version", version=f"capsviewer {capsviewer.__version__}")
     window = parser.add_argument_group("desktop app (no sub-command)")
     window.add_argument("--model", metavar="PATH", type=Path, action="append",
-                        help="checkpoint to open (CapsNet or CNN; repeat for both). Default: the "
-                        "shipped models, else the newest in the user's checkpoint folder")
+                        help="checkpoint to open (CapsNet, CNN or matrix capsules; repeat for "
+                        "several). Default: the shipped models, else the newest in the user's "
+                        "checkpoint folder")
     add_data_root(window, dest="app_data_root")
     add_device(window, dest="app_device")
     window.add_argument("--theme", choices=["system", "light", "dark"],

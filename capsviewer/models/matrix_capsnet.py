@@ -30,6 +30,13 @@ Choices the paper leaves open, or where this model departs from it:
 
 The default config is sized for a CPU: A = 32, B = C = D = 8, 25,084 parameters; about 80
 training images/s on one CPU thread (batch 32).
+
+Options beyond the paper's shape (all off in the default config): a second ReLU convolution
+(``conv2_channels``), batch norm after the convolutions (``batch_norm``), no convolutional
+capsule layers (``conv_caps_layers=0``: the primary capsules vote for the class capsules),
+cross-entropy on the logits of a_j instead of the spread loss (``loss``), costs centred but
+not scaled (``scale_cost=False``). :class:`EMCapsNet` (``em-capsnet``, the shipped EM model)
+is the first three together: matrix capsules on a CNN backbone, docs/em-routing.md.
 """
 
 from __future__ import annotations
@@ -338,6 +345,7 @@ class EMCapsNetConfig(MatrixCapsNetConfig):
     conv_caps_layers: int = 0
     primary_types: int = 16
     margin_ramp_steps: int = 1400  # ≈ 3 MNIST epochs at batch 128
+    margin_end: float = 0.5  # reachable: standardised costs bound a_t − a_k (em-routing.md)
 
 
 class EMCapsNet(MatrixCapsNet):

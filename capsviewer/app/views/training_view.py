@@ -210,6 +210,7 @@ class TrainingView(QWidget, ExportableView):
         self._iterations, self._device = self._fields["routing_iterations"], self._fields["device"]
         self._routing = self._fields["routing"]
         self._output = self._fields["output"]
+        self._output_help = self._output.toolTip()
         self._iterations.setValue(ROUTED[self._model.currentData()])
         self._output.textEdited.connect(self._on_output_edited)
         self._inputs = [*self._fields.values(), browse]
@@ -363,9 +364,11 @@ class TrainingView(QWidget, ExportableView):
             self._iterations.setValue(ROUTED[model])
         if not self._output_edited:
             self._output.clear()
-            self._output.setPlaceholderText(
-                f"new file per run: {self._model.currentData()}-{self._dataset.currentData()}-"
-                "<date>-<time>.safetensors")
+            pattern = (f"{self._model.currentData()}-{self._dataset.currentData()}-"
+                       "<date>-<time>.safetensors")
+            self._output.setPlaceholderText("a new file per run")
+            self._output.setToolTip(f"{self._output_help}\nEmpty: every run writes a new file, "
+                                    f"{pattern}, in the user's checkpoint folder".strip())
 
     @Slot(str)
     def _on_output_edited(self, text: str) -> None:
