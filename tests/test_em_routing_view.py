@@ -212,3 +212,25 @@ def test_hovering_a_cell_frames_its_receptive_field(qtbot, routing):
     assert (box.top(), box.left(), box.bottom(), box.right()) == (top, left, bottom, right)
     panel.mosaic.cell_hovered.emit(None)
     assert not panel.hover_box.isVisible()
+
+
+def test_the_numbers_name_how_decided_r_is_and_where_the_mass_comes_from(qtbot, routing):
+    state, controller, view = routing
+    show_em(qtbot, state, controller, view)
+    em, j = view.em, view.digit
+    r = em.steps[0].responsibilities
+    assert em.entropy(0) == pytest.approx(1.0)  # uniform R: log J
+    view.set_iteration(1)
+    assert "entropy 1.00 log J" in view.em_panel.numbers.text()
+    # the share of j's mass from blank receptive fields, by hand
+    support = (r[..., j] * em.child_activations).sum(axis=0)
+    blank = np.array([[em.image[t:b, l:rr].mean() < 0.05 for t, l, b, rr in row]
+                      for row in em.receptive_fields])
+    assert em.blank_share(j, 0) == pytest.approx(support[blank].sum() / support.sum())
+    assert f"{em.blank_share(j, 0):.0%} of it from capsules that see no ink" in \
+        view.em_panel.numbers.text()
+    last = len(em.steps) - 1
+    weights = em.child_activations
+    h = -(em.steps[last].responsibilities * np.log(em.steps[last].responsibilities)).sum(-1)
+    assert em.entropy(last) == pytest.approx((h * weights).sum() / weights.sum() / np.log(10),
+                                             rel=1e-4)

@@ -18,6 +18,8 @@ import torch
 from capsviewer.analysis.inspection import MNIST_CLASSES
 from capsviewer.data.transforms import as_batch, model_device
 
+BLANK_INK = 0.05  # a receptive field whose mean ink is below this sees no stroke
+
 
 @dataclass(frozen=True)
 class EMStep:
@@ -59,6 +61,23 @@ class EMInspection:
         heat = np.divide(heat, weight, out=np.zeros_like(heat), where=weight > 0)
         peak = heat.max()
         return (heat / peak if peak > 0 else heat).astype(np.float32)
+
+    def entropy(self, iteration: int = -1) -> float:
+        """Entropy of R_i· over the parents in units of log J (1: uniform), averaged over the
+        children weighted by a_i: how decided the assignment is."""
+        r = self.steps[iteration].responsibilities.astype(np.float64)
+        h = -(r * np.log(np.clip(r, 1e-300, None))).sum(axis=-1) / np.log(r.shape[-1])
+        a = self.child_activations.astype(np.float64)
+        return float((h * a).sum() / max(a.sum(), 1e-300))
+
+    def blank_share(self, digit: int, iteration: int = -1, ink: float = BLANK_INK) -> float:
+        """The share of class j's mass Σ_i R_ij a_i that comes from children whose receptive
+        field is blank (mean ink below ``ink``)."""
+        support = self.support(digit, iteration).sum(axis=0)  # per grid cell (rows, cols)
+        blank = np.array([[self.image[t:b, l:r].mean() < ink
+                           for t, l, b, r in row] for row in self.receptive_fields])
+        total = float(support.sum())
+        return float(support[blank].sum() / total) if total > 0 else 0.0
 
     def mass(self, iteration: int = -1) -> np.ndarray:
         """Σ_i R_ij a_i per class (J,) at ``iteration``: the mass each parent's Gaussian fits."""
@@ -104,4 +123,4 @@ def inspect_em(model, image, iterations: int | None = None,
     )
 
 
-__all__ = ["EMInspection", "EMStep", "inspect_em"]
+__all__ = ["BLANK_INK", "EMInspection", "EMStep", "inspect_em"]

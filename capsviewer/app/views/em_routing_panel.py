@@ -166,14 +166,17 @@ class EMRoutingPanel(QWidget):
             (f"<b>λ<sub>{k + 1}</sub> = {s.inverse_temperature:.3g}</b>" if k == t - 1
              else f"λ<sub>{k + 1}</sub> = {s.inverse_temperature:.3g}")
             for k, s in enumerate(em.steps))
-        mass = em.mass(t - 1)
+        mass, total = em.mass(t - 1), float(em.child_activations.sum())
         winner = int(np.argmax(step.activations))
+        share = mass[j] / total if total > 0 else 0.0
         lines = [
             f"<b>Iteration {t}</b>: inverse temperature {lambdas}",
-            f"class {name}: a<sub>j</sub> = {step.activations[j]:.3f}, "
-            f"Σ<sub>i</sub> R<sub>ij</sub> a<sub>i</sub> = {mass[j]:.2f} "
-            f"(of {float(em.child_activations.sum()):.2f}), cost = {step.cost[j]:.3g}",
-            f"largest a<sub>j</sub> at t = {t}: class {em.class_names[winner]}",
+            f"class {name}: a<sub>j</sub> = {step.activations[j]:.3f}, cost {step.cost[j]:.3g}, "
+            f"mass Σ<sub>i</sub> R<sub>ij</sub> a<sub>i</sub> = {mass[j]:.1f}: {share:.0%} of "
+            f"all the capsules' activation, {em.blank_share(j, t - 1):.0%} of it from "
+            "capsules that see no ink",
+            f"R<sub>ij</sub> entropy {em.entropy(t - 1):.2f} log J (1: uniform) · largest "
+            f"a<sub>j</sub>: class {em.class_names[winner]}",
         ]
         if t == 1:
             lines.append("R starts uniform: every class fits a Gaussian to all the votes.")
