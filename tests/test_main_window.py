@@ -425,7 +425,11 @@ def test_a_trained_model_replaces_nothing_until_it_is_chosen(qtbot, window, tmp_
     settle(qtbot, window, lambda: window.state.models["cnn"].path == shipped["cnn"].path)
     assert window.state.models["cnn"].shipped == (Path(SHIPPED_MODELS).resolve()
                                                   == shipped["cnn"].path.resolve().parent)
-    assert "CNN: cnn-mnist" in window.model_label.text()
+    label = window.model_label.text()  # the shipped CNN again: named, its file in the tooltip
+    assert "CNN" in label and "cnn-mnist-2" not in label
+    if window.state.models["cnn"].shipped:
+        assert "CNN: " not in label
+        assert "cnn-mnist.safetensors (shipped)" in window.model_label.toolTip()
 
 
 def test_the_accuracy_against_k_stays_across_images_and_shows_progress(qtbot, window):

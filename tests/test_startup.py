@@ -209,7 +209,8 @@ def test_shipped_predictions_are_the_models_own_and_checked_before_use(shipped, 
 
     sample, test = load_sample("mnist"), load_dataset("mnist", train=False, root=data_root,
                                                       download=False)
-    for name, path in shipped.items():
+    for name in ("capsnet", "cnn"):  # the models the test-set filter uses
+        path = shipped[name]
         model = load_checkpoint(path).model.eval()
         r = model.config.routing_iterations if name == "capsnet" else None
         digest = file_sha256(path)

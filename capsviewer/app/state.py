@@ -46,9 +46,12 @@ class LoadedModel:
         return self.metadata.get("dataset", {}).get("name", "mnist")
 
     def short_name(self) -> str:
-        """"CapsNet: capsnet-mnist": which file the model is (the status bar's label; its
-        tooltip, :meth:`summary`, says whether it is the shipped one and where it is)."""
+        """"CapsNet: capsnet-mnist-2": which file the model is, or just "CapsNet" for the shipped
+        one (the status bar's label, short enough for three models at 1280 px; its tooltip,
+        :meth:`summary`, names the file and says whether it is the shipped one)."""
         name = SHORT_NAMES.get(self.architecture) or display_name(self.architecture)
+        if self.shipped:
+            return name
         return f"{name}: {self.path.stem if self.path is not None else 'not saved'}"
 
     def summary(self, file: bool = True) -> str:
