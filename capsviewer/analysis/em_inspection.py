@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from capsviewer.analysis.inspection import MNIST_CLASSES
+from capsviewer.analysis.inspection import MNIST_CLASSES, spread_over_fields
 from capsviewer.data.transforms import as_batch, model_device
 
 BLANK_INK = 0.05  # a receptive field whose mean ink is below this sees no stroke
@@ -52,15 +52,7 @@ class EMInspection:
         """(28, 28) map of where class capsule j's mass Σ_i R_ij a_i comes from: each grid
         cell's sum over types spread over its receptive field, scaled to a maximum of 1."""
         cells = self.support(digit, iteration).sum(axis=0)
-        heat = np.zeros(self.image.shape, dtype=np.float64)
-        weight = np.zeros_like(heat)
-        for (row, col), value in np.ndenumerate(cells):
-            top, left, bottom, right = self.receptive_fields[row, col]
-            heat[top:bottom, left:right] += value
-            weight[top:bottom, left:right] += 1
-        heat = np.divide(heat, weight, out=np.zeros_like(heat), where=weight > 0)
-        peak = heat.max()
-        return (heat / peak if peak > 0 else heat).astype(np.float32)
+        return spread_over_fields(cells, self.receptive_fields, self.image.shape)
 
     def entropy(self, iteration: int = -1) -> float:
         """Entropy of R_i· over the parents in units of log J (1: uniform), averaged over the

@@ -18,6 +18,21 @@ from capsviewer.models import BaselineCNN, CapsNet
 MNIST_CLASSES = tuple(str(k) for k in range(10))
 
 
+def spread_over_fields(cells: np.ndarray, fields: np.ndarray, shape) -> np.ndarray:
+    """An image of ``shape`` from values per grid cell (rows, cols): each spread uniformly over
+    its receptive field (``fields`` (rows, cols, 4): top, left, bottom, right), overlaps
+    averaged, scaled to a maximum of 1."""
+    heat = np.zeros(shape, dtype=np.float64)
+    weight = np.zeros_like(heat)
+    for (row, col), value in np.ndenumerate(cells):
+        top, left, bottom, right = fields[row, col]
+        heat[top:bottom, left:right] += value
+        weight[top:bottom, left:right] += 1
+    heat = np.divide(heat, weight, out=np.zeros_like(heat), where=weight > 0)
+    peak = heat.max()
+    return (heat / peak if peak > 0 else heat).astype(np.float32)
+
+
 @dataclass(frozen=True)
 class IterationSnapshot:
     """One routing iteration r, on the primary grid, in dynamic routing's names (the trace's
@@ -53,15 +68,7 @@ class CapsuleInspection:
         """(28, 28) map of where digit capsule j's support comes from: each grid cell's summed
         contribution spread uniformly over its receptive field, scaled to a maximum of 1."""
         cells = self.contributions(digit, iteration).sum(axis=0)
-        heat = np.zeros(self.image.shape, dtype=np.float64)
-        weight = np.zeros_like(heat)
-        for (row, col), value in np.ndenumerate(cells):
-            top, left, bottom, right = self.receptive_fields[row, col]
-            heat[top:bottom, left:right] += value
-            weight[top:bottom, left:right] += 1
-        heat = np.divide(heat, weight, out=np.zeros_like(heat), where=weight > 0)
-        peak = heat.max()
-        return (heat / peak if peak > 0 else heat).astype(np.float32)
+        return spread_over_fields(cells, self.receptive_fields, self.image.shape)
 
     def strongest_parts(self, digit: int, count: int = 5, iteration: int = -1):
         """The ``count`` primary capsules contributing most to digit j: (map, row, col, value)."""

@@ -233,3 +233,15 @@ def heat_lut() -> np.ndarray:
     table = lut("inferno").copy()
     table[:, 3] = np.linspace(0.0, 1.0, 256) ** 1.5 * 180
     return table
+
+
+def frame_field(box, cell, fields) -> None:
+    """Show ``box`` (a QGraphicsRectItem on an input image) around the receptive field of grid
+    ``cell`` (map, row, col), given the (rows, cols, 4) boxes ``fields``; hide it for None."""
+    if cell is None or fields is None:
+        box.setVisible(False)
+        return
+    _, row, col = cell
+    top, left, bottom, right = (int(v) for v in fields[row, col])
+    box.setRect(left, top, right - left, bottom - top)
+    box.setVisible(True)

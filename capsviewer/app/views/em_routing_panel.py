@@ -21,7 +21,7 @@ import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.em_inspection import EMInspection
 from capsviewer.app.views.common import (
-    FORMULAS, Table, dark_background, heat_lut, rich, set_image,
+    FORMULAS, Table, dark_background, frame_field, heat_lut, rich, set_image,
 )
 from capsviewer.app.views.grid_mosaic import MosaicPanel
 from capsviewer.app.views.prediction_view import ClassBars, ImagePanel
@@ -187,13 +187,7 @@ class EMRoutingPanel(QWidget):
     @Slot(object)
     def _hover_cell(self, cell) -> None:
         """Frame the receptive field of the grid cell under the mouse on the input."""
-        if cell is None or self.em is None:
-            self.hover_box.setVisible(False)
-            return
-        _, row, col = cell
-        top, left, bottom, right = (int(v) for v in self.em.receptive_fields[row, col])
-        self.hover_box.setRect(left, top, right - left, bottom - top)
-        self.hover_box.setVisible(True)
+        frame_field(self.hover_box, cell, self.em.receptive_fields if self.em is not None else None)
 
     def show_message(self, message: str) -> None:
         self.em = None

@@ -36,8 +36,8 @@ from capsviewer.analysis.routing_maps import (
 )
 from capsviewer.app.views.ablation_view import AblationView
 from capsviewer.app.views.common import (
-    FORMULAS, ExportableView, Table, class_colour, dark_background, heat_lut, rich, set_image,
-    static_plot, unicode_scripts,
+    FORMULAS, ExportableView, Table, class_colour, dark_background, frame_field, heat_lut, rich,
+    set_image, static_plot, unicode_scripts,
 )
 from capsviewer.app.views.em_routing_panel import DEFAULT_EM_MAP, EM_MAPS, EMRoutingPanel
 from capsviewer.app.views.grid_mosaic import MosaicPanel, cell_at, tile_origin
@@ -1013,13 +1013,8 @@ class RoutingView(QWidget, ExportableView):
     @Slot(object)
     def _hover_cell(self, cell) -> None:
         """Frame the receptive field of the grid cell under the mouse on the input."""
-        if cell is None or self.capsules is None:
-            self.hover_box.setVisible(False)
-            return
-        _, row, col = cell
-        top, left, bottom, right = (int(v) for v in self.capsules.receptive_fields[row, col])
-        self.hover_box.setRect(left, top, right - left, bottom - top)
-        self.hover_box.setVisible(True)
+        frame_field(self.hover_box, cell,
+                    self.capsules.receptive_fields if self.capsules is not None else None)
 
     def changeEvent(self, event) -> None:
         super().changeEvent(event)
