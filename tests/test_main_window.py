@@ -655,6 +655,8 @@ def test_routing_exports_as_an_animated_gif_in_the_background(qtbot, window, tmp
     window.routing_view.set_iteration(2)
     path = tmp_path / "routing.gif"
     widget = window.routing_view.animation_widget()
+    # a window opened narrower than its minimum widens at its next layout pass: measure after
+    qtbot.waitUntil(lambda: window.width() >= window.minimumSizeHint().width())
     size = (widget.height(), widget.width())
     window.controller.export_animation(window.routing_view, path)
     assert window.state.export.pending and window.export_progress.isVisible()

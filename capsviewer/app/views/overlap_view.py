@@ -241,6 +241,11 @@ class OverlapView(QWidget, ExportableView):
         layout = QVBoxLayout(self)
         layout.addLayout(controls)
         layout.addWidget(self.headline)
+        # The body keeps its room while the message shows: the tab's minimum size stays the
+        # same when the pair model arrives, so the window never widens under the user.
+        policy = self.body.sizePolicy()
+        policy.setRetainSizeWhenHidden(True)
+        self.body.setSizePolicy(policy)
         layout.addWidget(self.message)
         layout.addWidget(self.body, 1)
         self.show_inspection(None)
