@@ -169,3 +169,31 @@ def test_fashion_class_names_fit_the_bar_axis_and_stay_whole_in_the_headline(vie
     assert [k for k, _ in ticks] == list(range(10))
     assert max(len(text) for _, text in ticks) <= 5 and ticks[9][1] == "Boot"
     assert f"label {names[9]}" in view.headline.text()
+
+
+def test_short_vertical_axis_numbers_fewer_ticks(qtbot):
+    """A 0–1 axis 60 px tall numbers 0, 0.5, 1 (pyqtgraph alone packs 0.2 … 0.8 edge to edge);
+    the finer ticks stay as unnumbered grid lines, and a tall axis is left as pyqtgraph has it."""
+    from capsviewer.app.views.common import RoomyAxis
+    from capsviewer.app.views.prediction_view import ClassBars
+
+    bars = ClassBars("‖v_j‖", "‖v_j‖")
+    qtbot.addWidget(bars)
+    axis = bars.getPlotItem().getAxis("left")
+    assert isinstance(axis, RoomyAxis)
+    plain = pg.AxisItem("left")
+    assert plain.tickSpacing(0.0, 1.0, 60)[0][0] == pytest.approx(0.2)
+    assert axis.tickSpacing(0.0, 1.0, 60) == [(0.5, 0), (pytest.approx(0.2), 0)]
+    assert axis.tickStrings([0.2, 0.4], 1.0, 0.2) == ["", ""]
+    assert axis.tickStrings([0.0, 0.5, 1.0], 1.0, 0.5) == plain.tickStrings([0.0, 0.5, 1.0], 1.0, 0.5)
+    assert axis.tickSpacing(0.0, 1.0, 600) == plain.tickSpacing(0.0, 1.0, 600)
+    assert axis.tickStrings([0.2, 0.4], 1.0, 0.2) == ["0.2", "0.4"]
+
+
+def test_alternate_class_ticks_name_odd_classes_as_minor():
+    from capsviewer.app.views.common import class_ticks
+
+    names = [str(k) for k in range(10)]
+    major, minor = class_ticks(names, alternate=True)
+    assert [k for k, _ in major] == [0, 2, 4, 6, 8] and [k for k, _ in minor] == [1, 3, 5, 7, 9]
+    assert class_ticks(names) == [[(k, str(k)) for k in range(10)]]

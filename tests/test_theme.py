@@ -71,3 +71,32 @@ def test_disabled_step_icons_stay_visible(qapp, name):
             assert max(contrast(colour, button) for colour in ink) >= 1.8, (kind, name)
     finally:
         theme.apply_theme(qapp, "light")
+
+
+@pytest.mark.parametrize("name", ["light", "dark"])
+def test_check_boxes_are_framed_and_checked_ones_marked(qtbot, qapp, name):
+    """Fusion frames a check box in the window colour darkened, invisible on the dark palette:
+    the style sheet frames it halfway between window and text and fills a checked one with the
+    selection colour and a white tick (a shipped SVG, found from any working directory)."""
+    from PySide6.QtWidgets import QCheckBox
+
+    theme.apply_theme(qapp, name)
+    try:
+        assert "@icons" not in qapp.styleSheet() and "@frame" not in qapp.styleSheet()
+        assert theme.resource_path("icons", "check.svg").is_file()
+        window = qapp.palette().window().color()
+        boxes = {}
+        for checked in (False, True):
+            box = QCheckBox("zoom to the data")
+            box.setChecked(checked)
+            qtbot.addWidget(box)
+            box.show()
+            image = box.grab().toImage()
+            side = min(image.height(), 18)
+            boxes[checked] = [image.pixelColor(x, y) for x in range(side) for y in range(side)]
+        assert max(contrast(c, window) for c in boxes[False]) > 3  # the frame reads
+        highlight = qapp.palette().highlight().color()
+        assert sum(contrast(c, highlight) < 1.1 for c in boxes[True]) > 40  # filled
+        assert max(luminance(c) for c in boxes[True]) > 0.9  # the white tick
+    finally:
+        theme.apply_theme(qapp, "light")

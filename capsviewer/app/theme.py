@@ -26,6 +26,7 @@ def _dark_palette() -> QPalette:
         QPalette.ColorRole.ButtonText: "#e6e6e6", QPalette.ColorRole.Highlight: "#3d8fd1",
         QPalette.ColorRole.HighlightedText: "#ffffff", QPalette.ColorRole.Link: "#6cb4ee",
         QPalette.ColorRole.PlaceholderText: "#8a8f96",
+        QPalette.ColorRole.Mid: "#6b717a",  # check-box frames, disabled checked buttons
     }
     for role, colour in roles.items():
         palette.setColor(role, QColor(colour))
@@ -47,14 +48,26 @@ def apply_theme(app: QApplication, theme: str = "system") -> bool:
     dark = is_dark(theme)
     app.setStyle("Fusion")
     app.setPalette(_dark_palette() if dark else app.style().standardPalette())
-    style = resource_path("styles", "capsviewer.qss")
-    app.setStyleSheet(style.read_text(encoding="utf-8") if style.is_file() else "")
+    app.setStyleSheet(style_sheet(app.palette()))
     old_foreground = pg.mkColor(pg.getConfigOption("foreground"))
     background, foreground = plot_colours(dark)
     pg.setConfigOptions(background=background, foreground=foreground, antialias=True)
     for widget in app.allWidgets():
         restyle_plots(widget, dark, old_foreground)
     return dark
+
+
+def style_sheet(palette: QPalette) -> str:
+    """The shipped style sheet, its ``@icons`` pointing at the shipped icons folder (a style
+    sheet's url() is read relative to the working directory, not to the sheet) and ``@frame``
+    the colour halfway between the window and its text (3:1 or more on either theme)."""
+    style = resource_path("styles", "capsviewer.qss")
+    if not style.is_file():
+        return ""
+    window, text = palette.window().color(), palette.windowText().color()
+    frame = QColor(*((a + b) // 2 for a, b in zip(window.getRgb()[:3], text.getRgb()[:3])))
+    return (style.read_text(encoding="utf-8").replace("@icons", resource_path("icons").as_posix())
+            .replace("@frame", frame.name()))
 
 
 def plot_colours(dark: bool) -> tuple[str, str]:

@@ -10,8 +10,8 @@ import re
 import numpy as np
 import pyqtgraph as pg
 from PySide6.QtCore import Qt
-from PySide6.QtGui import QFont
-from PySide6.QtWidgets import QLabel, QTabWidget, QWidget
+from PySide6.QtGui import QFont, QFontMetricsF
+from PySide6.QtWidgets import QApplication, QLabel, QTabWidget, QWidget
 
 # The maths behind each view, written once; used in tooltips and the help dialog.
 FORMULAS = {
@@ -135,9 +135,12 @@ SHORT_CLASS_NAMES = {"T-shirt/top": "Tee", "Trouser": "Pants", "Pullover": "Pull
                      "Sandal": "Sand.", "Sneaker": "Snkr", "Ankle boot": "Boot"}
 
 
-def class_ticks(names) -> list[list[tuple[int, str]]]:
-    """pyqtgraph ticks for a class axis: one per class, short names."""
-    return [[(k, SHORT_CLASS_NAMES.get(str(name), str(name))) for k, name in enumerate(names)]]
+def class_ticks(names, alternate: bool = False) -> list[list[tuple[int, str]]]:
+    """pyqtgraph ticks for a class axis: one per class, short names. ``alternate``: the even
+    classes as the major level and the odd ones as the minor, which pyqtgraph names only where
+    there is room (a short vertical axis)."""
+    ticks = [(k, SHORT_CLASS_NAMES.get(str(name), str(name))) for k, name in enumerate(names)]
+    return [ticks[::2], ticks[1::2]] if alternate else [ticks]
 
 
 def lut(name: str = "viridis") -> np.ndarray:
@@ -206,10 +209,69 @@ class ExportableView:
         return {}
 
 
+class RoomyAxis(pg.AxisItem):
+    """A vertical axis whose numbered ticks keep a label's height of space between them.
+
+    pyqtgraph never puts fewer than about 2.25 intervals on an axis, so a 0–1 axis 60 pixels
+    tall gets 0.2, 0.4, 0.6, 0.8 packed edge to edge; this one coarsens the numbered ticks in
+    1–2–5 steps (0, 0.5, 1) and keeps the finer ones as unnumbered grid lines."""
+
+    def __init__(self, orientation: str = "left", **kwargs):
+        super().__init__(orientation, **kwargs)
+        self._numbered: float | None = None  # the coarsened spacing, while there is one
+
+    def tickSpacing(self, minVal, maxVal, size):
+        levels = super().tickSpacing(minVal, maxVal, size)
+        self._numbered = None
+        if self._tickSpacing is not None or not levels or self.orientation in ("top", "bottom"):
+            return levels
+        least = 1.6 * self._line_height()  # pixels from one number to the next
+        span, major = abs(maxVal - minVal), levels[0][0]
+        spacing = major
+        low, high = min(minVal, maxVal), max(minVal, maxVal)
+        while spacing * size / span < least:
+            mantissa = spacing / 10 ** np.floor(np.log10(spacing))
+            coarser = spacing * (2.5 if round(mantissa) == 2 else 2)  # 1 → 2 → 5 → 10
+            if np.floor(high / coarser) - np.ceil(low / coarser) < 1:
+                break  # it would leave fewer than two numbers
+            spacing = coarser
+        if spacing == major:
+            return levels
+        self._numbered = spacing
+        return [(spacing, 0), (major, 0)]
+
+    def _line_height(self) -> float:
+        return QFontMetricsF(self.style.get("tickFont") or QApplication.font()).height()
+
+    def boundingRect(self):
+        # with a grid pyqtgraph drops a number that pokes past the plot's end by half a line
+        # (the 0 and the 1 of a 0–1 axis); let it reach into the margin above and below
+        rect = super().boundingRect()
+        if self.orientation in ("left", "right"):
+            half = self._line_height() / 2 + 1
+            rect = rect.adjusted(0, -half, 0, half)
+        return rect
+
+    def tickStrings(self, values, scale, spacing):
+        if self._numbered is not None and spacing < self._numbered:
+            return [""] * len(values)  # grid lines only
+        return super().tickStrings(values, scale, spacing)
+
+
+def roomy_left_axis(plot: pg.PlotItem) -> None:
+    """Give ``plot`` a RoomyAxis on the left, keeping its label."""
+    label = plot.getAxis("left").labelText
+    plot.setAxisItems({"left": RoomyAxis("left")})
+    if label:
+        plot.setLabel("left", label)
+
+
 def static_plot(plot: pg.PlotItem, left: str | None = None, bottom: str | None = None,
                 grid: tuple[bool, bool] = (True, True), mouse: bool = False) -> pg.PlotItem:
-    """A read-only figure: axis labels without SI prefixes, a light grid, no context menu or
-    auto-range button, and (unless ``mouse``) no pan or zoom."""
+    """A read-only figure: axis labels without SI prefixes, numbered ticks with room between
+    them, a light grid, no context menu or auto-range button, and (unless ``mouse``) no pan or
+    zoom."""
+    roomy_left_axis(plot)
     if left is not None:
         plot.setLabel("left", rich(left))
     if bottom is not None:

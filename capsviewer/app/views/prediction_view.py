@@ -12,6 +12,7 @@ import pyqtgraph as pg  # after PySide6
 
 from capsviewer.analysis.inspection import MNIST_CLASSES, CapsuleInspection, CNNInspection
 from capsviewer.app.views.common import (
+    RoomyAxis,
     class_ticks,
     FORMULAS, MARGIN_HIGH, MARGIN_LOW, ExportableView, Table, headline_label, image_item, rich,
     set_image,
@@ -31,7 +32,7 @@ class ClassBars(pg.PlotWidget):
 
     def __init__(self, title: str, symbol: str, axis: str = "class j", margins: bool = False,
                  parent: QWidget | None = None):
-        super().__init__(parent)
+        super().__init__(parent, axisItems={"left": RoomyAxis("left")})
         plot = self.getPlotItem()
         plot.setTitle(rich(title))
         plot.setLabel("left", rich(symbol))

@@ -378,7 +378,8 @@ class RotationView(QWidget, ExportableView):
         _set_curve(self.capsule_prediction_points, angles, sweep.capsule_predictions)
         self.reference_line.setValue(ref)
         self.reference_line.setVisible(True)
-        self.prediction_plot.getAxis("left").setTicks(class_ticks(self._class_names))
+        self.prediction_plot.getAxis("left").setTicks(
+            class_ticks(self._class_names, alternate=True))
         plane = sweep.plane
         measured = angles[sweep.pose_run] if plane is not None else angles
         _set_curve(self.plane_points, measured, None if plane is None else plane.plane_angles)

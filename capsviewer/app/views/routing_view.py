@@ -970,7 +970,8 @@ class RoutingView(QWidget, ExportableView):
             text.setPos(steps[-1] + 0.08, float(lengths[-1, k]))
         plot = self.history.getPlotItem()
         plot.setXRange(0.8, len(steps) + 0.5, padding=0)
-        plot.setYRange(0, max(0.1, float(lengths.max()) * 1.1), padding=0)
+        # room above the longest curve for its name, which is centred on the curve's end
+        plot.setYRange(0, max(0.1, float(lengths.max()) * 1.3), padding=0)
         plot.getAxis("bottom").setTicks([[(int(s), str(int(s))) for s in steps]])
 
     def _draw_parts(self, capsules: CapsuleInspection, r: int, j: int) -> None:
