@@ -162,6 +162,21 @@ def test_unloading_the_em_model_goes_back_to_the_capsnet(qtbot, routing):
     assert view.iteration_count == len(view.capsules.iterations)
 
 
+def test_back_from_em_the_panels_show_the_current_analysis_again(qtbot, routing):
+    """EM mode's messages clear the CapsNet's panels; switching back draws what the state
+    holds for the current image (the diagnostics are not computed again, so no event comes)."""
+    state, controller, view = routing
+    qtbot.waitUntil(lambda: controller.is_idle() and state.diagnostics.ready, timeout=30000)
+    assert view.diagnostics_view.diagnostics is state.diagnostics.value is not None
+    show_em(qtbot, state, controller, view)
+    assert view.diagnostics_view.diagnostics is None
+    state.routing_model = "capsnet"
+    qtbot.waitUntil(lambda: controller.is_idle() and view.capsules is not None, timeout=30000)
+    assert view.diagnostics_view.diagnostics is state.diagnostics.value
+    assert view.diagnostics_view.summary.text() != "No CapsNet analysis yet"
+    assert view.decoder_view.capsules is view.capsules
+
+
 def test_export_writes_the_em_tables(qtbot, routing):
     state, controller, view = routing
     show_em(qtbot, state, controller, view)

@@ -614,6 +614,7 @@ class RoutingView(QWidget, ExportableView):
             self._set_routing(routing)  # its label and maps again
             self.capsules = None  # drawn afresh from the state
             self._render_analysis()
+            self._render_panels()  # EM mode's messages cleared them; the state still has them
 
     def _render_em(self, *_) -> None:
         if not self._em_mode:
