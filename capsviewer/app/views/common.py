@@ -210,7 +210,7 @@ class ExportableView:
 
 
 class RoomyAxis(pg.AxisItem):
-    """A vertical axis whose numbered ticks keep a label's height of space between them.
+    """A vertical axis whose numbered ticks stand at least 1.6 text lines apart.
 
     pyqtgraph never puts fewer than about 2.25 intervals on an axis, so a 0–1 axis 60 pixels
     tall gets 0.2, 0.4, 0.6, 0.8 packed edge to edge; this one coarsens the numbered ticks in
