@@ -5,6 +5,7 @@ comparison table and figure in docs/ (see docs/routing-comparison.md).
     python benchmarks/routing_comparison.py --budget 24 --data-root ../shared/data  # hours
     python benchmarks/routing_comparison.py --estimate --epochs 10   # time it would take
     python benchmarks/routing_comparison.py --dry-run --out /tmp/rc   # tiny sizes, a minute
+    python benchmarks/routing_comparison.py --epochs 10 --finished-only  # table of runs done
 
 Every entry (capsviewer.analysis.routing_comparison.ENTRIES) trains with the same epochs,
 seeds, batch size, learning-rate schedule and augmentation (random shifts of up to 2 px, the
@@ -12,8 +13,9 @@ trainer's); the weights after the last epoch count (CHECKPOINT_RULE, fixed here 
 runs). ``--budget`` turns hours into that one number of epochs, from the training speed
 measured on this machine before any training starts. Each run's checkpoint and figures go to
 ``--work`` (default runs/routing-comparison/): an interrupted comparison continues where it
-stopped, and a finished run is not trained again. The table goes between the markers of
-``--doc``, the figure and the raw figures (JSON) beside it.
+stopped, and a finished run is not trained again; ``--finished-only`` tabulates the runs
+finished so far and trains nothing (for a comparison spread over several sessions). The table
+goes between the markers of ``--doc``, the figure and the raw figures (JSON) beside it.
 
 Why a script and not a ``capsviewer`` sub-command: it trains a dozen models for a day to write
 the project's documentation; a user who wants one model trains it with ``capsviewer train``.
@@ -92,6 +94,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "the comparison would take")
     parser.add_argument("--dry-run", action="store_true",
                         help="tiny models, a few images, one epoch and seed: checks every step")
+    parser.add_argument("--finished-only", action="store_true",
+                        help="train nothing: tabulate the runs of this plan already finished in "
+                        "--work, each row with the seeds it has, and say which are missing")
     parser.set_defaults(run=run, prog=PROG, interrupted="interrupted; finished runs are kept "
                         "in --work and are not trained again")
     return parser
@@ -248,6 +253,28 @@ def epochs_for_budget(plan: Plan, speeds: dict[str, Speed], hours: float) -> int
 
 # -- one run ------------------------------------------------------------------------------------
 
+def run_signature(plan: Plan, entry, seed: int) -> dict:
+    """What a kept result must have been made with to be reused."""
+    return {"entry": entry.name, "architecture": entry.architecture,
+            "model_config": entry.config(plan.model_overrides.get(entry.architecture)),
+            "seed": seed, "epochs": plan.epochs, "batch_size": plan.batch_size,
+            "subset": plan.subset}
+
+
+def finished_result(plan: Plan, entry, seed: int, work: Path) -> dict | None:
+    """The kept result of this run if it finished under this very plan, else None."""
+    path = work / f"{entry.name}-seed{seed}.json"
+    try:
+        kept = json.loads(path.read_text())
+    except (OSError, ValueError):  # not run yet, or cut off while being written
+        return None
+    if kept.get("signature") == run_signature(plan, entry, seed) and kept.get(
+            "measurement_images") == [plan.test_images, plan.robustness_images,
+                                      plan.support_images, list(plan.angles)]:
+        return kept
+    return None
+
+
 def run_one(plan: Plan, entry, seed: int, args, train_set, test_set) -> dict:
     """Train (or continue) one entry with one seed and measure its final weights; the result
     is kept in --work and reused when the plan has not changed."""
@@ -256,18 +283,13 @@ def run_one(plan: Plan, entry, seed: int, args, train_set, test_set) -> dict:
 
     args.work.mkdir(parents=True, exist_ok=True)
     stem = args.work / f"{entry.name}-seed{seed}"
-    model_config = entry.config(plan.model_overrides.get(entry.architecture))
-    signature = {"entry": entry.name, "architecture": entry.architecture,
-                 "model_config": model_config, "seed": seed, "epochs": plan.epochs,
-                 "batch_size": plan.batch_size, "subset": plan.subset}
+    signature = run_signature(plan, entry, seed)
+    model_config = signature["model_config"]
     result_path = stem.with_suffix(".json")
-    if result_path.exists():
-        kept = json.loads(result_path.read_text())
-        if kept.get("signature") == signature and kept.get("measurement_images") == [
-                plan.test_images, plan.robustness_images, plan.support_images,
-                list(plan.angles)]:
-            print(f"{entry.name}, seed {seed}: finished before, reused ({result_path})")
-            return kept
+    kept = finished_result(plan, entry, seed, args.work)
+    if kept is not None:
+        print(f"{entry.name}, seed {seed}: finished before, reused ({result_path})")
+        return kept
     config = TrainConfig(model=entry.architecture, model_config=model_config,
                          data_root=args.data_root, epochs=plan.epochs,
                          batch_size=plan.batch_size, subset=plan.subset,
@@ -317,24 +339,28 @@ def _cell(values: list[float], scale: float = 100.0, digits: int = 2) -> str:
 
 def markdown_table(plan: Plan, results: dict[str, list[dict]]) -> str:
     angle = 45 if 45 in plan.angles else plan.angles[-1]
-    header = ("| Model | Test accuracy (%) | Rotation " f"{angle}° (%) | Rotation mean "
+    header = ("| Model | Seeds | Test accuracy (%) | Rotation " f"{angle}° (%) | Rotation mean "
               f"{plan.angles[0]}–{plan.angles[-1]}° (%) | Random affine (%) | Entropy H / log J "
               "| Parameters (no decoder) | Training images/s | Dominant primary capsule |")
-    lines = [header, "|" + "---|" * 9]
+    lines = [header, "|" + "---|" * 10]
     for entry in plan.entries:
-        runs = results[entry.name]
+        runs = results.get(entry.name)
+        if not runs:  # --finished-only: nothing of this entry has finished yet
+            continue
+        seeds = [r["signature"]["seed"] for r in runs]
         dominant = [r["dominant_support"] for r in runs if "dominant_support" in r]
         if dominant:
             d = dominant[0]
             same = sum(x["index"] == d["index"] for x in dominant)
             where = "/".join(map(str, d["position"]))
             support = (f"{where}: {d['dominant_on']}/{d['images']} images, "
-                       f"{100 * d['mean_share']:.1f} % (seed {plan.seeds[0]}; same capsule in "
+                       f"{100 * d['mean_share']:.1f} % (seed {seeds[0]}; same capsule in "
                        f"{same}/{len(dominant)} seeds)")
         else:
             support = "n/a (matrix capsules)"
         lines.append(
-            f"| {entry.title} | {_cell([r['test_accuracy'] for r in runs])} "
+            f"| {entry.title} | {', '.join(map(str, seeds))} "
+            f"| {_cell([r['test_accuracy'] for r in runs])} "
             f"| {_cell([r['rotation'][str(angle)] for r in runs])} "
             f"| {_cell([statistics.mean(r['rotation'].values()) for r in runs])} "
             f"| {_cell([r['affine'] for r in runs])} "
@@ -353,8 +379,9 @@ def figure_png(plan: Plan, results: dict[str, list[dict]]) -> bytes:
     figure = Figure(figsize=(10, 3.2), dpi=100)
     FigureCanvasAgg(figure)
     rotation, affine, entropy = figure.subplots(1, 3, gridspec_kw={"width_ratios": [1.4, 1, 1]})
-    names = [e.name for e in plan.entries]
-    for entry in plan.entries:
+    entries = [e for e in plan.entries if results.get(e.name)]
+    names = [e.name for e in entries]
+    for entry in entries:
         runs = results[entry.name]
         curve = [statistics.mean(r["rotation"][str(a)] for r in runs) for a in plan.angles]
         rotation.plot(plan.angles, [100 * c for c in curve], marker="o", markersize=3,
@@ -403,10 +430,16 @@ def write_outputs(plan: Plan, results, args, command: str) -> tuple[Path, Path, 
                      (json.dumps(document, indent=2) + "\n").encode())
     doc = args.doc or args.out / "routing-comparison.md"
     epochs = f"{plan.epochs} epoch{'s' * (plan.epochs != 1)}"
+    missing = [f"{e.name} (seed{'s' * (len(seeds) > 1)} {', '.join(map(str, seeds))})"
+               for e in plan.entries
+               if (seeds := sorted(set(plan.seeds) - {r["signature"]["seed"]
+                                                      for r in results.get(e.name, [])}))]
+    partial = (f"**Partial: the runs finished so far.** Not finished yet: {'; '.join(missing)}. "
+               if missing else "")
     section = (f"Made by `{command}` ({document['created'][:10]}): {epochs} of "
                f"{plan.subset or TRAIN_IMAGES:,} training images, seeds "
                f"{', '.join(map(str, plan.seeds))}, batch {plan.batch_size}; rule: {plan.rule}. "
-               "Cells: mean over seeds (range). Raw figures: "
+               f"{partial}Cells: mean over seeds (range). Raw figures: "
                f"[{raw.name}]({raw.name}).\n\n{markdown_table(plan, results)}\n\n"
                f"![Accuracy under rotation, random affine accuracy, entropy]({figure.name})\n")
     if doc.exists():
@@ -428,6 +461,9 @@ def run(args) -> int:
     from capsviewer.data import load_dataset
     from capsviewer.training import describe_device, select_device
 
+    if args.finished_only and (args.budget or args.estimate):
+        raise CommandError("--finished-only tabulates the runs of a fixed number of epochs: "
+                           "give --epochs, not --budget or --estimate")
     if args.threads or args.dry_run:  # tiny sizes gain nothing from threads on a busy machine
         torch.set_num_threads(args.threads or 1)
     if args.work is None:
@@ -447,11 +483,19 @@ def run(args) -> int:
         print(table)
         if args.estimate:
             return 0
-    train_set = load_dataset("mnist", True, args.data_root)
-    test_set = load_dataset("mnist", False, args.data_root)
     command = " ".join([PROG, *args.argv])
-    results = {e.name: [run_one(plan, e, seed, args, train_set, test_set) for seed in plan.seeds]
-               for e in plan.entries}
+    if args.finished_only:
+        results = {e.name: kept for e in plan.entries
+                   if (kept := [r for seed in plan.seeds
+                                if (r := finished_result(plan, e, seed, args.work))])}
+        if not results:
+            raise CommandError(f"no run of this plan ({plan.epochs} epochs, seeds "
+                               f"{', '.join(map(str, plan.seeds))}) has finished in {args.work}")
+    else:
+        train_set = load_dataset("mnist", True, args.data_root)
+        test_set = load_dataset("mnist", False, args.data_root)
+        results = {e.name: [run_one(plan, e, seed, args, train_set, test_set)
+                            for seed in plan.seeds] for e in plan.entries}
     doc, figure, raw = write_outputs(plan, results, args, command)
     print()
     print(markdown_table(plan, results))

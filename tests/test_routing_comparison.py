@@ -122,6 +122,32 @@ def test_dry_run_trains_measures_and_writes_the_table(data_root, tmp_path, capsy
     assert text.count("<!-- routing-comparison:start -->") == 1
 
 
+def test_finished_only_tabulates_the_finished_runs_and_names_the_missing(data_root, tmp_path,
+                                                                          capsys):
+    script = comparison_script()
+    common = ["--dry-run", "--data-root", str(data_root), "--work", str(tmp_path / "work")]
+    code = script.main([*common, "--finished-only", "--out", str(tmp_path / "none")])
+    assert code == 2 and "has finished in" in capsys.readouterr().err
+    assert script.main([*common, "--entries", "uniform", "em", "--out", str(tmp_path / "a")]) == 0
+    trained = json.loads((tmp_path / "a" / "routing-comparison.json").read_text())["runs"]
+    capsys.readouterr()
+
+    assert script.main([*common, "--finished-only", "--out", str(tmp_path / "b")]) == 0
+    printed = capsys.readouterr().out
+    assert "epoch 1/1" not in printed and "finished before" not in printed  # nothing trained
+    raw = json.loads((tmp_path / "b" / "routing-comparison.json").read_text())
+    assert raw["runs"] == trained  # the kept results, unchanged
+    doc = (tmp_path / "b" / "routing-comparison.md").read_text()
+    titles = {e.name: e.title for e in ENTRIES}
+    assert f"| {titles['uniform']} | 0 |" in doc and f"| {titles['em']} | 0 |" in doc
+    assert f"| {titles['dynamic']} |" not in doc
+    missing = doc.split("Not finished yet: ")[1].split(". ")[0]
+    assert missing == "; ".join(f"{e.name} (seed 0)" for e in ENTRIES
+                                if e.name not in ("uniform", "em"))
+    assert script.main([*common, "--finished-only", "--estimate"]) == 2
+    assert "give --epochs" in capsys.readouterr().err
+
+
 def test_a_doc_without_markers_is_refused(data_root, tmp_path, capsys):
     doc = tmp_path / "plain.md"
     doc.write_text("no markers here\n")
