@@ -39,8 +39,9 @@ def build_parser(commands: tuple[str, ...] | None = None) -> argparse.ArgumentPa
     window = parser.add_argument_group("desktop app (no sub-command)")
     window.add_argument("--model", metavar="PATH", type=Path, action="append",
                         help="checkpoint to open (CapsNet, CNN or matrix capsules; repeat for "
-                        "several). Default: the shipped models, else the newest in the user's "
-                        "checkpoint folder")
+                        "several). Default: per model, the first found in $CAPSVIEWER_MODELS, "
+                        "the shipped models, the user's checkpoint folder, ./checkpoints (the "
+                        "newest file within a folder)")
     add_data_root(window, dest="app_data_root")
     add_device(window, dest="app_device")
     window.add_argument("--theme", choices=["system", "light", "dark"],
