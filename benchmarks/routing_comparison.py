@@ -385,21 +385,31 @@ def figure_png(plan: Plan, results: dict[str, list[dict]]) -> bytes:
         runs = results[entry.name]
         curve = [statistics.mean(r["rotation"][str(a)] for r in runs) for a in plan.angles]
         rotation.plot(plan.angles, [100 * c for c in curve], marker="o", markersize=3,
-                      linewidth=1.3, label=entry.name, linestyle="-" if entry.shares_backbone
-                      else "--")
+                      linewidth=1.3, label=f"{entry.name} ({len(runs)})",
+                      linestyle="-" if entry.shares_backbone else "--")
     rotation.set_title("Rotation (mean over seeds)", fontsize=9)
     rotation.set_xlabel("angle (°)", fontsize=8)
     rotation.set_ylabel("test accuracy (%)", fontsize=8)
-    rotation.legend(fontsize=6.5)
+    rotation.legend(fontsize=6.5, title="entry (seeds)", title_fontsize=6.5)
+    # A dot per seed and a bar at the mean, on an axis fitted to the values: the differences
+    # between entries are a few tenths of a percent, which bars from zero would hide.
     for axes, key, scale, title in ((affine, "affine", 100, "Random affine (%)"),
                                     (entropy, "entropy", 1, "Entropy of assignments / log J")):
-        means = [statistics.mean(r[key] for r in results[n]) * scale for n in names]
-        spans = [[m - min(r[key] for r in results[n]) * scale for m, n in zip(means, names)],
-                 [max(r[key] for r in results[n]) * scale - m for m, n in zip(means, names)]]
-        axes.barh(range(len(names)), means, xerr=spans, color="#0072B2", alpha=0.8)
+        every = []
+        for row, name in enumerate(names):
+            values = [r[key] * scale for r in results[name]]
+            every += values
+            axes.plot(values, [row] * len(values), "o", color="#0072B2", markersize=4,
+                      alpha=0.8)
+            axes.plot([statistics.mean(values)], [row], "|", color="black", markersize=12,
+                      markeredgewidth=1.5)
+        pad = max(0.08 * (max(every) - min(every)), 0.002 * max(abs(v) for v in every) or 0.01)
+        axes.set_xlim(min(every) - pad, max(every) + pad)
+        axes.set_ylim(len(names) - 0.5, -0.5)
         axes.set_yticks(range(len(names)), names, fontsize=7)
-        axes.invert_yaxis()
+        axes.grid(axis="x", alpha=0.3)
         axes.set_title(title, fontsize=9)
+        axes.set_xlabel("dot: a seed; bar: the mean", fontsize=7)
     for axes in (rotation, affine, entropy):
         axes.tick_params(labelsize=7)
     figure.tight_layout()
