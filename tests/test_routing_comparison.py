@@ -161,9 +161,10 @@ def test_a_doc_without_markers_is_refused(data_root, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_slow_the_shipped_capsnet_leans_on_one_blank_border_capsule(mnist_test):
-    """docs/routing-comparison.md: map 15, row 5, col 2 (a corner cell, blank on MNIST) has
-    the largest share of the winner's support on 299 of the first 300 test images, ≈ 20 %."""
+def test_slow_the_shipped_capsnet_leans_on_one_primary_capsule(mnist_test):
+    """docs/routing-comparison.md: map 15, row 5, col 2 (bottom row of the grid; its receptive
+    field holds ink, so not the "blank-border" capsule it was first called) has the largest
+    share of the winner's support on 299 of the first 300 test images, ≈ 20 %."""
     from capsviewer.training import load_checkpoint
     from capsviewer.training.model_files import SHIPPED_MODELS
 
