@@ -30,6 +30,7 @@ def test_the_strongest_part_is_measured_from_the_support(capsules):
     assert (part.grid_map, part.row, part.col) == index
     assert part.share == pytest.approx(support.max() / support.sum())
     assert part.coupling == pytest.approx(capsules.iterations[-1].couplings[(*index, j)])
+    assert part.uniform == pytest.approx(0.1)  # J = 10 digit capsules
     lengths = capsules.vote_lengths[..., j]
     assert part.vote_ratio == pytest.approx(lengths[index] / np.median(lengths))
     top, left, bottom, right = capsules.receptive_fields[index[1], index[2]]
@@ -54,6 +55,15 @@ def test_the_sentence_follows_the_numbers(capsules):
     blank = dataclasses.replace(dominant, ink=0.0, alignment=0.5)
     text = describe_strongest(blank)
     assert "like a bias" in text and "cos" not in text  # not aligned: not said
+    raised = dataclasses.replace(dominant, coupling=0.85, uniform=0.1)
+    text = describe_strongest(raised, weight="r")
+    assert ("40× as long as the median vote, routing raised its r from the uniform 0.10 to 0.85, "
+            "and it points where" in text)
+    text = describe_strongest(dataclasses.replace(raised, coupling=0.14))  # < 1.5 × uniform
+    assert "raised" not in text and "median vote and it points where" in text
+    # Uniform couplings (no routing, or iteration 1): nothing raised, whatever else holds.
+    text = describe_strongest(dataclasses.replace(raised, coupling=0.1, alignment=0.2))
+    assert text.endswith("Its vote is 40× as long as the median vote.")
 
 
 def test_grid_place():

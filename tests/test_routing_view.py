@@ -300,7 +300,7 @@ def test_the_finding_names_a_planted_dominant_part(view, capsnet, image):
     text = view.finding_text.text()
     assert "map 9, row 2, col 4" in text and f"{finding.share:.0%}" in text
     top, left, bottom, right = capsules.receptive_fields[row, col]
-    assert f"rows {top}–{bottom - 1} and columns {left}–{right - 1}" in text
+    assert f"rows {top}–{bottom - 1}, columns {left}–{right - 1}" in text
     view.show_inspection(inspections_of(capsnet, image))  # the untrained model: spread out
     assert "map 9, row 2, col 4" not in view.finding_text.text()
 

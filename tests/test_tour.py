@@ -112,3 +112,25 @@ def test_starting_from_the_offer_runs_the_tour(window):
 def test_the_window_fits_1280_by_800(window):
     hint = window.minimumSizeHint()
     assert hint.width() <= 1280 and hint.height() <= 760, hint
+
+
+def test_the_longest_routing_finding_fits_its_label_at_1280(window):
+    """Every clause of the sentence at once (a dominant, raised, aligned part whose field is
+    blank) with Fashion-MNIST's longest class name: no line is cut off."""
+    import dataclasses
+
+    from capsviewer.analysis.routing_findings import describe_strongest, strongest_part
+    from capsviewer.data.datasets import DATASETS
+
+    window.tabs.setCurrentWidget(window.routing_view)
+    label = window.routing_view.finding_text
+    inspection = window.state.inspection
+    part = dataclasses.replace(strongest_part(inspection, inspection.prediction), share=0.21,
+                               coupling=0.85, uniform=0.1, vote_ratio=48.0, alignment=0.99,
+                               ink=0.0, digit=9)
+    names = DATASETS["fashion-mnist"].classes
+    text = describe_strongest(part, names)
+    assert all(clause in text for clause in ("raised", "points where", "like a bias"))
+    label.setText(rich(text))
+    assert label.isVisible() and label.width() >= 300
+    assert label.heightForWidth(label.width()) <= label.height()

@@ -95,7 +95,7 @@ class RoutingDiagnostics:
                        else "One iteration, no routing by agreement")
             return (f"{opening}: the {noun} are uniform (H = log {self.parents} = "
                     f"{self.uniform_entropy:.4f}, max {w} = {self.uniform_max_coupling:.3g}).")
-        verdict = (f"the {noun} stay close to uniform: routing barely re-weights the parts"
+        verdict = (f"the {noun} stay close to uniform: routing barely re-weights most parts"
                    if share < 0.05 else f"routing concentrates the {noun}"
                    if share > 0.25 else f"routing moves the {noun} moderately away from uniform")
         updates = self.iterations - 1

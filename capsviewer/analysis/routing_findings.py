@@ -2,8 +2,8 @@
 
 The support of primary capsule i for digit capsule j is c_ij‖û_{j|i}‖, what i adds to the
 length of s_j = Σ_i c_ij û_{j|i}. :func:`strongest_part` finds the part with the most
-support, its share, how long its vote is against the median vote, whether it points where
-s_j points, and where it sits; :func:`describe_strongest` says so in a sentence. Nothing is
+support, its share, how long its vote is against the median vote, how far routing raised its
+coupling above uniform, whether it points where s_j points, and where it sits; :func:`describe_strongest` says so in a sentence. Nothing is
 assumed about the model: a CapsNet whose support is spread evenly gets a sentence saying so.
 
 :func:`dominance_survey` measures the same over many test images (docs/results.md).
@@ -20,6 +20,7 @@ from capsviewer.data.transforms import model_device, to_float
 
 DOMINANT_SHARE = 0.10  # one part of 1,152 carrying a tenth of the support (115× an even share)
 ALIGNED = 0.9  # cos(c_ij û_{j|i}, s_j) above this: the part points where s_j points
+RAISED = 1.5  # c_ij at least this many times 1/J: routing raised the part's coupling
 BLANK_INK = 0.02  # mean pixel value in the receptive field below this: the part sees no ink
 
 
@@ -35,6 +36,7 @@ class StrongestPart:
     support: float  # c_ij‖û_{j|i}‖
     share: float  # of Σ_i c_ij‖û_{j|i}‖
     coupling: float  # c_ij
+    uniform: float  # 1/J, every coupling before routing (and always without it)
     vote_ratio: float  # ‖û_{j|i}‖ / the median ‖û_{j|i'}‖ over all parts i'
     alignment: float | None  # cos(c_ij û_{j|i}, s_j); None without the votes
     field: tuple[int, int, int, int]  # receptive field on the input (top, left, bottom, right)
@@ -82,7 +84,7 @@ def strongest_part(inspection, digit: int, iteration: int = -1) -> StrongestPart
     return StrongestPart(
         digit=int(digit), iteration=r + 1, grid_map=grid_map, row=row, col=col,
         support=float(flat[best]), share=float(flat[best] / total) if total > 0 else 0.0,
-        coupling=coupling,
+        coupling=coupling, uniform=1.0 / inspection.iterations[r].couplings.shape[-1],
         vote_ratio=float(vote_lengths[grid_map, row, col] / median_vote) if median_vote > 0
         else float("inf"),
         alignment=alignment, field=(top, left, bottom, right), ink=ink,
@@ -111,22 +113,26 @@ def describe_strongest(part: StrongestPart, class_names=None, weight: str = "c")
     name = str(class_names[part.digit]) if class_names is not None else str(part.digit)
     maps, rows, cols = part.grid_shape
     top, left, bottom, right = part.field
-    where = (f"in {grid_place(part.row, part.col, rows, cols)} of the {rows}×{cols} grid, "
-             f"seeing rows {top}–{bottom - 1} and columns {left}–{right - 1} of the image")
+    where = (f"in {grid_place(part.row, part.col, rows, cols)} of the {rows}×{cols} grid "
+             f"(image rows {top}–{bottom - 1}, columns {left}–{right - 1})")
     if not part.dominant:
         return (f"No single part dominates capsule {name}: the strongest, {part.name}, "
                 f"carries {part.share:.0%} of its support {weight}·‖û‖ and the ten strongest "
                 f"{part.top_ten_share:.0%} together.")
-    text = (f"One part carries {part.share:.0%} of capsule {name}'s support {weight}·‖û‖: "
-            f"primary capsule {part.name}, {where}. Its vote is {part.vote_ratio:.0f}× as long as the "
-            f"median vote")
+    clauses = [f"its vote is {part.vote_ratio:.0f}× as long as the median vote"]
+    if part.coupling >= RAISED * part.uniform:
+        clauses.append(f"routing raised its {weight} from the uniform {part.uniform:.2f} to "
+                       f"{part.coupling:.2f}")
     if part.alignment is not None and part.alignment >= ALIGNED:
-        text += (f" and points where s_{name} points (cos {part.alignment:.2f}), so this one "
-                 f"part largely sets capsule {name}'s pose")
-    text += "."
+        clauses.append(f"it points where s_{name} points (cos {part.alignment:.2f}), so it "
+                       f"largely sets {name}'s pose")
+    joined = (clauses[0] if len(clauses) == 1 else
+              ", ".join(clauses[:-1]) + (", and " if len(clauses) > 2 else " and ") + clauses[-1])
+    text = (f"One part carries {part.share:.0%} of capsule {name}'s support {weight}·‖û‖: "
+            f"primary capsule {part.name}, {where}. {joined[0].upper()}{joined[1:]}.")
     if part.blank:
-        text += (" Its field holds no ink on this image, so it pushes the same way whatever "
-                 "is drawn, like a bias the network made for itself.")
+        text += (" Its field is blank here: it pushes the same way whatever is drawn, like a "
+                 "bias the network made itself.")
     return text
 
 

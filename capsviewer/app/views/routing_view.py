@@ -370,8 +370,8 @@ class RoutingView(QWidget, ExportableView):
         self.finding_text.setAlignment(Qt.AlignmentFlag.AlignTop | Qt.AlignmentFlag.AlignLeft)
         self.finding_text.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.finding_text.setSizePolicy(QSizePolicy.Policy.Ignored, QSizePolicy.Policy.Fixed)
-        # room for five lines whatever the sentence: stepping never moves the layout
-        self.finding_text.setFixedHeight(5 * self.finding_text.fontMetrics().lineSpacing() + 4)
+        # room for the longest sentence at 1280×800 (six lines): stepping never moves the layout
+        self.finding_text.setFixedHeight(6 * self.finding_text.fontMetrics().lineSpacing() + 4)
         self.finding_text.setToolTip("Measured from this input's routing: the part with the most "
                                      "support c_ij‖û_{j|i}‖ for digit capsule j\n"
                                      + FORMULAS["votes"])
