@@ -3,8 +3,9 @@
 The support of primary capsule i for digit capsule j is c_ij‖û_{j|i}‖, what i adds to the
 length of s_j = Σ_i c_ij û_{j|i}. :func:`strongest_part` finds the part with the most
 support, its share, how long its vote is against the median vote, how far routing raised its
-coupling above uniform, whether it points where s_j points, and where it sits; :func:`describe_strongest` says so in a sentence. Nothing is
-assumed about the model: a CapsNet whose support is spread evenly gets a sentence saying so.
+coupling above uniform, whether it points where s_j points, and where it sits;
+:func:`describe_strongest` says so in a sentence. Nothing is assumed about the model: a
+CapsNet whose support is spread evenly gets a sentence saying so.
 
 :func:`dominance_survey` measures the same over many test images (docs/results.md).
 """
