@@ -97,6 +97,23 @@ def test_the_routing_field_reaches_the_config_and_only_for_the_capsnet(qtbot):
     assert view.config().model_config["routing"] == "inverted-attention"
 
 
+def test_the_augmentation_field_reaches_the_config_except_for_pairs(qtbot):
+    from capsviewer.app.views.training_view import TrainingView
+
+    view = TrainingView()
+    qtbot.addWidget(view)
+    augmentation, dataset = view._fields["augmentation"], view._fields["dataset"]
+    assert view.config().augmentation == "shift"
+    augmentation.setCurrentIndex(augmentation.findData("efficient-capsnet"))
+    assert augmentation.currentText() == "Efficient-CapsNet's recipe (Mazzia et al.)"
+    assert view.config().augmentation == "efficient-capsnet"
+    dataset.setCurrentIndex(dataset.findData("multimnist"))
+    assert not augmentation.isEnabled()
+    assert view.config().augmentation == "shift" and not view.config().problems()
+    dataset.setCurrentIndex(dataset.findData("mnist"))
+    assert augmentation.isEnabled() and view.config().augmentation == "efficient-capsnet"
+
+
 def test_routing_is_parsed_into_the_model_config_and_refused_for_other_models():
     parsed = config_from(build_parser().parse_args(["train", "--routing", "uniform",
                                                     "--iterations", "2"]))

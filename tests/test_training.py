@@ -189,3 +189,13 @@ def test_slow_short_cpu_run_learns_mnist(mnist_train, mnist_test):
     finished = Trainer(config, mnist_train, mnist_test).run()
     assert finished.completed
     assert finished.history[-1].test_accuracy > 0.6
+
+
+def test_the_learning_rate_decays_no_lower_than_min_lr(mnist_train, mnist_test):
+    def rates(**options):
+        events = Trainer(tiny_config(lr_decay=0.5, decay_steps=1, **options), mnist_train,
+                         mnist_test).events()
+        return [e.learning_rate for e in events if isinstance(e, BatchProgress)]
+
+    assert rates() == pytest.approx([5e-4, 2.5e-4, 1.25e-4])  # halved every step
+    assert rates(min_lr=2e-4) == pytest.approx([5e-4, 2.5e-4, 2e-4])

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from capsviewer.data.augmentation import SHIFT
 from capsviewer.data.transforms import affine_images, as_batch, placement, shift_images
 
 ROTATION_ANGLES = tuple(range(0, 181, 15))  # degrees: 0, 15, …, 180
@@ -99,6 +100,7 @@ class ModelInfo:
     epoch: int | None = None  # epochs trained, fine-tuning included
     parameters: int | None = None
     training_shift_px: int | None = None  # the random-shift augmentation it was trained with
+    training_augmentation: str | None = None  # "shift", "efficient-capsnet"; None: not known
 
 
 @dataclass(frozen=True)
@@ -312,6 +314,16 @@ def translation_accuracy(models, images, labels, shift_px: int, seed: int = 0, *
                      batch_size, should_stop, progress)
 
 
+def trained_augmentation(train_config: dict | None) -> dict:
+    """ModelInfo's training fields from a checkpoint's ``train_config``: its augmentation
+    (runs before the option existed: shifts) and, for shifts, their range in pixels."""
+    if not train_config:
+        return {"training_shift_px": None, "training_augmentation": None}
+    augmentation = train_config.get("augmentation", SHIFT)
+    shift = train_config.get("max_shift") if augmentation == SHIFT else None
+    return {"training_shift_px": shift, "training_augmentation": augmentation}
+
+
 def describe_model(name: str, model) -> ModelInfo:
     """A ModelInfo from the model alone (no checkpoint)."""
     parameters = getattr(model, "parameters", None)
@@ -398,6 +410,7 @@ __all__ = [
     "draw_affine",
     "from_json",
     "robustness_report",
+    "trained_augmentation",
     "rotation_accuracy",
     "shift_offsets",
     "to_json",

@@ -78,7 +78,7 @@ def measure(args, command: str):
     ``command`` is recorded as the way to reproduce it."""
     from tqdm import tqdm
 
-    from capsviewer.analysis.robustness import ModelInfo, robustness_report
+    from capsviewer.analysis.robustness import ModelInfo, robustness_report, trained_augmentation
     from capsviewer.data import load_dataset
     from capsviewer.training import describe_device, load_checkpoint, select_device
     from capsviewer.training.checkpoints import epochs_trained
@@ -112,7 +112,7 @@ def measure(args, command: str):
             stated_on_full_test_set=meta.get("dataset", {}).get("test_images") == "all",
             epoch=epochs_trained(meta),
             parameters=sum(p.numel() for p in checkpoint.model.parameters()),
-            training_shift_px=meta.get("train_config", {}).get("max_shift"),
+            **trained_augmentation(meta.get("train_config")),
         )
     test = load_dataset(args.dataset, train=False, root=args.data_root).subset(args.subset,
                                                                                seed=args.seed)

@@ -14,6 +14,13 @@ from dataclasses import dataclass
 
 import torch
 
+from capsviewer.data.augmentation import (
+    AUGMENTATIONS,
+    EFFICIENT_CAPSNET,
+    SHIFT,
+    apply_recipe,
+    draw_recipe,
+)
 from capsviewer.data.datasets import (  # noqa: F401  (the task names, re-exported)
     DATASETS,
     MULTIMNIST,
@@ -59,13 +66,16 @@ def source_dataset(task: str) -> str:
     return "mnist" if task == MULTIMNIST else task
 
 
-def get_task(name: str, max_shift: int = 2) -> Task:
-    """The task ``name`` (one of TASKS); ``max_shift`` is the single-image augmentation."""
+def get_task(name: str, max_shift: int = 2, augmentation: str = SHIFT) -> Task:
+    """The task ``name`` (one of TASKS); ``augmentation`` (one of AUGMENTATIONS) and
+    ``max_shift`` (its shifts) are the single-image augmentation."""
     if name == MULTIMNIST:
         return Pairs()
     if name not in DATASETS:
         raise KeyError(f"unknown dataset {name!r}; known: {', '.join(TASKS)}")
-    return Singles(name, max_shift)
+    if augmentation not in AUGMENTATIONS:
+        raise KeyError(f"unknown augmentation {augmentation!r}; known: {', '.join(AUGMENTATIONS)}")
+    return Singles(name, max_shift, augmentation)
 
 
 class Task(ABC):
@@ -98,10 +108,11 @@ class Task(ABC):
 
 
 class Singles(Task):
-    """One image per input, shifted by up to ``max_shift`` pixels (the paper's augmentation)."""
+    """One image per input, shifted by up to ``max_shift`` pixels (the paper's augmentation),
+    or augmented by Efficient-CapsNet's recipe (:mod:`capsviewer.data.augmentation`)."""
 
-    def __init__(self, name: str, max_shift: int):
-        self.name, self.max_shift = name, max_shift
+    def __init__(self, name: str, max_shift: int, augmentation: str = SHIFT):
+        self.name, self.max_shift, self.augmentation = name, max_shift, augmentation
 
     def test_set(self, test: ImageSet, subset: int | None = None, seed: int = 0) -> ImageSet:
         return test.subset(subset, seed)
@@ -111,17 +122,22 @@ class Singles(Task):
 
     def draw_epoch(self, labels, generator, device) -> EpochPlan:
         order = torch.randperm(len(labels), generator=generator).to(device)
-        shifts = None
-        if self.max_shift > 0:  # by image index
-            shifts = draw_shifts(len(labels), self.max_shift, generator).to(device)
-        return EpochPlan(order, shifts)
+        draws = None  # by image index
+        if self.augmentation == EFFICIENT_CAPSNET:
+            draws = draw_recipe(len(labels), generator=generator).to(device)
+        elif self.max_shift > 0:
+            draws = draw_shifts(len(labels), self.max_shift, generator).to(device)
+        return EpochPlan(order, draws)
 
     def batch(self, images, labels, plan, positions) -> Batch:
         index = plan.order[positions]
         x = images[index]
-        if plan.draws is not None:
-            x = shift_images(x, plan.draws[:, index], self.max_shift)
-        x = to_float(x)
+        if self.augmentation == EFFICIENT_CAPSNET:
+            x = apply_recipe(to_float(x), plan.draws[:, index])
+        else:
+            if plan.draws is not None:
+                x = shift_images(x, plan.draws[:, index], self.max_shift)
+            x = to_float(x)
         return Batch(x, labels[index], x)
 
 

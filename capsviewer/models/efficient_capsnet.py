@@ -12,8 +12,10 @@ margin loss, the reconstruction loss, masking, the decoder. Differences from the
 PyTorch's default initialisation of the convolutions (theirs: he_normal); W_ij ~ N(0, 0.04²),
 about what Keras' he_normal gives their 4-D W; batch norm as Keras' (ε = 1e-3, momentum 0.99).
 The reconstruction weight 0.0005 on the summed squared error is their 0.392 on the mean over
-784 pixels. Training (``capsviewer train``) uses the trainer's schedule and 2-pixel shifts, not
-their augmentation (rotations, shifts, zooms, patch removal) nor their learning-rate schedule.
+784 pixels. ``capsviewer train`` uses the trainer's schedule and 2-pixel shifts unless told
+otherwise: ``--augmentation efficient-capsnet`` is their augmentation
+(:mod:`capsviewer.data.augmentation`), and docs/routing-comparison.md gives their schedule's
+flags.
 """
 
 from __future__ import annotations

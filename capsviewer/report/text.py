@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 from capsviewer.analysis.robustness import Condition, ModelInfo, RobustnessReport
+from capsviewer.data.augmentation import EFFICIENT_CAPSNET
 from capsviewer.models import display_name
 
 
@@ -110,8 +111,27 @@ def findings(report: RobustnessReport) -> list[str]:
     return sentences
 
 
+def training_sentence(report: RobustnessReport, trained: str) -> str:
+    """What the models saw in training, besides the clean digits."""
+    shifted = "without rotation, shear or scaling, so everything beyond that is outside what " \
+              "they saw in training."
+    recipe = [display_name(m.name) for m in report.models
+              if m.training_augmentation == EFFICIENT_CAPSNET]
+    if not recipe:
+        return f"The models were trained {trained} and {shifted}"
+    saw = ("Efficient-CapsNet's augmentation (rotations of up to ±30° on half the images, "
+           "shifts within each digit's margins, horizontal squeezes of 1–7 px, a 4×4 patch "
+           "erased), so rotations of up to 30° are within what it saw")
+    if len(recipe) == len(report.models):
+        return f"The models were trained with {saw.replace(' it ', ' they ')}."
+    return (f"{', '.join(recipe)} {'was' if len(recipe) == 1 else 'were'} trained with "
+            f"{saw if len(recipe) == 1 else saw.replace(' it ', ' they ')}; the others were "
+            f"trained {trained} and {shifted}")
+
+
 def caveats(report: RobustnessReport) -> list[str]:
-    shifts = {m.training_shift_px for m in report.models}
+    shifts = {m.training_shift_px for m in report.models
+              if m.training_augmentation != EFFICIENT_CAPSNET}
     if len(shifts) == 1 and None not in shifts:
         trained = f"with random shifts of up to {shifts.pop()} px"
     else:
@@ -123,8 +143,7 @@ def caveats(report: RobustnessReport) -> list[str]:
         "stay within the 28×28 frame, up to 6 px, and ink pushed past the border is lost (MNIST "
         "digits fit a 20×20 box centred by mass, so shifts beyond about 4 px start to crop "
         "strokes).",
-        f"The models were trained {trained} and without rotation, shear or scaling, so "
-        "everything beyond that is outside what they saw in training.",
+        training_sentence(report, trained),
         "Published results disagree about capsules' affine robustness. Sabour, Frosst & Hinton "
         "(2017) report 79 % on affNIST for their CapsNet against 66 % for a CNN with a similar "
         "number of parameters, both trained on translated MNIST; Gu & Tresp (CVPR 2020) find "

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from capsviewer.checks import number_problem
+from capsviewer.data.augmentation import AUGMENTATION_TITLES, AUGMENTATIONS, SHIFT
 from capsviewer.data.datasets import DATA_ROOT_HELP
 from capsviewer.data.tasks import MULTIMNIST, TASK_TITLES, TASKS
 from capsviewer.maths import ROUTING_ALGORITHMS, VECTOR_ROUTINGS
@@ -116,7 +117,17 @@ class TrainConfig:
         "steps per --lr-decay factor (469 is one MNIST epoch at batch 128; the paper's "
         "MultiMNIST runs decay 10× slower, 20000)", metavar="N",
         minimum=1, maximum=10**9))
+    min_lr: float = field(default=0.0, metadata=option(
+        "the learning rate decays no lower than this (Efficient-CapsNet's recipe: 5e-5)",
+        metavar="LR", minimum=0.0, maximum=1.0))
     max_shift: int = 2  # random shifts of up to 2 px, the paper's only augmentation (MultiMNIST: 4)
+    augmentation: str = field(default=SHIFT, metadata=option(
+        "how training images are varied: shift, random shifts of up to 2 px (Sabour et al.); "
+        "efficient-capsnet, Mazzia et al.'s recipe: rotation by up to 30° on half the images, "
+        "a shift within the ink's margins, a horizontal squeeze, a 4×4 patch erased (their "
+        "full recipe: --batch-size 16 --lr 5e-4 --lr-decay 0.97 --decay-steps 3750 --min-lr "
+        "5e-5 --epochs 150)", label="Augmentation", choices=AUGMENTATIONS,
+        titles=AUGMENTATION_TITLES))
     subset: int | None = field(default=None, metadata=option(
         "train on this many random images (MultiMNIST: digits, each paired afresh every epoch; "
         "default: all)", label="Training images",
@@ -172,6 +183,9 @@ class TrainConfig:
                 named = ", ".join(models[:-1]) + " and " + models[-1] if len(models) > 1 \
                     else models[0]
                 found.append(f"{name} {verb} to {named}, not to {self.model}")
+        if self.dataset == MULTIMNIST and self.augmentation != SHIFT:
+            found.append(f"the {self.augmentation} augmentation is for single images; "
+                         "MultiMNIST pairs are shifted by up to 4 px")
         if self.dataset == MULTIMNIST and self.model not in MULTIMNIST_MODELS:
             found.append(f"MultiMNIST trains {', '.join(MULTIMNIST_MODELS)}, not {self.model}")
         if self.dataset != MULTIMNIST and self.model not in MODELS:

@@ -209,7 +209,7 @@ class Trainer:
         self._cancel = threading.Event()
         self._running = threading.Event()
         self._running.set()
-        self.task = get_task(config.dataset, config.max_shift)
+        self.task = get_task(config.dataset, config.max_shift, config.augmentation)
         torch.manual_seed(config.seed)
         try:
             self.model = build_model(config.architecture, config.model_values()).to(self.device)
@@ -364,7 +364,7 @@ class Trainer:
                 images_per_second=totals[2] * processes.world_size / max(now - epoch_start, 1e-9),
                 elapsed_seconds=elapsed,
                 eta_seconds=elapsed / run.steps_done * run.steps_left,
-                learning_rate=run.scheduler.get_last_lr()[0],
+                learning_rate=run.optimizer.param_groups[0]["lr"],
             )
 
         for batch in range(1, run.batches + 1):
@@ -530,6 +530,9 @@ class Trainer:
                 "try a smaller --batch-size"
             ) from error
         run.scheduler.step()
+        if self.config.min_lr > 0:  # ExponentialLR decays from the group's lr: it stays here
+            for group in run.optimizer.param_groups:
+                group["lr"] = max(group["lr"], self.config.min_lr)
         return output, loss
 
     def _wait_if_paused(self) -> bool:

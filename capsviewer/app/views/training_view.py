@@ -34,6 +34,7 @@ import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
 from capsviewer import paths
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
+from capsviewer.data.augmentation import SHIFT
 from capsviewer.data.tasks import MULTIMNIST
 from capsviewer.models import CapsNetConfig, configured_by, default_routing_iterations
 from capsviewer.training import (
@@ -208,7 +209,7 @@ class TrainingView(QWidget, ExportableView):
             form.addRow(opt.label, row)
         self._model, self._dataset = self._fields["model"], self._fields["dataset"]
         self._iterations, self._device = self._fields["routing_iterations"], self._fields["device"]
-        self._routing = self._fields["routing"]
+        self._routing, self._augmentation = self._fields["routing"], self._fields["augmentation"]
         self._output = self._fields["output"]
         self._output_help = self._output.toolTip()
         self._iterations.setValue(ROUTED[self._model.currentData()])
@@ -327,6 +328,8 @@ class TrainingView(QWidget, ExportableView):
             model_config["routing_iterations"] = self._iterations.value()
         if values["model"] in ROUTING_CHOICE:
             model_config["routing"] = self._routing.currentData()
+        if values["dataset"] == MULTIMNIST:  # pairs have their own shifts
+            values["augmentation"] = SHIFT
         on_gpu = values["device"].startswith("cuda") or (
             values["device"] == "auto" and torch.cuda.is_available())
         typed = values["output"]
@@ -359,6 +362,8 @@ class TrainingView(QWidget, ExportableView):
         model = self._model.currentData()
         self._iterations.setEnabled(self._state == "idle" and model in ROUTED)
         self._routing.setEnabled(self._state == "idle" and model in ROUTING_CHOICE)
+        self._augmentation.setEnabled(self._state == "idle"
+                                      and self._dataset.currentData() != MULTIMNIST)
         if model in ROUTED and model != self._routed_model:
             self._routed_model = model
             self._iterations.setValue(ROUTED[model])
