@@ -3,7 +3,7 @@ measured on the winning digit capsule of each of the first test images:
 
 1. what the learned bias b_j on s_j does ("The bias b_j after 10 epochs"): how long b_j is
    against s_j = Σ_i c_ij û_{j|i} + b_j and how far it points along s_j, beside the largest
-   single part's support c_ij‖û_{j|i}‖ (seed 0 of dynamic and dynamic-bias);
+   single part's support c_ij‖û_{j|i}‖ (every finished seed of dynamic and dynamic-bias);
 2. how the largest part arises ("Why one part dominates"): for every finished run of the
    CapsNet-backbone entries, the part with the largest support, its share of Σ_i c_ij‖û_{j|i}‖,
    its coupling c_ij (1/J = 0.1 is uniform) and its vote's length against the median vote's
@@ -43,6 +43,17 @@ def largest_part(model, images: torch.Tensor) -> dict[str, float]:
     }
 
 
+def finished(work: Path, entries):
+    """(entry, seed, model) for each finished 10-epoch run of ``entries`` in ``work``."""
+    from capsviewer.training import load_checkpoint
+
+    for entry in entries:
+        for result in sorted(work.glob(f"{entry}-seed*.json")):  # written when a run ends
+            signature = json.loads(result.read_text())["signature"]
+            if signature["entry"] == entry and signature["epochs"] == 10:
+                model = load_checkpoint(result.with_suffix(".safetensors")).model.eval()
+                yield entry, signature["seed"], model
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -53,14 +64,13 @@ def main() -> None:
 
     from capsviewer.data import load_test_set
     from capsviewer.data.transforms import to_float
-    from capsviewer.training import load_checkpoint
 
     torch.set_num_threads(2)
     images = to_float(load_test_set("mnist", args.data_root).images[:args.images])
-    print("| model | ‖s_j‖ | ‖b_j‖ | ‖b_j‖ / ‖s_j‖ | cos(b_j, s_j) | largest part's c_ij‖û‖ "
-          "| Σ_i c_ij‖û‖ |\n|---|---|---|---|---|---|---|")
-    for entry in ("dynamic", "dynamic-bias"):
-        model = load_checkpoint(args.work / f"{entry}-seed0.safetensors").model.eval()
+    print("| model | seed | ‖s_j‖ | ‖b_j‖ | ‖b_j‖ / ‖s_j‖ | cos(b_j, s_j) | largest part's "
+          "c_ij‖û‖ | Σ_i c_ij‖û‖ |\n|---|---|---|---|---|---|---|---|")
+    bias_norms = []
+    for entry, seed, model in finished(args.work, ("dynamic", "dynamic-bias")):
         with torch.no_grad():
             out = model(images, intermediates=True)
         rows = torch.arange(len(images))
@@ -75,27 +85,22 @@ def main() -> None:
         bias_cells = (f"{bias.norm(dim=1).mean():.3f} | "
                       f"{(bias.norm(dim=1) / s.norm(dim=1)).mean():.3f} | {cosine.mean():.3f}"
                       if model.digit_bias is not None else "— | — | —")
-        print(f"| {entry} | {s.norm(dim=1).mean():.3f} | {bias_cells} | "
+        print(f"| {entry} | {seed} | {s.norm(dim=1).mean():.3f} | {bias_cells} | "
               f"{support.max(dim=1).values.mean():.3f} | {support.sum(dim=1).mean():.3f} |")
         if model.digit_bias is not None:
             norms = ", ".join(f"{v:.3f}" for v in model.digit_bias.norm(dim=1).tolist())
-            print(f"\n‖b_j‖ of the 10 classes (initialised at 0.1 per coordinate: "
-                  f"{0.1 * model.digit_bias.shape[1] ** 0.5:.3f}): {norms}\n")
+            bias_norms.append(f"‖b_j‖ of the 10 classes, seed {seed} (initialised at 0.1 per "
+                              f"coordinate: {0.1 * model.digit_bias.shape[1] ** 0.5:.3f}): "
+                              f"{norms}")
+    print("\n" + "\n\n".join(bias_norms))
 
     print()
     print("| 10 epochs | seed | largest part's share of the support | its c_ij (uniform 0.1) "
           "| its ‖û‖ / median ‖û‖ |\n|---|---|---|---|---|")
-    for entry in ENTRIES:
-        for result in sorted(args.work.glob(f"{entry}-seed*.json")):  # finished runs only
-            signature = json.loads(result.read_text())["signature"]
-            if signature["entry"] != entry or signature["epochs"] != 10:
-                continue
-            model = load_checkpoint(result.with_suffix(".safetensors")).model.eval()
-            seed = signature["seed"]
-            found = largest_part(model, images)
-            print(f"| {entry} | {seed} | {100 * found['share']:.2f} % | {found['coupling']:.3f} "
-                  f"| {found['length']:.1f}× |")
-
+    for entry, seed, model in finished(args.work, ENTRIES):
+        found = largest_part(model, images)
+        print(f"| {entry} | {seed} | {100 * found['share']:.2f} % | {found['coupling']:.3f} "
+              f"| {found['length']:.1f}× |")
 
 
 if __name__ == "__main__":

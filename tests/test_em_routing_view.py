@@ -20,6 +20,8 @@ from capsviewer.training import save_checkpoint
 from capsviewer.training.model_files import SHIPPED_MODELS, find_models
 
 SMALL = {"conv_channels": 16, "conv2_channels": 32, "routing_iterations": 3}
+MATRIX_SMALL = {"conv_channels": 8, "primary_types": 4, "conv_caps1_types": 4,
+                "conv_caps2_types": 4, "routing_iterations": 2}
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +215,23 @@ def test_the_window_steps_the_em_model_on_the_current_test_image(qtbot, model_fi
         np.testing.assert_allclose(view.em.activations, expected.activations, rtol=1e-5)
         assert f"iteration {view.iteration} of {len(expected.steps)}" in \
             view.em_panel.mosaic.plot.titleLabel.text
+        # A matrix-capsule model the user loads (or trains and uses) is the one stepped; the
+        # shipped one comes back with Model ▸ Shipped models.
+        torch.manual_seed(1)
+        theirs = save_checkpoint(tmp_path / "matrix-capsnet-mnist.safetensors",
+                                 build_model("matrix-capsnet", MATRIX_SMALL),
+                                 {"dataset": {"name": "mnist"}, "epoch": 0})
+        window.session.load_checkpoint(theirs)
+        settle(qtbot, window, lambda: "matrix-capsnet" in window.state.models
+               and view.em is not None)
+        assert "em-capsnet" not in window.state.models
+        expected = inspect_em(window.state.em_model, mnist_test.images[4, 0])
+        assert window.state.models["matrix-capsnet"].path == theirs
+        np.testing.assert_allclose(view.em.activations, expected.activations, rtol=1e-5)
+        window.use_shipped_models()
+        if em_file.parent.resolve() == SHIPPED_MODELS.resolve():
+            settle(qtbot, window, lambda: "em-capsnet" in window.state.models)
+            assert "matrix-capsnet" not in window.state.models
     finally:
         window.shutdown()
 

@@ -63,7 +63,7 @@ def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
     finished = record(runner.finished)
     testing = []  # the progress text as each test-pass event arrives (after the view's slot)
     runner.testing.connect(lambda event: testing.append((event, view._progress_text)))
-    with qtbot.waitSignal(view.model_ready, timeout=20_000) as ready:
+    with qtbot.waitSignal(view.model_ready, timeout=120_000) as ready:
         qtbot.mouseClick(view.start_button, LEFT)
         assert runner.is_running() and not view.start_button.isEnabled()
     assert ready.args == [str(tmp_path / "cnn.safetensors")]
@@ -263,5 +263,8 @@ def test_matrix_capsnet_trains_from_the_form(qtbot, trainer_ui, tmp_path, mnist_
         runner.start(config, mnist_train, mnist_test)
     meta = saved_metadata(ready.args[0])
     assert meta["architecture"] == "matrix-capsnet"
-    assert not view.use_button.isEnabled()  # the window shows CapsNet and CNN models only
+    assert view.use_button.isEnabled()  # the Routing tab steps its EM routing
+    with qtbot.waitSignal(view.use_model) as chosen:
+        qtbot.mouseClick(view.use_button, LEFT)
+    assert chosen.args == [ready.args[0]]
     assert meta["train_config"]["model_config"] == {"routing_iterations": 2}

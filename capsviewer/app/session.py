@@ -11,7 +11,7 @@ from PySide6.QtCore import QObject, Signal, Slot
 
 from capsviewer.app.compute import ComputeLane
 from capsviewer.app.errors import explain
-from capsviewer.app.state import AppState, LoadedModel
+from capsviewer.app.state import EM_MODELS, AppState, LoadedModel
 from capsviewer.data import (
     DATASET_TITLES,
     DATASETS,
@@ -99,7 +99,10 @@ class ModelSession(QObject):
         if entry.dataset != self.state.dataset:
             self.switch_dataset(entry.dataset)
         self.status.emit(f"Loaded {entry.summary(file=False)}")  # the file: in the model label
-        self.state.set_models({**self.state.models, entry.architecture: entry})
+        models = dict(self.state.models)
+        if entry.architecture in EM_MODELS:  # one EM model: the one loaded last is stepped
+            models = {k: v for k, v in models.items() if k not in EM_MODELS}
+        self.state.set_models({**models, entry.architecture: entry})
 
     def _failed(self, path: Path, error: BaseException) -> None:
         self.error.emit("Could not load model", *explain(error, f"loading {path.name}"))

@@ -33,6 +33,7 @@ from PySide6.QtWidgets import (
 import pyqtgraph as pg  # after PySide6, so pyqtgraph binds it
 
 from capsviewer import paths
+from capsviewer.app.state import EM_MODELS
 from capsviewer.app.views.common import FORMULAS, ExportableView, Table
 from capsviewer.data.augmentation import SHIFT
 from capsviewer.data.tasks import MULTIMNIST
@@ -539,7 +540,8 @@ class TrainingView(QWidget, ExportableView):
         if finished.checkpoint and finished.epochs_done >= 1:
             run = self._runner.config if self._runner is not None else self.config()
             pairs = run.dataset == MULTIMNIST  # the Overlap tab shows a pair CapsNet
-            usable = run.model == "capsnet" if pairs else run.model in ("capsnet", "cnn")
+            usable = run.model == "capsnet" if pairs else run.model in ("capsnet", "cnn",
+                                                                         *EM_MODELS)
             self._ready = finished.checkpoint if usable else None
             self.use_button.setEnabled(usable)
             if pairs:
@@ -548,7 +550,7 @@ class TrainingView(QWidget, ExportableView):
             else:
                 note = ("Saved as a new file; the window keeps its models until you press "
                         "“Use this model”." if usable else
-                        "Saved; the window shows CapsNet and CNN models only.")
+                        "Saved; the window shows CapsNet, CNN and matrix-capsule models only.")
             self._log.addItem(note)
             self.model_ready.emit(finished.checkpoint)
 
