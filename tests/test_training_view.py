@@ -84,6 +84,10 @@ def test_cnn_run_from_the_start_button(qtbot, trainer_ui, tmp_path):
     assert len(finished) == 1 and finished[0].completed and finished[0].epochs_done == 2
     assert not runner.is_running() and view.start_button.isEnabled()
     assert view._log.count() == 4  # two epochs, the summary and what to do with the model
+    bar = view._progress  # the summary, elided to the bar's width, whole in its tooltip
+    assert bar.toolTip().startswith("finished after 2 epoch(s)")
+    assert bar.toolTip().endswith(str(tmp_path / "cnn.safetensors"))
+    assert bar.fontMetrics().horizontalAdvance(bar.text()) <= bar.contentsRect().width()
     assert "Use this model" in view._log.item(3).text()
     header, rows = view.export_tables()["training-history"]
     assert header[0] == "epoch" and [r[4] for r in rows] == [e.test_accuracy for e in epochs]
