@@ -533,11 +533,13 @@ class TrainingView(QWidget, ExportableView):
                 f"in {format_duration(finished.seconds)}")
         if best is not None:
             line += f" · best test accuracy {100 * best:.2f} %"
+        bar = line
         if finished.checkpoint:
             line += f" · {finished.checkpoint}"
+            bar += f" · {Path(finished.checkpoint).name}"
         self._log.addItem(line)
         self._log.scrollToBottom()
-        self._set_bar_text(line)
+        self._set_bar_text(bar, line)
         if finished.checkpoint and finished.epochs_done >= 1:
             run = self._runner.config if self._runner is not None else self.config()
             pairs = run.dataset == MULTIMNIST  # the Overlap tab shows a pair CapsNet
@@ -562,13 +564,13 @@ class TrainingView(QWidget, ExportableView):
         self._log.scrollToBottom()
         self._set_bar_text("failed: " + message.splitlines()[0])
 
-    def _set_bar_text(self, text: str) -> None:
-        """A final line on the progress bar: elided to its width (a checkpoint path can be
-        long), whole in its tooltip and in the log."""
+    def _set_bar_text(self, text: str, whole: str | None = None) -> None:
+        """A final line on the progress bar, elided to its width; ``whole`` (the line with
+        the checkpoint's full path, as in the log) in its tooltip."""
         room = self._progress.contentsRect().width() - 16
-        shown = self._progress.fontMetrics().elidedText(text, Qt.TextElideMode.ElideMiddle, room)
+        shown = self._progress.fontMetrics().elidedText(text, Qt.TextElideMode.ElideRight, room)
         self._progress.setFormat(shown)
-        self._progress.setToolTip(text)
+        self._progress.setToolTip(whole or text)
 
     def _clear(self) -> None:
         for plot in (self.loss_plot, self.accuracy_plot):  # a run starts: its curves come
